@@ -1,0 +1,365 @@
+//! The decision loop: one claim at a time, as the PV controller and the
+//! scheduler's VolumeBinding plugin would decide it.
+
+use std::collections::{BTreeMap, HashMap};
+
+use super::admission::Admitted;
+use super::index::{Filter, VolumeIndex};
+use super::matcher::{ClaimView, VolumeState, is_bound_to_claim, satisfies_named};
+use super::plan::*;
+use super::reclaim;
+use super::snapshot::{self, Claim, Node, Snapshot, StorageClass};
+use crate::model::{BindingMode, ClaimKey, Labels, ObjectKey};
+use crate::quantity::Quantity;
+
+const EMPTY_LABELS: &Labels = &Labels::new();
+
+pub(super) struct Engine<'s> {
+    pub(super) snap: &'s Snapshot,
+    pub(super) classes: HashMap<&'s str, &'s StorageClass>,
+    pub(super) nodes: HashMap<&'s str, &'s Node>,
+    pub(super) states: Vec<VolumeState>,
+    pub(super) taken: Vec<Option<ClaimKey>>,
+    pub(super) index: VolumeIndex,
+    pub(super) by_name: HashMap<&'s str, usize>,
+    pub(super) reserved: HashMap<ClaimKey, Vec<usize>>,
+    pub(super) bound: HashMap<ClaimKey, usize>,
+    /// Claim → pods using it, with their node if scheduled.
+    pub(super) consumers: HashMap<ClaimKey, Vec<(ObjectKey, Option<String>)>>,
+    /// WaitForFirstConsumer claims left for the scheduler path (admitted index).
+    pub(super) deferred: BTreeMap<ClaimKey, usize>,
+    pub(super) plan: Plan,
+}
+
+impl<'s> Engine<'s> {
+    pub(super) fn new(snap: &'s Snapshot, admitted: &[Admitted<'s>]) -> Self {
+        let claims: HashMap<&ClaimKey, &Claim> = admitted
+            .iter()
+            .map(|a| (&a.claim.key, a.claim.as_ref()))
+            .collect();
+        let states = reclaim::volume_states(&snap.volumes, &claims);
+        let index = VolumeIndex::build(&snap.volumes, |i| states[i] == VolumeState::Free);
+        let mut reserved: HashMap<ClaimKey, Vec<usize>> = HashMap::new();
+        for (i, s) in states.iter().enumerate() {
+            if let VolumeState::Reserved(k) = s {
+                reserved.entry(k.clone()).or_default().push(i);
+            }
+        }
+        Engine {
+            snap,
+            classes: snap.classes.iter().map(|c| (c.name.as_str(), c)).collect(),
+            nodes: snap.nodes.iter().map(|n| (n.name.as_str(), n)).collect(),
+            taken: vec![None; snap.volumes.len()],
+            by_name: snap
+                .volumes
+                .iter()
+                .enumerate()
+                .map(|(i, v)| (v.name.as_str(), i))
+                .collect(),
+            states,
+            index,
+            reserved,
+            bound: HashMap::new(),
+            consumers: HashMap::new(),
+            deferred: BTreeMap::new(),
+            plan: Plan::default(),
+        }
+    }
+
+    pub(super) fn bind(&mut self, claim: &ClaimKey, volume: usize, how: BindHow) {
+        self.taken[volume] = Some(claim.clone());
+        self.index.take(volume);
+        self.bound.insert(claim.clone(), volume);
+        self.plan.bindings.push(Binding {
+            claim: claim.clone(),
+            volume: self.snap.volumes[volume].name.clone(),
+            how,
+        });
+    }
+
+    fn pend(&mut self, claim: &ClaimKey, reason: PendingReason) {
+        self.plan.pending.push(PendingClaim {
+            claim: claim.clone(),
+            reason,
+            candidates: Vec::new(),
+        });
+    }
+
+    /// Decides one claim; `i` is its position in `admitted`.
+    pub(super) fn decide(&mut self, i: usize, a: &Admitted<'s>) {
+        let claim = a.claim.as_ref();
+        let request = claim.request.unwrap_or_else(Quantity::zero);
+        let view = ClaimView {
+            claim,
+            class: &a.class,
+            request,
+        };
+        if let Some(name) = &claim.volume_name {
+            self.decide_named(&view, name);
+            return;
+        }
+        let class = self.classes.get(a.class.as_str()).copied();
+        let delayed = class.is_some_and(|c| c.binding_mode == BindingMode::WaitForFirstConsumer);
+
+        if let Some((v, how)) = self.find_match(&view, delayed) {
+            self.bind(&claim.key, v, how);
+            return;
+        }
+        if !delayed {
+            match self.provision(&view, None) {
+                Ok(p) => self.plan.provisioning.push(p),
+                Err(r) => self.pend(&claim.key, r),
+            }
+            return;
+        }
+        if let Some(node) = claim.selected_node.clone() {
+            match self.provision(&view, Some(&node)) {
+                Ok(p) => self.plan.provisioning.push(p),
+                Err(r) => self.pend(&claim.key, r),
+            }
+            return;
+        }
+        let consumers = self.consumers.get(&claim.key).cloned().unwrap_or_default();
+        if consumers.iter().any(|(_, node)| node.is_some()) {
+            self.deferred.insert(claim.key.clone(), i);
+            return;
+        }
+        let reason = if consumers.is_empty() {
+            PendingReason::WaitingForFirstConsumer
+        } else {
+            let mut pods: Vec<ObjectKey> = consumers.into_iter().map(|(p, _)| p).collect();
+            pods.sort();
+            pods.dedup();
+            PendingReason::WaitingForPodScheduled(pods)
+        };
+        self.pend(&claim.key, reason);
+    }
+
+    fn decide_named(&mut self, view: &ClaimView<'_>, name: &str) {
+        let claim = view.claim;
+        let Some(&v) = self.by_name.get(name) else {
+            let reason = if claim.bound_phase {
+                PendingReason::Lost(name.to_string())
+            } else {
+                PendingReason::VolumeNotFound(name.to_string())
+            };
+            self.pend(&claim.key, reason);
+            return;
+        };
+        let volume = &self.snap.volumes[v];
+        if self.taken[v].is_some() {
+            self.pend(&claim.key, PendingReason::VolumeBoundElsewhere(name.to_string()));
+            return;
+        }
+        if volume.claim_ref.is_none() {
+            match satisfies_named(volume, view) {
+                Ok(()) => self.bind(&claim.key, v, BindHow::VolumeName),
+                Err(problem) => self.pend(
+                    &claim.key,
+                    PendingReason::VolumeMismatch {
+                        volume: name.to_string(),
+                        problem,
+                    },
+                ),
+            }
+        } else if is_bound_to_claim(volume, claim)
+            && matches!(self.states[v], VolumeState::Reserved(_))
+        {
+            let how = if claim.bound_phase {
+                BindHow::AlreadyBound
+            } else {
+                BindHow::VolumeName
+            };
+            self.bind(&claim.key, v, how);
+        } else {
+            self.pend(&claim.key, PendingReason::VolumeBoundElsewhere(name.to_string()));
+        }
+    }
+
+    /// Upstream `findBestMatchForClaim`: access-mode sets from fewest modes to
+    /// most; in each, a volume reserved for the claim wins, otherwise the
+    /// smallest fitting one. Under delayed binding only reserved volumes are
+    /// considered here (the scheduler matches the rest).
+    fn find_match(&mut self, view: &ClaimView<'_>, delayed: bool) -> Option<(usize, BindHow)> {
+        let claim = view.claim;
+        let pre: Vec<usize> = self
+            .reserved
+            .get(&claim.key)
+            .map(|vs| {
+                vs.iter()
+                    .copied()
+                    .filter(|&v| self.taken[v].is_none())
+                    .filter(|&v| is_bound_to_claim(&self.snap.volumes[v], claim))
+                    .collect()
+            })
+            .unwrap_or_default();
+        let mut sets = if delayed {
+            Vec::new()
+        } else {
+            self.index
+                .candidate_sets(view.class, claim.volume_mode, claim.access_modes)
+        };
+        for &v in &pre {
+            let m = self.snap.volumes[v].access_modes;
+            if m.contains_all(claim.access_modes) {
+                sets.push(m);
+            }
+        }
+        sets.sort_by_key(|m| (m.len(), m.bits()));
+        sets.dedup();
+        let filter = Filter {
+            selector: claim.selector.as_ref(),
+            node: None,
+        };
+        for set in sets {
+            let reserved = pre
+                .iter()
+                .copied()
+                .filter(|&v| {
+                    let vol = &self.snap.volumes[v];
+                    vol.access_modes == set
+                        && vol.capacity.is_some_and(|c| c >= view.request)
+                        && vol.volume_mode == claim.volume_mode
+                        && !vol.deleting
+                })
+                .min_by(|&a, &b| self.snap.volumes[a].name.cmp(&self.snap.volumes[b].name));
+            if let Some(v) = reserved {
+                return Some((v, BindHow::PreBound));
+            }
+            if delayed {
+                continue;
+            }
+            if let Some(v) = self.index.smallest_in_set(
+                &self.snap.volumes,
+                view.class,
+                claim.volume_mode,
+                set,
+                view.request,
+                &filter,
+            ) {
+                return Some((v, BindHow::Matched));
+            }
+        }
+        None
+    }
+
+    /// Whether a claim that found no volume gets one provisioned, and for which node.
+    pub(super) fn provision(
+        &self,
+        view: &ClaimView<'_>,
+        node: Option<&str>,
+    ) -> Result<Provisioning, PendingReason> {
+        let claim = view.claim;
+        if view.class.is_empty() {
+            return Err(PendingReason::NoClass);
+        }
+        let Some(class) = self.classes.get(view.class).copied() else {
+            return Err(PendingReason::ClassNotFound(view.class.to_string()));
+        };
+        if class.provisioner == storage_classes::NO_PROVISIONER {
+            return Err(match node {
+                Some(n) if claim.selected_node.is_none() => PendingReason::NoVolumeOnNode {
+                    node: n.to_string(),
+                    class: class.name.clone(),
+                },
+                _ => PendingReason::NoProvisioner(class.name.clone()),
+            });
+        }
+        if claim.selector.is_some() {
+            return Err(PendingReason::SelectorNotProvisionable);
+        }
+        if let Some(p) = storage_classes::provisioner(&class.provisioner) {
+            if let Some(mode) = claim.access_modes.iter().find(|m| !p.supports(*m).allows()) {
+                return Err(PendingReason::AccessModeUnsupported {
+                    provisioner: class.provisioner.clone(),
+                    mode,
+                });
+            }
+        }
+        if let (Some(n), Some(allowed)) = (node, &class.allowed_topologies) {
+            let labels = self.nodes.get(n).map_or(EMPTY_LABELS, |nd| &nd.labels);
+            if !allowed.matches(n, labels) {
+                return Err(PendingReason::TopologyNotAllowed {
+                    node: n.to_string(),
+                    class: class.name.clone(),
+                });
+            }
+        }
+        Ok(Provisioning {
+            claim: claim.key.clone(),
+            class: class.name.clone(),
+            provisioner: class.provisioner.clone(),
+            node: node.map(str::to_string),
+            request: view.request,
+        })
+    }
+
+    /// The scheduler's VolumeBinding for pods already placed on a node.
+    pub(super) fn schedule_deferred(&mut self, admitted: &[Admitted<'s>]) {
+        let mut pods: Vec<&snapshot::Pod> = self
+            .snap
+            .pods
+            .iter()
+            .filter(|p| p.node_name.is_some() && !p.terminated)
+            .collect();
+        pods.sort_by(|a, b| a.key.cmp(&b.key));
+        for pod in pods {
+            let Some(node) = pod.node_name.as_deref() else {
+                continue;
+            };
+            let mut mine: Vec<usize> = pod
+                .volumes
+                .iter()
+                .filter_map(|v| match v {
+                    snapshot::PodVolume::Claim(name) => {
+                        let key = ClaimKey::new(pod.key.namespace.clone(), name.clone());
+                        self.deferred.remove(&key)
+                    }
+                    _ => None,
+                })
+                .collect();
+            mine.sort_by(|&a, &b| {
+                let (ca, cb) = (&admitted[a].claim, &admitted[b].claim);
+                (ca.request, &ca.key).cmp(&(cb.request, &cb.key))
+            });
+            let labels = self
+                .nodes
+                .get(node)
+                .map_or(EMPTY_LABELS, |n| &n.labels);
+            for i in mine {
+                let a = &admitted[i];
+                let claim = a.claim.as_ref();
+                let view = ClaimView {
+                    claim,
+                    class: &a.class,
+                    request: claim.request.unwrap_or_else(Quantity::zero),
+                };
+                let filter = Filter {
+                    selector: claim.selector.as_ref(),
+                    node: Some((node, labels)),
+                };
+                let found = self.index.smallest_any_set(
+                    &self.snap.volumes,
+                    &a.class,
+                    claim.volume_mode,
+                    claim.access_modes,
+                    view.request,
+                    &filter,
+                );
+                match found {
+                    Some(v) => self.bind(
+                        &claim.key,
+                        v,
+                        BindHow::Scheduler {
+                            node: node.to_string(),
+                        },
+                    ),
+                    None => match self.provision(&view, Some(node)) {
+                        Ok(p) => self.plan.provisioning.push(p),
+                        Err(r) => self.pend(&claim.key, r),
+                    },
+                }
+            }
+        }
+    }
+}

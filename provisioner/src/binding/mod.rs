@@ -1,0 +1,141 @@
+//! The binding core: a pure, synchronous `plan(&Snapshot) -> Plan`.
+//!
+//! It predicts what kube-controller-manager's PV controller, the scheduler's
+//! VolumeBinding and NodeVolumeLimits plugins and the storage admission
+//! plugins do with a snapshot of a cluster. No I/O happens here.
+//!
+//! Order of work (each step is its own module):
+//! 1. `expand`: StatefulSet claim templates become claims.
+//! 2. `admission`: claims are admitted or rejected in creation order.
+//! 3. `reclaim`: each volume's state from its claimRef; released volumes get
+//!    their reclaim action.
+//! 4. `index`: free volumes are indexed by class, volume mode, access-mode set
+//!    and capacity.
+//! 5. Claims are decided, in this documented deterministic order: first the
+//!    claims that name a volume (`spec.volumeName`), by namespace/name; then all
+//!    others by namespace/name. Upstream processes claims in work-queue order;
+//!    berth fixes the order so the same snapshot always gives the same plan.
+//!    WaitForFirstConsumer claims whose consumer pod is already on a node are
+//!    then decided as the scheduler does: pod by pod (namespace/name), each
+//!    pod's claims from the smallest request up.
+//! 6. `limits`: per-node volume counts against CSINode limits.
+
+pub mod admission;
+mod engine;
+pub mod expand;
+pub mod explain;
+pub mod index;
+pub mod limits;
+pub mod matcher;
+mod near;
+pub mod plan;
+pub mod reclaim;
+pub mod snapshot;
+mod warnings;
+
+use admission::Admitted;
+use engine::Engine;
+use matcher::VolumeState;
+pub use plan::*;
+pub use snapshot::Snapshot;
+
+use crate::model::ClaimKey;
+
+/// Knobs that change how much the planner explains, never what it decides.
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// Compute "nearly matched" volumes for pending claims.
+    pub near_misses: bool,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options { near_misses: true }
+    }
+}
+
+/// Plans a snapshot with default options.
+pub fn plan(snapshot: &Snapshot) -> Plan {
+    plan_with(snapshot, &Options::default())
+}
+
+pub fn plan_with(snapshot: &Snapshot, options: &Options) -> Plan {
+    run(snapshot, options).plan
+}
+
+/// The plan plus the intermediate facts `explain` reports.
+pub(crate) struct Outcome<'s> {
+    pub plan: Plan,
+    pub admitted: Vec<Admitted<'s>>,
+    pub states: Vec<VolumeState>,
+    pub taken: Vec<Option<ClaimKey>>,
+}
+
+pub(crate) fn run<'s>(snap: &'s Snapshot, options: &Options) -> Outcome<'s> {
+    let expanded = expand::expand(snap);
+    let admission = admission::admit(snap, expanded.claims);
+    let mut engine = Engine::new(snap, &admission.admitted);
+
+    engine.plan.rejected = admission.rejected;
+    engine.plan.reclaim = reclaim::reclaim_actions(&snap.volumes, &engine.states);
+
+    // Consumers of each claim: real pods and the StatefulSet pods to come.
+    for pod in &snap.pods {
+        if pod.terminated {
+            continue;
+        }
+        for v in &pod.volumes {
+            if let snapshot::PodVolume::Claim(name) = v {
+                let key = ClaimKey::new(pod.key.namespace.clone(), name.clone());
+                engine
+                    .consumers
+                    .entry(key)
+                    .or_default()
+                    .push((pod.key.clone(), pod.node_name.clone()));
+            }
+        }
+    }
+    for (pod, names) in &expanded.set_pods {
+        for name in names {
+            let key = ClaimKey::new(pod.namespace.clone(), name.clone());
+            engine
+                .consumers
+                .entry(key)
+                .or_default()
+                .push((pod.clone(), None));
+        }
+    }
+
+    let mut order: Vec<usize> = (0..admission.admitted.len()).collect();
+    order.sort_by(|&a, &b| {
+        let (ca, cb) = (&admission.admitted[a].claim, &admission.admitted[b].claim);
+        (ca.volume_name.is_none(), &ca.key).cmp(&(cb.volume_name.is_none(), &cb.key))
+    });
+    for i in order {
+        engine.decide(i, &admission.admitted[i]);
+    }
+    engine.schedule_deferred(&admission.admitted);
+
+    if options.near_misses {
+        engine.fill_near_misses(&admission.admitted);
+    }
+    engine.plan.violations = engine.violations(&admission.admitted);
+    engine.add_warnings(&admission.admitted);
+
+    let Engine {
+        mut plan,
+        states,
+        taken,
+        ..
+    } = engine;
+    plan.bindings.sort_by(|a, b| a.claim.cmp(&b.claim));
+    plan.provisioning.sort_by(|a, b| a.claim.cmp(&b.claim));
+    plan.pending.sort_by(|a, b| a.claim.cmp(&b.claim));
+    Outcome {
+        plan,
+        admitted: admission.admitted,
+        states,
+        taken,
+    }
+}
+

@@ -1,0 +1,240 @@
+//! The binding core's output: what the cluster would do, and why.
+//!
+//! Every decision carries a reason whose wording is shared by `dry-run`,
+//! `explain` and (later) Kubernetes Events, so the three never disagree.
+
+use std::fmt;
+
+use crate::model::{AccessMode, ClaimKey, ObjectKey, ReclaimPolicy, VolumeMode};
+use crate::quantity::Quantity;
+
+/// How a claim came to be bound to its volume.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum BindHow {
+    /// Claim and volume already point at each other.
+    AlreadyBound,
+    /// The claim named the volume in `spec.volumeName`.
+    VolumeName,
+    /// The volume's `spec.claimRef` reserved it for the claim.
+    PreBound,
+    /// The PV controller's best match (smallest fitting volume).
+    Matched,
+    /// Delayed binding: the scheduler matched it for a pod on this node.
+    Scheduler { node: String },
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Binding {
+    pub claim: ClaimKey,
+    pub volume: String,
+    pub how: BindHow,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Provisioning {
+    pub claim: ClaimKey,
+    pub class: String,
+    pub provisioner: String,
+    /// The node a WaitForFirstConsumer claim is provisioned for.
+    pub node: Option<String>,
+    pub request: Quantity,
+}
+
+/// Why a claim that was compared against a volume did not take it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Mismatch {
+    TooSmall { have: Quantity, want: Quantity },
+    NoCapacity,
+    Class { have: String, want: String },
+    VolumeMode { have: VolumeMode, want: VolumeMode },
+    AccessModes { missing: Vec<AccessMode> },
+    Selector,
+    NotAvailable { phase: &'static str },
+    ReservedFor(ClaimKey),
+    BoundTo(ClaimKey),
+    Deleting,
+    NodeAffinity { node: String },
+}
+
+impl fmt::Display for Mismatch {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Mismatch::TooSmall { have, want } => write!(f, "{have} < {want} requested"),
+            Mismatch::NoCapacity => f.write_str("no capacity set"),
+            Mismatch::Class { have, want } => {
+                write!(f, "storageClassName {have:?} != {want:?}")
+            }
+            Mismatch::VolumeMode { have, want } => write!(f, "volumeMode {have} != {want}"),
+            Mismatch::AccessModes { missing } => {
+                let names: Vec<&str> = missing.iter().map(|m| m.as_str()).collect();
+                write!(f, "lacks access mode {}", names.join(","))
+            }
+            Mismatch::Selector => f.write_str("labels do not match the claim's selector"),
+            Mismatch::NotAvailable { phase } => write!(f, "phase is {phase}, not Available"),
+            Mismatch::ReservedFor(k) => write!(f, "reserved for claim {k} by spec.claimRef"),
+            Mismatch::BoundTo(k) => write!(f, "bound to {k}"),
+            Mismatch::Deleting => f.write_str("is being deleted"),
+            Mismatch::NodeAffinity { node } => {
+                write!(f, "nodeAffinity does not allow node {node}")
+            }
+        }
+    }
+}
+
+/// A volume that nearly matched a pending claim.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NearMiss {
+    pub volume: String,
+    pub problems: Vec<Mismatch>,
+}
+
+impl fmt::Display for NearMiss {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let parts: Vec<String> = self.problems.iter().map(|p| p.to_string()).collect();
+        write!(f, "{}: {}", self.volume, parts.join("; "))
+    }
+}
+
+/// Why a claim stays Pending. The wording follows the PV controller's and
+/// the scheduler's event messages where they exist.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PendingReason {
+    WaitingForFirstConsumer,
+    WaitingForPodScheduled(Vec<ObjectKey>),
+    NoClass,
+    ClassNotFound(String),
+    NoProvisioner(String),
+    SelectorNotProvisionable,
+    AccessModeUnsupported {
+        provisioner: String,
+        mode: AccessMode,
+    },
+    VolumeNotFound(String),
+    Lost(String),
+    VolumeMismatch {
+        volume: String,
+        problem: String,
+    },
+    VolumeBoundElsewhere(String),
+    NoVolumeOnNode {
+        node: String,
+        class: String,
+    },
+    TopologyNotAllowed {
+        node: String,
+        class: String,
+    },
+}
+
+impl fmt::Display for PendingReason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            PendingReason::WaitingForFirstConsumer => {
+                f.write_str("waiting for first consumer to be created before binding")
+            }
+            PendingReason::WaitingForPodScheduled(pods) => {
+                let names: Vec<String> = pods.iter().map(|p| p.to_string()).collect();
+                write!(f, "waiting for pod {} to be scheduled", names.join(", "))
+            }
+            PendingReason::NoClass => f.write_str(
+                "no persistent volumes available for this claim and no storage class is set",
+            ),
+            PendingReason::ClassNotFound(c) => {
+                write!(f, "storageclass.storage.k8s.io {c:?} not found")
+            }
+            PendingReason::NoProvisioner(c) => write!(
+                f,
+                "no persistent volume matches and storage class {c:?} uses kubernetes.io/no-provisioner, which never creates volumes"
+            ),
+            PendingReason::SelectorNotProvisionable => f.write_str(
+                "no persistent volume matches and a claim with a selector is never provisioned (claim Selector is not supported)",
+            ),
+            PendingReason::AccessModeUnsupported { provisioner, mode } => write!(
+                f,
+                "no persistent volume matches and provisioner {provisioner} cannot serve access mode {mode}"
+            ),
+            PendingReason::VolumeNotFound(v) => {
+                write!(f, "volume {v:?} requested by spec.volumeName does not exist")
+            }
+            PendingReason::Lost(v) => {
+                write!(f, "claim is Lost: its bound volume {v:?} does not exist")
+            }
+            PendingReason::VolumeMismatch { volume, problem } => {
+                write!(f, "Cannot bind to requested volume {volume:?}: {problem}")
+            }
+            PendingReason::VolumeBoundElsewhere(v) => {
+                write!(f, "volume {v:?} already bound to a different claim.")
+            }
+            PendingReason::NoVolumeOnNode { node, class } => write!(
+                f,
+                "node {node:?} has no available persistent volume for this claim and storage class {class:?} does not provision"
+            ),
+            PendingReason::TopologyNotAllowed { node, class } => write!(
+                f,
+                "storage class {class:?} allowedTopologies do not include node {node:?}"
+            ),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PendingClaim {
+    pub claim: ClaimKey,
+    pub reason: PendingReason,
+    pub candidates: Vec<NearMiss>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Rejection {
+    pub kind: &'static str,
+    pub object: ObjectKey,
+    pub reason: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReclaimVerb {
+    Keep,
+    Delete,
+    Recycle,
+    Fail,
+}
+
+impl ReclaimVerb {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ReclaimVerb::Keep => "keep",
+            ReclaimVerb::Delete => "delete",
+            ReclaimVerb::Recycle => "recycle",
+            ReclaimVerb::Fail => "fail",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Reclaim {
+    pub volume: String,
+    pub policy: ReclaimPolicy,
+    pub action: ReclaimVerb,
+    pub reason: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Violation {
+    pub node: String,
+    pub driver: String,
+    pub limit: u32,
+    pub count: u32,
+}
+
+/// The whole plan. Lists are sorted (claims and volumes by key, rejections in
+/// creation order), so equal snapshots give byte-identical output.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Plan {
+    pub bindings: Vec<Binding>,
+    pub provisioning: Vec<Provisioning>,
+    pub pending: Vec<PendingClaim>,
+    pub rejected: Vec<Rejection>,
+    pub reclaim: Vec<Reclaim>,
+    pub violations: Vec<Violation>,
+    pub warnings: Vec<String>,
+}

@@ -1,0 +1,254 @@
+//! The binding core's input: typed objects, already parsed and validated at the edge.
+//!
+//! A `Snapshot` is what a cluster looks like (or would look like once the
+//! manifests are applied). Objects keep their position in the input
+//! (`seq`) because admission is applied in creation order.
+
+use crate::model::{
+    AccessModes, BindingMode, ClaimKey, LabelSelector, Labels, NodeSelector, ObjectKey,
+    ReclaimPolicy, VolumeMode, VolumePhase,
+};
+use crate::quantity::Quantity;
+
+/// Where an object came from, for messages (`file.yaml: document 3`).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Origin {
+    pub source: String,
+    /// 1-based document number within the source.
+    pub document: usize,
+}
+
+impl std::fmt::Display for Origin {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}: document {}", self.source, self.document)
+    }
+}
+
+/// A creation timestamp in seconds since the epoch; `None` means "created now".
+pub type Created = Option<i64>;
+
+#[derive(Debug, Clone)]
+pub struct StorageClass {
+    pub name: String,
+    pub provisioner: String,
+    pub parameters: Vec<(String, String)>,
+    pub reclaim_policy: ReclaimPolicy,
+    pub binding_mode: BindingMode,
+    pub is_default: bool,
+    pub created: Created,
+    /// `allowedTopologies`, as a node selector; `None` means any node.
+    pub allowed_topologies: Option<NodeSelector>,
+    pub origin: Origin,
+}
+
+/// How a claim names its class. The beta annotation, when present, has
+/// already won over the field during conversion.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ClaimClass {
+    /// Neither field nor annotation: DefaultStorageClass admission may fill it.
+    Unset,
+    /// Set, possibly to `""`, which means "no class" and is never defaulted.
+    Named(String),
+}
+
+impl ClaimClass {
+    /// Upstream `GetPersistentVolumeClaimClass`: unset reads as `""`.
+    pub fn effective(&self) -> &str {
+        match self {
+            ClaimClass::Unset => "",
+            ClaimClass::Named(n) => n,
+        }
+    }
+}
+
+/// Who wrote the claim into the input.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ClaimSource {
+    Manifest,
+    /// Generated from a StatefulSet's `volumeClaimTemplates`.
+    StatefulSet { set: ObjectKey, ordinal: u32 },
+}
+
+#[derive(Debug, Clone)]
+pub struct Claim {
+    pub key: ClaimKey,
+    pub uid: Option<String>,
+    pub class: ClaimClass,
+    /// `spec.resources.requests.storage`; a claim without it is rejected by admission.
+    pub request: Option<Quantity>,
+    pub access_modes: AccessModes,
+    pub volume_mode: VolumeMode,
+    pub selector: Option<LabelSelector>,
+    pub volume_name: Option<String>,
+    /// `volume.kubernetes.io/selected-node`.
+    pub selected_node: Option<String>,
+    pub bound_phase: bool,
+    pub deleting: bool,
+    pub source: ClaimSource,
+    pub origin: Origin,
+    /// Position in creation order.
+    pub seq: usize,
+}
+
+impl Claim {
+    /// A claim with a uid already exists in the cluster: it passed admission
+    /// long ago and only counts toward quota.
+    pub fn exists(&self) -> bool {
+        self.uid.is_some()
+    }
+}
+
+/// `spec.claimRef` of a PersistentVolume.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClaimRef {
+    pub key: ClaimKey,
+    pub uid: Option<String>,
+}
+
+/// What backs a volume, as far as binding, reclaim and limits care.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct VolumeSource {
+    /// The PV spec field that is set (`nfs`, `csi`, `awsElasticBlockStore`, …).
+    pub field: Option<String>,
+    /// CSI driver and handle, or the CSI driver an in-tree source migrates to.
+    pub csi_driver: Option<String>,
+    pub csi_handle: Option<String>,
+    /// `pv.kubernetes.io/provisioned-by`: the provisioner that deletes it.
+    pub provisioned_by: Option<String>,
+}
+
+#[derive(Debug, Clone)]
+pub struct Volume {
+    pub name: String,
+    pub capacity: Option<Quantity>,
+    pub access_modes: AccessModes,
+    pub volume_mode: VolumeMode,
+    /// `spec.storageClassName` (beta annotation wins); `""` when unset.
+    pub class: String,
+    pub labels: Labels,
+    pub claim_ref: Option<ClaimRef>,
+    pub phase: Option<VolumePhase>,
+    pub reclaim_policy: ReclaimPolicy,
+    pub deleting: bool,
+    pub node_affinity: Option<NodeSelector>,
+    pub source: VolumeSource,
+    pub origin: Origin,
+}
+
+#[derive(Debug, Clone)]
+pub struct Node {
+    pub name: String,
+    pub labels: Labels,
+}
+
+#[derive(Debug, Clone)]
+pub struct CsiNode {
+    pub name: String,
+    /// Driver name and its `allocatable.count`, if published.
+    pub drivers: Vec<(String, Option<u32>)>,
+}
+
+/// A volume a pod uses, resolved enough for binding and limits.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PodVolume {
+    Claim(String),
+    /// An inline CSI volume: counted against its driver's limit.
+    InlineCsi { driver: String, handle: String },
+}
+
+#[derive(Debug, Clone)]
+pub struct Pod {
+    pub key: ObjectKey,
+    pub node_name: Option<String>,
+    pub volumes: Vec<PodVolume>,
+    /// Succeeded or Failed pods hold no volumes on their node.
+    pub terminated: bool,
+}
+
+/// A claim template of a StatefulSet, already typed.
+#[derive(Debug, Clone)]
+pub struct ClaimTemplate {
+    pub name: String,
+    pub class: ClaimClass,
+    pub request: Option<Quantity>,
+    pub access_modes: AccessModes,
+    pub volume_mode: VolumeMode,
+    pub selector: Option<LabelSelector>,
+}
+
+#[derive(Debug, Clone)]
+pub struct StatefulSet {
+    pub key: ObjectKey,
+    pub replicas: u32,
+    pub templates: Vec<ClaimTemplate>,
+    pub origin: Origin,
+    pub seq: usize,
+}
+
+#[derive(Debug, Clone)]
+pub struct Namespace {
+    pub name: String,
+    pub terminating: bool,
+    pub seq: usize,
+}
+
+/// The PersistentVolumeClaim part of a LimitRange.
+#[derive(Debug, Clone)]
+pub struct LimitRange {
+    pub key: ObjectKey,
+    /// One entry per `type: PersistentVolumeClaim` item: (min, max) storage.
+    pub claim_limits: Vec<(Option<Quantity>, Option<Quantity>)>,
+    pub seq: usize,
+}
+
+/// A quota resource that applies to claims.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum QuotaResource {
+    RequestsStorage,
+    Claims,
+    ClassRequestsStorage(String),
+    ClassClaims(String),
+}
+
+impl std::fmt::Display for QuotaResource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            QuotaResource::RequestsStorage => f.write_str("requests.storage"),
+            QuotaResource::Claims => f.write_str("persistentvolumeclaims"),
+            QuotaResource::ClassRequestsStorage(c) => {
+                write!(f, "{c}.storageclass.storage.k8s.io/requests.storage")
+            }
+            QuotaResource::ClassClaims(c) => {
+                write!(f, "{c}.storageclass.storage.k8s.io/persistentvolumeclaims")
+            }
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct ResourceQuota {
+    pub key: ObjectKey,
+    /// Only the claim-related hard limits, in key order.
+    pub hard: Vec<(QuotaResource, Quantity)>,
+    /// Quotas with scopes select pods (or VolumeAttributesClass claims); berth
+    /// does not apply them to claims and warns instead.
+    pub scoped: bool,
+    pub seq: usize,
+}
+
+/// Everything the core looks at.
+#[derive(Debug, Clone, Default)]
+pub struct Snapshot {
+    pub classes: Vec<StorageClass>,
+    pub volumes: Vec<Volume>,
+    pub claims: Vec<Claim>,
+    pub nodes: Vec<Node>,
+    pub csi_nodes: Vec<CsiNode>,
+    pub pods: Vec<Pod>,
+    pub stateful_sets: Vec<StatefulSet>,
+    pub namespaces: Vec<Namespace>,
+    pub limit_ranges: Vec<LimitRange>,
+    pub quotas: Vec<ResourceQuota>,
+    /// Warnings found while building the snapshot (unknown kinds, duplicates).
+    pub warnings: Vec<String>,
+}

@@ -1,0 +1,53 @@
+//! `berth explain pvc NAME -n NS -f PATH`: the reasoning for one claim.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Args, ValueEnum};
+
+use super::read_snapshot;
+use crate::binding::explain::explain;
+use crate::model::ClaimKey;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ExplainKind {
+    #[value(alias = "persistentvolumeclaim", alias = "persistentvolumeclaims")]
+    Pvc,
+}
+
+#[derive(Debug, Args)]
+pub struct ExplainArgs {
+    /// What to explain (`pvc`).
+    pub kind: ExplainKind,
+    /// The claim's name.
+    pub name: String,
+    /// The claim's namespace.
+    #[arg(short = 'n', long = "namespace", default_value = "default")]
+    pub namespace: String,
+    /// Manifest file, directory or `-` (repeatable).
+    #[arg(short = 'f', long = "filename", required = true)]
+    pub files: Vec<PathBuf>,
+}
+
+pub fn run(args: ExplainArgs) -> ExitCode {
+    let snapshot = match read_snapshot(&args.files) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let key = ClaimKey::new(args.namespace, args.name);
+    match explain(&snapshot, &key) {
+        Some(lines) => {
+            for l in lines {
+                println!("{l}");
+            }
+            ExitCode::SUCCESS
+        }
+        None => {
+            eprintln!("error: PersistentVolumeClaim {key} is not in the input");
+            ExitCode::from(2)
+        }
+    }
+}

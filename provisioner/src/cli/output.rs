@@ -1,0 +1,251 @@
+//! Rendering a plan: the stable JSON/YAML contract and the human table.
+//!
+//! The JSON keys `bindings`, `provisioning`, `pending`, `rejected`,
+//! `reclaim`, `violations` and `warnings` and their fields never change;
+//! new keys may be added.
+
+use serde::Serialize;
+
+use super::table::Table;
+use crate::binding::{BindHow, Plan};
+
+#[derive(Serialize)]
+struct PlanDoc<'a> {
+    bindings: Vec<BindingDoc>,
+    provisioning: Vec<ProvisioningDoc<'a>>,
+    pending: Vec<PendingDoc>,
+    rejected: Vec<RejectedDoc<'a>>,
+    reclaim: Vec<ReclaimDoc<'a>>,
+    violations: Vec<ViolationDoc<'a>>,
+    warnings: &'a [String],
+}
+
+#[derive(Serialize)]
+struct BindingDoc {
+    claim: String,
+    volume: String,
+    how: &'static str,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct ProvisioningDoc<'a> {
+    claim: String,
+    storage_class: &'a str,
+    provisioner: &'a str,
+    node: Option<&'a str>,
+    request: String,
+}
+
+#[derive(Serialize)]
+struct PendingDoc {
+    claim: String,
+    reason: String,
+    candidates: Vec<String>,
+}
+
+#[derive(Serialize)]
+struct RejectedDoc<'a> {
+    kind: &'a str,
+    object: String,
+    reason: &'a str,
+}
+
+#[derive(Serialize)]
+struct ReclaimDoc<'a> {
+    volume: &'a str,
+    policy: &'a str,
+    action: &'static str,
+    reason: &'a str,
+}
+
+#[derive(Serialize)]
+struct ViolationDoc<'a> {
+    node: &'a str,
+    driver: &'a str,
+    limit: u32,
+    count: u32,
+}
+
+fn how(h: &BindHow) -> &'static str {
+    match h {
+        BindHow::AlreadyBound => "already-bound",
+        BindHow::VolumeName => "volume-name",
+        BindHow::PreBound => "pre-bound",
+        BindHow::Matched => "matched",
+        BindHow::Scheduler { .. } => "scheduler",
+    }
+}
+
+fn doc(plan: &Plan) -> PlanDoc<'_> {
+    PlanDoc {
+        bindings: plan
+            .bindings
+            .iter()
+            .map(|b| BindingDoc {
+                claim: b.claim.to_string(),
+                volume: b.volume.clone(),
+                how: how(&b.how),
+            })
+            .collect(),
+        provisioning: plan
+            .provisioning
+            .iter()
+            .map(|p| ProvisioningDoc {
+                claim: p.claim.to_string(),
+                storage_class: &p.class,
+                provisioner: &p.provisioner,
+                node: p.node.as_deref(),
+                request: p.request.to_string(),
+            })
+            .collect(),
+        pending: plan
+            .pending
+            .iter()
+            .map(|p| PendingDoc {
+                claim: p.claim.to_string(),
+                reason: p.reason.to_string(),
+                candidates: p.candidates.iter().map(|c| c.to_string()).collect(),
+            })
+            .collect(),
+        rejected: plan
+            .rejected
+            .iter()
+            .map(|r| RejectedDoc {
+                kind: r.kind,
+                object: r.object.to_string(),
+                reason: &r.reason,
+            })
+            .collect(),
+        reclaim: plan
+            .reclaim
+            .iter()
+            .map(|r| ReclaimDoc {
+                volume: &r.volume,
+                policy: r.policy.as_str(),
+                action: r.action.as_str(),
+                reason: &r.reason,
+            })
+            .collect(),
+        violations: plan
+            .violations
+            .iter()
+            .map(|v| ViolationDoc {
+                node: &v.node,
+                driver: &v.driver,
+                limit: v.limit,
+                count: v.count,
+            })
+            .collect(),
+        warnings: &plan.warnings,
+    }
+}
+
+pub fn to_json(plan: &Plan) -> String {
+    match serde_json::to_string_pretty(&doc(plan)) {
+        Ok(mut s) => {
+            s.push('\n');
+            s
+        }
+        // Serializing plain strings and numbers cannot fail; keep the contract anyway.
+        Err(e) => format!("{{\"error\": {:?}}}\n", e.to_string()),
+    }
+}
+
+pub fn to_yaml(plan: &Plan) -> String {
+    serde_saphyr::to_string(&doc(plan)).unwrap_or_else(|e| format!("error: {e}\n"))
+}
+
+pub fn to_table(plan: &Plan) -> String {
+    let mut rows: Vec<(String, Vec<String>, Vec<String>)> = Vec::new();
+    for b in &plan.bindings {
+        let detail = match &b.how {
+            BindHow::Scheduler { node } => format!("matched for node {node}"),
+            other => how(other).replace('-', " "),
+        };
+        rows.push((
+            b.claim.to_string(),
+            vec!["Bound".into(), b.volume.clone(), detail],
+            vec![],
+        ));
+    }
+    for p in &plan.provisioning {
+        let node = p
+            .node
+            .as_ref()
+            .map(|n| format!(" on node {n}"))
+            .unwrap_or_default();
+        rows.push((
+            p.claim.to_string(),
+            vec![
+                "Provision".into(),
+                format!("{} ({})", p.provisioner, p.class),
+                format!("{}{node}", p.request),
+            ],
+            vec![],
+        ));
+    }
+    for p in &plan.pending {
+        rows.push((
+            p.claim.to_string(),
+            vec!["Pending".into(), "-".into(), p.reason.to_string()],
+            p.candidates.iter().map(|c| format!("nearly: {c}")).collect(),
+        ));
+    }
+    for r in &plan.rejected {
+        rows.push((
+            r.object.to_string(),
+            vec!["Rejected".into(), "-".into(), r.reason.clone()],
+            vec![],
+        ));
+    }
+    rows.sort_by(|a, b| a.0.cmp(&b.0));
+    let mut claims = Table::new(&["CLAIM", "STATUS", "VOLUME", "DETAIL"]);
+    for (claim, cells, extra) in rows {
+        let mut row = vec![claim];
+        row.extend(cells);
+        claims.row(row);
+        for e in extra {
+            claims.row(vec![String::new(), String::new(), String::new(), e]);
+        }
+    }
+    let mut out = String::new();
+    if claims.is_empty() {
+        out.push_str("No claims.\n");
+    } else {
+        out.push_str(&claims.render());
+    }
+    if !plan.reclaim.is_empty() {
+        let mut t = Table::new(&["RELEASED VOLUME", "POLICY", "ACTION", "REASON"]);
+        for r in &plan.reclaim {
+            t.row(vec![
+                r.volume.clone(),
+                r.policy.to_string(),
+                r.action.as_str().into(),
+                r.reason.clone(),
+            ]);
+        }
+        out.push('\n');
+        out.push_str(&t.render());
+    }
+    if !plan.violations.is_empty() {
+        let mut t = Table::new(&["NODE", "DRIVER", "VOLUMES", "LIMIT"]);
+        for v in &plan.violations {
+            t.row(vec![
+                v.node.clone(),
+                v.driver.clone(),
+                v.count.to_string(),
+                v.limit.to_string(),
+            ]);
+        }
+        out.push_str("\nNodes over their volume limit:\n");
+        out.push_str(&t.render());
+    }
+    if !plan.warnings.is_empty() {
+        out.push_str("\nWarnings:\n");
+        for w in &plan.warnings {
+            out.push_str(&format!("  - {w}\n"));
+        }
+    }
+    out
+}

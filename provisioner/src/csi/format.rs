@@ -1,0 +1,76 @@
+//! Filesystems on block-backed volumes: probe, format on first stage, grow
+//! after expansion. These shell out to the standard e2fsprogs/xfsprogs tools
+//! because reimplementing mkfs is out of scope.
+
+use std::path::Path;
+use std::process::Command;
+
+use super::error::CsiError;
+
+/// Filesystems the driver formats; the storage-class catalog offers these.
+pub const SUPPORTED: [&str; 2] = ["ext4", "xfs"];
+
+fn run(cmd: &mut Command) -> Result<std::process::Output, CsiError> {
+    let command = format!("{cmd:?}");
+    cmd.output().map_err(|e| CsiError::Command {
+        command,
+        detail: e.to_string(),
+    })
+}
+
+fn check(cmd: &mut Command) -> Result<(), CsiError> {
+    let command = format!("{cmd:?}");
+    let out = run(cmd)?;
+    if out.status.success() {
+        Ok(())
+    } else {
+        Err(CsiError::Command {
+            command,
+            detail: format!(
+                "{}: {}",
+                out.status,
+                String::from_utf8_lossy(&out.stderr).trim()
+            ),
+        })
+    }
+}
+
+/// The filesystem type found on `device`, if any. blkid exits 2 when it
+/// finds no signature, which is the "blank, format me" case.
+pub fn probe(device: &Path) -> Result<Option<String>, CsiError> {
+    let out = run(Command::new("blkid")
+        .args(["-p", "-s", "TYPE", "-o", "value"])
+        .arg(device))?;
+    match out.status.code() {
+        Some(0) => {
+            let t = String::from_utf8_lossy(&out.stdout).trim().to_string();
+            Ok(if t.is_empty() { None } else { Some(t) })
+        }
+        Some(2) => Ok(None),
+        _ => Err(CsiError::Command {
+            command: format!("blkid -p {}", device.display()),
+            detail: String::from_utf8_lossy(&out.stderr).trim().to_string(),
+        }),
+    }
+}
+
+pub fn mkfs(device: &Path, fs_type: &str) -> Result<(), CsiError> {
+    match fs_type {
+        "ext4" => check(Command::new("mkfs.ext4").args(["-q", "-F"]).arg(device)),
+        "xfs" => check(Command::new("mkfs.xfs").args(["-q", "-f"]).arg(device)),
+        other => Err(CsiError::InvalidArgument(format!(
+            "unsupported fsType {other:?}"
+        ))),
+    }
+}
+
+/// Grow the filesystem on `device` (mounted at `mount_point`) to fill it.
+pub fn grow(device: &Path, mount_point: &Path, fs_type: &str) -> Result<(), CsiError> {
+    match fs_type {
+        "ext4" => check(Command::new("resize2fs").arg(device)),
+        "xfs" => check(Command::new("xfs_growfs").arg(mount_point)),
+        other => Err(CsiError::InvalidArgument(format!(
+            "unsupported fsType {other:?}"
+        ))),
+    }
+}

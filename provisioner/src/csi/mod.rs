@@ -1,0 +1,288 @@
+//! `berth csi`: the CSI driver. Wires the Identity, Controller and Node
+//! services onto a unix socket, runs start-up reconciliation, serves metrics
+//! and shuts down gracefully on SIGTERM/SIGINT.
+
+pub mod controller;
+pub mod error;
+pub mod format;
+pub mod identity;
+pub mod loopdev;
+pub mod metrics;
+pub mod mount;
+pub mod node;
+pub mod store;
+pub mod volumes;
+
+use std::net::SocketAddr;
+use std::os::unix::fs::{FileTypeExt, PermissionsExt};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Instant;
+
+use tracing::Instrument;
+
+pub use error::CsiError;
+use metrics::Metrics;
+use volumes::{Config, Driver};
+
+/// Name reported by GetPluginInfo; the storage-class catalog refers to it.
+pub const DRIVER_NAME: &str = "csi.berth.dev";
+
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Mode {
+    All,
+    Controller,
+    Node,
+}
+
+#[derive(clap::Args, Debug)]
+pub struct CsiArgs {
+    /// gRPC endpoint, `unix:///path/to/csi.sock`.
+    #[arg(long)]
+    pub endpoint: String,
+    /// This node's name, reported by NodeGetInfo and used as its topology value.
+    #[arg(long)]
+    pub node_id: String,
+    /// Directory for the driver's state store.
+    #[arg(long)]
+    pub state_dir: PathBuf,
+    /// Directory holding volume and snapshot data.
+    #[arg(long)]
+    pub data_dir: PathBuf,
+    /// Which CSI services to serve (Identity is always served).
+    #[arg(long, value_enum, default_value = "all")]
+    pub mode: Mode,
+    /// NodeGetInfo max_volumes_per_node; NodeStage refuses past it. 0 = unlimited.
+    #[arg(long, default_value_t = 0)]
+    pub max_volumes_per_node: i64,
+    /// Total bytes the driver may provision (e.g. `100Gi`).
+    #[arg(long, default_value = "100Gi")]
+    pub capacity: String,
+    /// Topology segment key whose value is the node id.
+    #[arg(long, default_value = "topology.csi.berth.dev/node")]
+    pub topology_key: String,
+    /// Serve Prometheus `/metrics` and `/healthz` on this address.
+    #[arg(long)]
+    pub metrics_address: Option<SocketAddr>,
+}
+
+/// Parse a Kubernetes-style size (`10Gi`, `500M`, `1073741824`) to bytes.
+pub fn parse_size(input: &str) -> Result<u64, CsiError> {
+    let s = input.trim();
+    let split = s
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(s.len());
+    let (digits, suffix) = s.split_at(split);
+    let n: u64 = digits
+        .parse()
+        .map_err(|_| CsiError::Config(format!("invalid size {input:?}")))?;
+    let mult: u64 = match suffix {
+        "" => 1,
+        "k" => 1000,
+        "M" => 1000u64.pow(2),
+        "G" => 1000u64.pow(3),
+        "T" => 1000u64.pow(4),
+        "Ki" => 1 << 10,
+        "Mi" => 1 << 20,
+        "Gi" => 1 << 30,
+        "Ti" => 1 << 40,
+        _ => return Err(CsiError::Config(format!("invalid size suffix in {input:?}"))),
+    };
+    n.checked_mul(mult)
+        .ok_or_else(|| CsiError::Config(format!("size {input:?} overflows")))
+}
+
+/// Shared by all services: the driver core plus metrics.
+#[derive(Clone)]
+pub struct Ctx {
+    pub driver: Arc<Driver>,
+    pub metrics: Arc<Metrics>,
+}
+
+impl Ctx {
+    /// Run one RPC body on the blocking pool inside a span carrying the
+    /// method and object id, then log and count the outcome. Every RPC goes
+    /// through here so logging, metrics and error mapping live in one place.
+    pub async fn rpc<T, F>(
+        &self,
+        method: &'static str,
+        id: &str,
+        body: F,
+    ) -> Result<tonic::Response<T>, tonic::Status>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Driver) -> Result<T, CsiError> + Send + 'static,
+    {
+        let span = tracing::info_span!("csi", rpc = method, volume_id = %id);
+        let driver = self.driver.clone();
+        let start = Instant::now();
+        let inner = span.clone();
+        let result = tokio::task::spawn_blocking(move || inner.in_scope(|| body(&driver)))
+            .instrument(span.clone())
+            .await
+            .unwrap_or_else(|e| Err(CsiError::Server(format!("handler failed: {e}"))));
+        let elapsed = start.elapsed();
+        let _g = span.enter();
+        let result = result.map_err(tonic::Status::from);
+        let code = match &result {
+            Ok(_) => tonic::Code::Ok,
+            Err(s) => s.code(),
+        };
+        self.metrics.observe(method, code, elapsed);
+        match &result {
+            Ok(_) => tracing::info!(duration_ms = elapsed.as_secs_f64() * 1e3, "ok"),
+            Err(s) if s.code() == tonic::Code::Internal => {
+                tracing::error!(duration_ms = elapsed.as_secs_f64() * 1e3, code = ?s.code(), message = s.message(), "failed")
+            }
+            Err(s) => {
+                tracing::info!(duration_ms = elapsed.as_secs_f64() * 1e3, code = ?s.code(), message = s.message(), "rejected")
+            }
+        }
+        result.map(tonic::Response::new)
+    }
+}
+
+fn socket_path(endpoint: &str) -> Result<PathBuf, CsiError> {
+    endpoint
+        .strip_prefix("unix://")
+        .filter(|p| !p.is_empty())
+        .map(PathBuf::from)
+        .ok_or_else(|| CsiError::Config(format!("endpoint {endpoint:?} must be unix:///path")))
+}
+
+/// Entry point for `berth csi`. Synchronous: builds its own tokio runtime.
+pub fn run(args: CsiArgs) -> Result<(), CsiError> {
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .try_init();
+    volumes::validate_id("node id", &args.node_id)?;
+    let capacity = parse_size(&args.capacity)?;
+    let socket = socket_path(&args.endpoint)?;
+    std::fs::create_dir_all(&args.state_dir)
+        .map_err(CsiError::io(format!("creating {}", args.state_dir.display())))?;
+    let store = store::Store::open(&args.state_dir.join("berth-csi.redb"))?;
+    let cfg = Config {
+        node_id: args.node_id.clone(),
+        topology_key: args.topology_key.clone(),
+        max_volumes_per_node: args.max_volumes_per_node,
+        capacity,
+        controller: args.mode != Mode::Node,
+        node: args.mode != Mode::Controller,
+    };
+    let driver = Arc::new(Driver::new(cfg, store, args.data_dir.clone())?);
+    driver.reconcile()?;
+
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(CsiError::io("building tokio runtime"))?;
+    runtime.block_on(serve(args, socket, driver))
+}
+
+async fn shutdown_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    let (Ok(mut term), Ok(mut int)) = (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) else {
+        // Without signal handlers we can only run until killed.
+        std::future::pending::<()>().await;
+        return;
+    };
+    tokio::select! {
+        _ = term.recv() => {},
+        _ = int.recv() => {},
+    }
+    tracing::info!("shutting down");
+}
+
+async fn serve(args: CsiArgs, socket: PathBuf, driver: Arc<Driver>) -> Result<(), CsiError> {
+    // Remove a stale socket from a previous run, but never anything else
+    // that happens to sit at the configured path.
+    match std::fs::symlink_metadata(&socket) {
+        Ok(m) if m.file_type().is_socket() => std::fs::remove_file(&socket)
+            .map_err(CsiError::io(format!("removing stale socket {}", socket.display())))?,
+        Ok(_) => {
+            return Err(CsiError::Config(format!(
+                "{} exists and is not a socket",
+                socket.display()
+            )));
+        }
+        Err(_) => {}
+    }
+    if let Some(parent) = socket.parent() {
+        std::fs::create_dir_all(parent)
+            .map_err(CsiError::io(format!("creating {}", parent.display())))?;
+    }
+    let listener = tokio::net::UnixListener::bind(&socket)
+        .map_err(CsiError::io(format!("binding {}", socket.display())))?;
+    std::fs::set_permissions(&socket, std::fs::Permissions::from_mode(0o600))
+        .map_err(CsiError::io(format!("chmod 0600 {}", socket.display())))?;
+
+    let ctx = Ctx {
+        driver: driver.clone(),
+        metrics: Arc::new(Metrics::default()),
+    };
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    if let Some(addr) = args.metrics_address {
+        let metrics = ctx.metrics.clone();
+        let mut rx = stop_rx.clone();
+        tokio::spawn(async move {
+            let stop = async move {
+                let _ = rx.wait_for(|v| *v).await;
+            };
+            if let Err(e) = metrics::serve(addr, metrics, driver, stop).await {
+                tracing::error!(%addr, error = %e, "metrics endpoint failed");
+            }
+        });
+    }
+
+    use csi_proto::controller_server::ControllerServer;
+    use csi_proto::identity_server::IdentityServer;
+    use csi_proto::node_server::NodeServer;
+    let mut router = tonic::transport::Server::builder()
+        .add_service(IdentityServer::new(identity::IdentityService::new(ctx.clone())));
+    if args.mode != Mode::Node {
+        router = router.add_service(ControllerServer::new(controller::ControllerService::new(
+            ctx.clone(),
+        )));
+    }
+    if args.mode != Mode::Controller {
+        router = router.add_service(NodeServer::new(node::NodeService::new(ctx.clone())));
+    }
+    tracing::info!(endpoint = %args.endpoint, node_id = %args.node_id, mode = ?args.mode, "berth csi serving");
+    let incoming = tokio_stream::wrappers::UnixListenerStream::new(listener);
+    let result = router
+        .serve_with_incoming_shutdown(incoming, shutdown_signal())
+        .await
+        .map_err(|e| CsiError::Server(e.to_string()));
+    let _ = stop_tx.send(true);
+    let _ = std::fs::remove_file(&socket);
+    result
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_sizes() {
+        assert_eq!(parse_size("10Gi").ok(), Some(10 << 30));
+        assert_eq!(parse_size("500M").ok(), Some(500_000_000));
+        assert_eq!(parse_size("4096").ok(), Some(4096));
+        assert!(parse_size("10Qi").is_err());
+        assert!(parse_size("").is_err());
+    }
+
+    #[test]
+    fn rejects_path_like_ids() {
+        for bad in ["", "a/b", "..", "x..y", "a\0b", &"x".repeat(129)] {
+            assert!(volumes::validate_id("id", bad).is_err(), "{bad:?}");
+        }
+        assert!(volumes::validate_id("id", "pvc-123").is_ok());
+    }
+}

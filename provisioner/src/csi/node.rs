@@ -1,0 +1,445 @@
+//! CSI Node service: stage (loop-attach, format, mount), publish (bind,
+//! read-only where asked), unpublish/unstage (unmount and remove what we
+//! made), volume stats and online expansion. Staging is recorded in the
+//! store before anything is attached so a crash mid-stage can be undone.
+
+use std::path::{Path, PathBuf};
+
+use csi_proto as csi;
+use csi::node_service_capability::rpc::Type as NodeCap;
+use csi::volume_capability::AccessType;
+use tonic::{Request, Response, Status};
+
+use super::controller::{mode_supported, summarize_caps};
+use super::error::CsiError;
+use super::store::{Layout, StageRecord, StageState};
+use super::volumes::{Driver, validate_id};
+use super::{Ctx, format, loopdev, mount};
+
+fn require_path(kind: &str, p: &str) -> Result<PathBuf, CsiError> {
+    if p.is_empty() {
+        return Err(CsiError::InvalidArgument(format!("{kind} is required")));
+    }
+    if p.contains('\0') || !p.starts_with('/') {
+        return Err(CsiError::InvalidArgument(format!("{kind} {p:?} must be an absolute path")));
+    }
+    Ok(PathBuf::from(p))
+}
+
+fn is_block(cap: &csi::VolumeCapability) -> bool {
+    matches!(cap.access_type, Some(AccessType::Block(_)))
+}
+
+fn remove_target(path: &Path) -> Result<(), CsiError> {
+    let result = match std::fs::symlink_metadata(path) {
+        Ok(m) if m.is_dir() => std::fs::remove_dir(path),
+        Ok(_) => std::fs::remove_file(path),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => Err(e),
+    };
+    result.map_err(CsiError::io(format!("removing {}", path.display())))
+}
+
+fn check_capability(cap: Option<&csi::VolumeCapability>) -> Result<&csi::VolumeCapability, CsiError> {
+    let cap = cap.ok_or_else(|| CsiError::InvalidArgument("volume_capability is required".into()))?;
+    summarize_caps(std::slice::from_ref(cap))?;
+    if let Some(m) = &cap.access_mode {
+        if !mode_supported(m.mode) {
+            return Err(CsiError::InvalidArgument(format!("access mode {} is not supported", m.mode)));
+        }
+    }
+    Ok(cap)
+}
+
+impl Driver {
+    fn node_volume(&self, id: &str) -> Result<(Layout, PathBuf), CsiError> {
+        validate_id("volume id", id)?;
+        self.volume_on_disk(id)
+            .ok_or_else(|| CsiError::NotFound(format!("volume {id} not found on this node")))
+    }
+
+    pub fn node_stage(&self, req: csi::NodeStageVolumeRequest) -> Result<(), CsiError> {
+        validate_id("volume id", &req.volume_id)?;
+        let staging = require_path("staging_target_path", &req.staging_target_path)?;
+        let cap = check_capability(req.volume_capability.as_ref())?;
+        let (layout, data) = self.node_volume(&req.volume_id)?;
+        let block = is_block(cap);
+        if block && layout == Layout::Dir {
+            return Err(CsiError::InvalidArgument(
+                "block access requested for a filesystem-directory volume".into(),
+            ));
+        }
+        let _lock = self.lock(format!("node:{}", req.volume_id))?;
+        if let Some(st) = self.store.stage(&req.volume_id)? {
+            if st.state == StageState::Staged && st.staging_path == req.staging_target_path && st.block == block {
+                return Ok(());
+            }
+            return Err(CsiError::AlreadyExists(format!(
+                "volume {} is already staged at {} with a different capability",
+                req.volume_id, st.staging_path
+            )));
+        }
+        let max = self.cfg.max_volumes_per_node;
+        if max > 0 && self.store.stage_count()? >= u64::try_from(max).unwrap_or(u64::MAX) {
+            return Err(CsiError::ResourceExhausted(format!(
+                "node {} already has its maximum of {max} volumes staged",
+                self.cfg.node_id
+            )));
+        }
+        std::fs::create_dir_all(&staging)
+            .map_err(CsiError::io(format!("creating {}", staging.display())))?;
+
+        let mut rec = StageRecord {
+            volume_id: req.volume_id.clone(),
+            staging_path: req.staging_target_path.clone(),
+            block,
+            loop_device: None,
+            state: StageState::Staging,
+        };
+        self.store.put_stage(&rec)?;
+        let result = (|| {
+            match layout {
+                Layout::Dir => mount::bind(&data, &staging, false)?,
+                Layout::Image => {
+                    let dev = loopdev::attach(&data)?;
+                    rec.loop_device = Some(dev.to_string_lossy().into_owned());
+                    if !block {
+                        let Some(AccessType::Mount(m)) = &cap.access_type else {
+                            return Err(CsiError::InvalidArgument("mount capability expected".into()));
+                        };
+                        let wanted = if !m.fs_type.is_empty() {
+                            m.fs_type.clone()
+                        } else {
+                            req.volume_context
+                                .get("fsType")
+                                .cloned()
+                                .unwrap_or_else(|| "ext4".to_string())
+                        };
+                        let fs = match format::probe(&dev)? {
+                            Some(existing) => existing,
+                            None => {
+                                format::mkfs(&dev, &wanted)?;
+                                wanted
+                            }
+                        };
+                        mount::mount_fs(&dev, &staging, &fs, &m.mount_flags, false)?;
+                    }
+                }
+            }
+            rec.state = StageState::Staged;
+            self.store.put_stage(&rec)
+        })();
+        if let Err(e) = result {
+            let _ = mount::unmount_all(&staging);
+            for dev in loopdev::devices_for(&data) {
+                let _ = loopdev::detach(&dev);
+            }
+            let _ = self.store.remove_stage(&req.volume_id);
+            return Err(e);
+        }
+        Ok(())
+    }
+
+    pub fn node_unstage(&self, id: &str, staging: &str) -> Result<(), CsiError> {
+        validate_id("volume id", id)?;
+        require_path("staging_target_path", staging)?;
+        let _lock = self.lock(format!("node:{id}"))?;
+        let Some(rec) = self.store.stage(id)? else {
+            return Ok(());
+        };
+        mount::unmount_all(Path::new(&rec.staging_path))?;
+        if let Some((Layout::Image, file)) = self.volume_on_disk(id) {
+            for dev in loopdev::devices_for(&file) {
+                loopdev::detach(&dev)?;
+            }
+        }
+        if let Some(dev) = &rec.loop_device {
+            loopdev::detach(Path::new(dev))?;
+        }
+        self.store.remove_stage(id)
+    }
+
+    pub fn node_publish(&self, req: csi::NodePublishVolumeRequest) -> Result<(), CsiError> {
+        validate_id("volume id", &req.volume_id)?;
+        let target = require_path("target_path", &req.target_path)?;
+        require_path("staging_target_path", &req.staging_target_path)?;
+        let cap = check_capability(req.volume_capability.as_ref())?;
+        self.node_volume(&req.volume_id)?;
+        let _lock = self.lock(format!("node:{}", req.volume_id))?;
+        let st = self
+            .store
+            .stage(&req.volume_id)?
+            .filter(|s| s.state == StageState::Staged)
+            .ok_or_else(|| {
+                CsiError::FailedPrecondition(format!("volume {} is not staged", req.volume_id))
+            })?;
+        if st.staging_path != req.staging_target_path {
+            return Err(CsiError::FailedPrecondition(format!(
+                "volume {} is staged at {}, not {}",
+                req.volume_id, st.staging_path, req.staging_target_path
+            )));
+        }
+        if mount::is_mount_point(&target)? {
+            return Ok(());
+        }
+        let block = is_block(cap);
+        let created = !target.exists();
+        let source = if block {
+            let dev = st.loop_device.clone().ok_or_else(|| {
+                CsiError::FailedPrecondition("volume was not staged for block access".into())
+            })?;
+            if created {
+                std::fs::File::create(&target)
+                    .map_err(CsiError::io(format!("creating {}", target.display())))?;
+            }
+            PathBuf::from(dev)
+        } else {
+            if created {
+                std::fs::create_dir(&target)
+                    .map_err(CsiError::io(format!("creating {}", target.display())))?;
+            }
+            PathBuf::from(&st.staging_path)
+        };
+        if let Err(e) = mount::bind(&source, &target, req.readonly) {
+            if created {
+                let _ = remove_target(&target);
+            }
+            return Err(e);
+        }
+        Ok(())
+    }
+
+    pub fn node_unpublish(&self, id: &str, target: &str) -> Result<(), CsiError> {
+        validate_id("volume id", id)?;
+        let target = require_path("target_path", target)?;
+        let _lock = self.lock(format!("node:{id}"))?;
+        mount::unmount_all(&target)?;
+        remove_target(&target)
+    }
+
+    pub fn node_stats(&self, id: &str, path: &str) -> Result<csi::NodeGetVolumeStatsResponse, CsiError> {
+        validate_id("volume id", id)?;
+        if path.is_empty() {
+            return Err(CsiError::InvalidArgument("volume_path is required".into()));
+        }
+        let (_, data) = self.node_volume(id)?;
+        let p = Path::new(path);
+        let meta = std::fs::metadata(p)
+            .map_err(|_| CsiError::NotFound(format!("volume path {path} does not exist")))?;
+        let mounted = mount::is_mount_point(p)?;
+        let condition = Some(csi::VolumeCondition {
+            abnormal: !mounted,
+            message: if mounted {
+                "volume is mounted".into()
+            } else {
+                "volume path is not a mount point".into()
+            },
+        });
+        let bytes = csi::volume_usage::Unit::Bytes as i32;
+        if !meta.is_dir() {
+            // A block publish: the only meaningful figure is the device size.
+            let total = std::fs::metadata(&data).map(|m| m.len()).unwrap_or(0);
+            return Ok(csi::NodeGetVolumeStatsResponse {
+                usage: vec![csi::VolumeUsage {
+                    available: 0,
+                    total: i64::try_from(total).unwrap_or(i64::MAX),
+                    used: 0,
+                    unit: bytes,
+                }],
+                volume_condition: condition,
+            });
+        }
+        let st = nix::sys::statvfs::statvfs(p).map_err(CsiError::sys(format!("statvfs {path}")))?;
+        let frag = st.fragment_size() as u128;
+        let clamp = |v: u128| i64::try_from(v).unwrap_or(i64::MAX);
+        let total = clamp(st.blocks() as u128 * frag);
+        let avail = clamp(st.blocks_available() as u128 * frag);
+        let free = clamp(st.blocks_free() as u128 * frag);
+        let files = clamp(st.files() as u128);
+        let ffree = clamp(st.files_free() as u128);
+        Ok(csi::NodeGetVolumeStatsResponse {
+            usage: vec![
+                csi::VolumeUsage {
+                    available: avail,
+                    total,
+                    used: total.saturating_sub(free),
+                    unit: bytes,
+                },
+                csi::VolumeUsage {
+                    available: ffree,
+                    total: files,
+                    used: files.saturating_sub(ffree),
+                    unit: csi::volume_usage::Unit::Inodes as i32,
+                },
+            ],
+            volume_condition: condition,
+        })
+    }
+
+    pub fn node_expand(&self, req: csi::NodeExpandVolumeRequest) -> Result<i64, CsiError> {
+        validate_id("volume id", &req.volume_id)?;
+        if req.volume_path.is_empty() {
+            return Err(CsiError::InvalidArgument("volume_path is required".into()));
+        }
+        let (layout, data) = self.node_volume(&req.volume_id)?;
+        let path = Path::new(&req.volume_path);
+        if !path.exists() {
+            return Err(CsiError::NotFound(format!("volume path {} does not exist", req.volume_path)));
+        }
+        let _lock = self.lock(format!("node:{}", req.volume_id))?;
+        let block = req.volume_capability.as_ref().is_some_and(is_block) || !path.is_dir();
+        if layout == Layout::Image {
+            for dev in loopdev::devices_for(&data) {
+                loopdev::refresh_capacity(&dev)?;
+                if !block {
+                    if let Some(fs) = format::probe(&dev)? {
+                        format::grow(&dev, path, &fs)?;
+                    }
+                }
+            }
+        }
+        let required = req.capacity_range.as_ref().map_or(0, |r| r.required_bytes);
+        if required > 0 {
+            return Ok(required);
+        }
+        let len = std::fs::metadata(&data).map(|m| m.len()).unwrap_or(0);
+        Ok(i64::try_from(len).unwrap_or(i64::MAX))
+    }
+}
+
+pub struct NodeService {
+    ctx: Ctx,
+}
+
+impl NodeService {
+    pub fn new(ctx: Ctx) -> Self {
+        Self { ctx }
+    }
+}
+
+const NODE_CAPS: [NodeCap; 5] = [
+    NodeCap::StageUnstageVolume,
+    NodeCap::GetVolumeStats,
+    NodeCap::ExpandVolume,
+    NodeCap::VolumeCondition,
+    NodeCap::SingleNodeMultiWriter,
+];
+
+#[tonic::async_trait]
+impl csi::node_server::Node for NodeService {
+    async fn node_stage_volume(
+        &self,
+        req: Request<csi::NodeStageVolumeRequest>,
+    ) -> Result<Response<csi::NodeStageVolumeResponse>, Status> {
+        let req = req.into_inner();
+        let id = req.volume_id.clone();
+        self.ctx
+            .rpc("NodeStageVolume", &id, move |d| {
+                d.node_stage(req).map(|()| csi::NodeStageVolumeResponse {})
+            })
+            .await
+    }
+
+    async fn node_unstage_volume(
+        &self,
+        req: Request<csi::NodeUnstageVolumeRequest>,
+    ) -> Result<Response<csi::NodeUnstageVolumeResponse>, Status> {
+        let req = req.into_inner();
+        let id = req.volume_id.clone();
+        self.ctx
+            .rpc("NodeUnstageVolume", &id, move |d| {
+                d.node_unstage(&req.volume_id, &req.staging_target_path)
+                    .map(|()| csi::NodeUnstageVolumeResponse {})
+            })
+            .await
+    }
+
+    async fn node_publish_volume(
+        &self,
+        req: Request<csi::NodePublishVolumeRequest>,
+    ) -> Result<Response<csi::NodePublishVolumeResponse>, Status> {
+        let req = req.into_inner();
+        let id = req.volume_id.clone();
+        self.ctx
+            .rpc("NodePublishVolume", &id, move |d| {
+                d.node_publish(req).map(|()| csi::NodePublishVolumeResponse {})
+            })
+            .await
+    }
+
+    async fn node_unpublish_volume(
+        &self,
+        req: Request<csi::NodeUnpublishVolumeRequest>,
+    ) -> Result<Response<csi::NodeUnpublishVolumeResponse>, Status> {
+        let req = req.into_inner();
+        let id = req.volume_id.clone();
+        self.ctx
+            .rpc("NodeUnpublishVolume", &id, move |d| {
+                d.node_unpublish(&req.volume_id, &req.target_path)
+                    .map(|()| csi::NodeUnpublishVolumeResponse {})
+            })
+            .await
+    }
+
+    async fn node_get_volume_stats(
+        &self,
+        req: Request<csi::NodeGetVolumeStatsRequest>,
+    ) -> Result<Response<csi::NodeGetVolumeStatsResponse>, Status> {
+        let req = req.into_inner();
+        let id = req.volume_id.clone();
+        self.ctx
+            .rpc("NodeGetVolumeStats", &id, move |d| d.node_stats(&req.volume_id, &req.volume_path))
+            .await
+    }
+
+    async fn node_expand_volume(
+        &self,
+        req: Request<csi::NodeExpandVolumeRequest>,
+    ) -> Result<Response<csi::NodeExpandVolumeResponse>, Status> {
+        let req = req.into_inner();
+        let id = req.volume_id.clone();
+        self.ctx
+            .rpc("NodeExpandVolume", &id, move |d| {
+                d.node_expand(req)
+                    .map(|capacity_bytes| csi::NodeExpandVolumeResponse { capacity_bytes })
+            })
+            .await
+    }
+
+    async fn node_get_capabilities(
+        &self,
+        _req: Request<csi::NodeGetCapabilitiesRequest>,
+    ) -> Result<Response<csi::NodeGetCapabilitiesResponse>, Status> {
+        self.ctx
+            .rpc("NodeGetCapabilities", "", |_| {
+                Ok(csi::NodeGetCapabilitiesResponse {
+                    capabilities: NODE_CAPS
+                        .iter()
+                        .map(|c| csi::NodeServiceCapability {
+                            r#type: Some(csi::node_service_capability::Type::Rpc(
+                                csi::node_service_capability::Rpc { r#type: *c as i32 },
+                            )),
+                        })
+                        .collect(),
+                })
+            })
+            .await
+    }
+
+    async fn node_get_info(
+        &self,
+        _req: Request<csi::NodeGetInfoRequest>,
+    ) -> Result<Response<csi::NodeGetInfoResponse>, Status> {
+        self.ctx
+            .rpc("NodeGetInfo", "", |d| {
+                Ok(csi::NodeGetInfoResponse {
+                    node_id: d.cfg.node_id.clone(),
+                    max_volumes_per_node: d.cfg.max_volumes_per_node.max(0),
+                    accessible_topology: Some(csi::Topology {
+                        segments: [(d.cfg.topology_key.clone(), d.cfg.node_id.clone())].into(),
+                    }),
+                })
+            })
+            .await
+    }
+}

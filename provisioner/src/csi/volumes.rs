@@ -1,0 +1,307 @@
+//! The driver core shared by every service: data-dir layout, per-object
+//! in-flight locks, capacity accounting and start-up reconciliation of disk
+//! against the store. All methods here are synchronous; the gRPC edge runs
+//! them on the blocking pool.
+
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use dashmap::DashMap;
+
+use super::error::CsiError;
+use super::store::{Layout, RecordState, StageState, Store};
+use super::{loopdev, mount};
+
+/// Longest volume/snapshot name or ID accepted (the CSI spec's 128 bytes).
+pub const MAX_ID_LEN: usize = 128;
+
+pub struct Config {
+    pub node_id: String,
+    pub topology_key: String,
+    pub max_volumes_per_node: i64,
+    pub capacity: u64,
+    pub controller: bool,
+    pub node: bool,
+}
+
+pub struct Driver {
+    pub cfg: Config,
+    pub store: Store,
+    pub data_dir: PathBuf,
+    locks: DashMap<String, ()>,
+    /// Bytes promised to volumes and snapshots, including ones being created.
+    used: Mutex<u64>,
+    id_counter: AtomicU64,
+}
+
+/// Holds the in-flight lock for one key; dropping it releases the key.
+pub struct InFlight<'a> {
+    locks: &'a DashMap<String, ()>,
+    key: String,
+}
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        self.locks.remove(&self.key);
+    }
+}
+
+/// Validate a CO-supplied name or ID before it is used as a path component
+/// or key: nothing may escape the data dir.
+pub fn validate_id(kind: &str, value: &str) -> Result<(), CsiError> {
+    if value.is_empty() {
+        return Err(CsiError::InvalidArgument(format!("{kind} is required")));
+    }
+    if value.len() > MAX_ID_LEN {
+        return Err(CsiError::InvalidArgument(format!(
+            "{kind} is longer than {MAX_ID_LEN} bytes"
+        )));
+    }
+    if value.contains(['/', '\\', '\0']) || value.contains("..") {
+        return Err(CsiError::InvalidArgument(format!(
+            "{kind} {value:?} contains a path separator, '..' or NUL"
+        )));
+    }
+    Ok(())
+}
+
+fn remove_path(path: &Path) -> Result<(), CsiError> {
+    let result = match std::fs::symlink_metadata(path) {
+        Ok(m) if m.is_dir() => std::fs::remove_dir_all(path),
+        Ok(_) => std::fs::remove_file(path),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => Err(e),
+    };
+    result.map_err(CsiError::io(format!("removing {}", path.display())))
+}
+
+impl Driver {
+    pub fn new(cfg: Config, store: Store, data_dir: PathBuf) -> Result<Self, CsiError> {
+        for sub in ["volumes", "snapshots"] {
+            std::fs::create_dir_all(data_dir.join(sub))
+                .map_err(CsiError::io(format!("creating {}", data_dir.join(sub).display())))?;
+        }
+        Ok(Self {
+            cfg,
+            store,
+            data_dir,
+            locks: DashMap::new(),
+            used: Mutex::new(0),
+            id_counter: AtomicU64::new(0),
+        })
+    }
+
+    /// Take the in-flight lock for `key` or fail with ABORTED.
+    pub fn lock(&self, key: String) -> Result<InFlight<'_>, CsiError> {
+        use dashmap::mapref::entry::Entry;
+        match self.locks.entry(key.clone()) {
+            Entry::Occupied(_) => Err(CsiError::InProgress(key)),
+            Entry::Vacant(v) => {
+                v.insert(());
+                Ok(InFlight {
+                    locks: &self.locks,
+                    key,
+                })
+            }
+        }
+    }
+
+    /// A fresh, unguessable-enough ID: the per-process random hasher seed
+    /// mixed with time and a counter, so restarts never reuse IDs.
+    pub fn new_id(&self, prefix: &str) -> String {
+        use std::hash::{BuildHasher, Hasher};
+        let n = self.id_counter.fetch_add(1, Ordering::Relaxed);
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos())
+            .unwrap_or(0);
+        let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+        h.write_u128(nanos);
+        h.write_u64(n);
+        let a = h.finish();
+        h.write_u64(a);
+        format!("{prefix}-{a:016x}{:016x}", h.finish())
+    }
+
+    pub fn volume_path(&self, id: &str, layout: Layout) -> PathBuf {
+        match layout {
+            Layout::Dir => self.data_dir.join("volumes").join(id),
+            Layout::Image => self.data_dir.join("volumes").join(format!("{id}.img")),
+        }
+    }
+
+    pub fn snapshot_path(&self, id: &str, layout: Layout) -> PathBuf {
+        match layout {
+            Layout::Dir => self.data_dir.join("snapshots").join(id),
+            Layout::Image => self.data_dir.join("snapshots").join(format!("{id}.img")),
+        }
+    }
+
+    /// The volume's layout as found on disk. The node service uses this
+    /// instead of the controller's records so it works in `--mode node`.
+    pub fn volume_on_disk(&self, id: &str) -> Option<(Layout, PathBuf)> {
+        [Layout::Image, Layout::Dir].into_iter().find_map(|l| {
+            let p = self.volume_path(id, l);
+            p.exists().then_some((l, p))
+        })
+    }
+
+    pub fn remove_volume_data(&self, id: &str) -> Result<(), CsiError> {
+        for layout in [Layout::Dir, Layout::Image] {
+            let p = self.volume_path(id, layout);
+            // A loop device may still hold an image whose create or stage was
+            // interrupted; detach it so the file is really gone.
+            if layout == Layout::Image {
+                for dev in loopdev::devices_for(&p) {
+                    loopdev::detach(&dev)?;
+                }
+            }
+            remove_path(&p)?;
+        }
+        Ok(())
+    }
+
+    pub fn remove_snapshot_data(&self, id: &str) -> Result<(), CsiError> {
+        remove_path(&self.snapshot_path(id, Layout::Dir))?;
+        remove_path(&self.snapshot_path(id, Layout::Image))
+    }
+
+    pub fn available(&self) -> u64 {
+        let used = self.used.lock().map(|u| *u).unwrap_or(u64::MAX);
+        self.cfg.capacity.saturating_sub(used)
+    }
+
+    /// Reserve `bytes` of the configured capacity or fail. Checking and
+    /// reserving under one lock keeps concurrent creates from overbooking.
+    pub fn reserve(&self, bytes: u64) -> Result<(), CsiError> {
+        if bytes > self.cfg.capacity {
+            return Err(CsiError::OutOfRange(format!(
+                "{bytes} bytes exceeds the largest volume this driver can hold ({})",
+                self.cfg.capacity
+            )));
+        }
+        let mut used = self
+            .used
+            .lock()
+            .map_err(|_| CsiError::Store("capacity accounting lock poisoned".into()))?;
+        let free = self.cfg.capacity.saturating_sub(*used);
+        if bytes > free {
+            return Err(CsiError::ResourceExhausted(format!(
+                "{bytes} bytes requested but only {free} are free"
+            )));
+        }
+        *used += bytes;
+        Ok(())
+    }
+
+    pub fn release(&self, bytes: u64) {
+        if let Ok(mut used) = self.used.lock() {
+            *used = used.saturating_sub(bytes);
+        }
+    }
+
+    /// Make disk agree with the store after a restart: roll back half-done
+    /// creates and deletes, drop data nobody has a record for, undo
+    /// interrupted stages and detach loop devices nobody staged.
+    pub fn reconcile(&self) -> Result<(), CsiError> {
+        if self.cfg.node {
+            self.reconcile_node()?;
+        }
+        if self.cfg.controller {
+            self.reconcile_controller()?;
+        }
+        Ok(())
+    }
+
+    fn reconcile_node(&self) -> Result<(), CsiError> {
+        let mut keep = std::collections::HashSet::new();
+        for st in self.store.stages()? {
+            match st.state {
+                StageState::Staged => {
+                    if let Some(dev) = &st.loop_device {
+                        keep.insert(PathBuf::from(dev));
+                    }
+                }
+                StageState::Staging => {
+                    tracing::warn!(volume_id = %st.volume_id, "rolling back interrupted NodeStage");
+                    let staging = Path::new(&st.staging_path);
+                    mount::unmount_all(staging)?;
+                    if let Some((Layout::Image, file)) = self.volume_on_disk(&st.volume_id) {
+                        for dev in loopdev::devices_for(&file) {
+                            loopdev::detach(&dev)?;
+                        }
+                    }
+                    self.store.remove_stage(&st.volume_id)?;
+                }
+            }
+        }
+        let volumes_dir = self.data_dir.join("volumes");
+        for (dev, backing) in loopdev::attached() {
+            if backing.starts_with(&volumes_dir) && !keep.contains(&dev) {
+                tracing::warn!(device = %dev.display(), backing = %backing.display(), "detaching orphaned loop device");
+                loopdev::detach(&dev)?;
+            }
+        }
+        Ok(())
+    }
+
+    fn reconcile_controller(&self) -> Result<(), CsiError> {
+        let mut used = 0u64;
+        let mut known_volumes = std::collections::HashSet::new();
+        for v in self.store.volumes_page(None, 0)?.0 {
+            if v.state == RecordState::Ready {
+                used += v.capacity;
+                known_volumes.insert(v.id.clone());
+                if self.volume_on_disk(&v.id).is_none() {
+                    tracing::error!(volume_id = %v.id, "volume record has no data on disk");
+                }
+            } else {
+                tracing::warn!(volume_id = %v.id, state = ?v.state, "rolling back interrupted volume operation");
+                self.remove_volume_data(&v.id)?;
+                self.store.remove_volume(&v)?;
+            }
+        }
+        let mut known_snapshots = std::collections::HashSet::new();
+        for s in self.store.snapshots_page(None, 0)?.0 {
+            if s.state == RecordState::Ready {
+                used += s.size;
+                known_snapshots.insert(s.id.clone());
+            } else {
+                tracing::warn!(snapshot_id = %s.id, state = ?s.state, "rolling back interrupted snapshot operation");
+                self.remove_snapshot_data(&s.id)?;
+                self.store.remove_snapshot(&s)?;
+            }
+        }
+        self.sweep_unrecorded("volumes", &known_volumes)?;
+        self.sweep_unrecorded("snapshots", &known_snapshots)?;
+        if let Ok(mut u) = self.used.lock() {
+            *u = used;
+        }
+        Ok(())
+    }
+
+    /// Remove entries under `data_dir/sub` whose ID has no ready record:
+    /// data written by a create that crashed before its record landed.
+    fn sweep_unrecorded(
+        &self,
+        sub: &str,
+        known: &std::collections::HashSet<String>,
+    ) -> Result<(), CsiError> {
+        let dir = self.data_dir.join(sub);
+        let entries =
+            std::fs::read_dir(&dir).map_err(CsiError::io(format!("reading {}", dir.display())))?;
+        for entry in entries.flatten() {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            let id = name.strip_suffix(".img").unwrap_or(&name);
+            if !known.contains(id) {
+                tracing::warn!(path = %entry.path().display(), "removing data without a record");
+                if sub == "volumes" {
+                    self.remove_volume_data(id)?;
+                }
+                remove_path(&entry.path())?;
+            }
+        }
+        Ok(())
+    }
+}

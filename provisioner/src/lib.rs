@@ -1,0 +1,12 @@
+//! berth: a Kubernetes storage engine.
+//!
+//! - [`binding`]: the pure binding core (`plan(&Snapshot) -> Plan`);
+//! - [`manifest`]: reading manifests into a typed [`binding::Snapshot`];
+//! - [`cli`]: the `berth` command line.
+
+pub mod binding;
+pub mod cli;
+pub mod csi;
+pub mod manifest;
+pub mod model;
+pub mod quantity;

@@ -1,0 +1,786 @@
+//! Documents → typed [`Snapshot`]: each object is deserialized into its
+//! `k8s-openapi` type, then every field the core uses is parsed into a typed
+//! value. Errors name the document, the object and the field.
+//!
+//! Kinds the core does not use are skipped with a warning. When the same
+//! object appears twice, the later one wins (as `kubectl apply` would) and a
+//! warning says so.
+
+use std::collections::HashMap;
+
+use k8s_openapi::api::apps::v1 as apps;
+use k8s_openapi::api::core::v1 as core;
+use k8s_openapi::api::storage::v1 as storage;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1 as meta;
+use serde::de::DeserializeOwned;
+use serde_json::Value;
+use thiserror::Error;
+
+use super::load::Document;
+use crate::binding::snapshot::*;
+use crate::model::{
+    AccessMode, AccessModes, BindingMode, ClaimKey, LabelRequirement, LabelSelector,
+    NodeRequirement, NodeSelector, ObjectKey, ReclaimPolicy, VolumeMode, VolumePhase,
+};
+use crate::quantity::Quantity;
+
+pub const ANN_BETA_CLASS: &str = "volume.beta.kubernetes.io/storage-class";
+pub const ANN_SELECTED_NODE: &str = "volume.kubernetes.io/selected-node";
+pub const ANN_PROVISIONED_BY: &str = "pv.kubernetes.io/provisioned-by";
+pub const ANN_DEFAULT_CLASS: &str = "storageclass.kubernetes.io/is-default-class";
+pub const ANN_BETA_DEFAULT_CLASS: &str = "storageclass.beta.kubernetes.io/is-default-class";
+
+/// A bad value in an object, with everything needed to find it.
+#[derive(Debug, Clone, Error)]
+#[error("{place} ({kind} {name}): {field}: {message}")]
+pub struct InputError {
+    pub place: String,
+    pub kind: String,
+    pub name: String,
+    pub field: String,
+    pub message: String,
+}
+
+/// Error context for one document.
+struct Ctx<'a> {
+    doc: &'a Document,
+    kind: &'a str,
+    name: String,
+}
+
+impl Ctx<'_> {
+    fn err(&self, field: impl Into<String>, message: impl Into<String>) -> InputError {
+        InputError {
+            place: self.doc.place(),
+            kind: self.kind.to_string(),
+            name: self.name.clone(),
+            field: field.into(),
+            message: message.into(),
+        }
+    }
+
+    fn quantity(&self, field: &str, q: &str) -> Result<Quantity, InputError> {
+        Quantity::parse(q).map_err(|e| self.err(field, e.to_string()))
+    }
+
+    fn origin(&self) -> Origin {
+        Origin {
+            source: self.doc.source.clone(),
+            document: self.doc.index,
+        }
+    }
+}
+
+/// Keys whose maps hold quantities: YAML lets authors write `pods: 4`, which
+/// the API accepts, so bare numbers there are turned into strings first.
+const QUANTITY_MAPS: &[&str] = &[
+    "capacity",
+    "requests",
+    "limits",
+    "hard",
+    "used",
+    "min",
+    "max",
+    "default",
+    "defaultRequest",
+    "maxLimitRequestRatio",
+    "allocatable",
+];
+
+fn stringify_quantities(v: &mut Value, in_quantity_map: bool) {
+    match v {
+        Value::Object(map) => {
+            for (k, child) in map.iter_mut() {
+                if in_quantity_map {
+                    if let Value::Number(n) = child {
+                        *child = Value::String(n.to_string());
+                        continue;
+                    }
+                }
+                stringify_quantities(child, QUANTITY_MAPS.contains(&k.as_str()));
+            }
+        }
+        Value::Array(items) => items
+            .iter_mut()
+            .for_each(|i| stringify_quantities(i, false)),
+        _ => {}
+    }
+}
+
+fn decode<T: DeserializeOwned>(ctx: &Ctx<'_>, mut value: Value) -> Result<T, InputError> {
+    if ctx.kind != "CSINode" {
+        stringify_quantities(&mut value, false);
+    }
+    serde_path_to_error::deserialize(value).map_err(|e| {
+        let path = e.path().to_string();
+        ctx.err(if path == "." { "<root>".into() } else { path }, e.into_inner().to_string())
+    })
+}
+
+/// Builds the snapshot; documents are in creation order.
+pub fn to_snapshot(docs: Vec<Document>) -> Result<Snapshot, InputError> {
+    let mut b = Builder::default();
+    for (seq, doc) in docs.into_iter().enumerate() {
+        b.add(seq, doc)?;
+    }
+    Ok(b.finish())
+}
+
+#[derive(Default)]
+struct Builder {
+    snap: Snapshot,
+    seen: HashMap<(String, String, String), usize>,
+}
+
+/// Replaces an earlier object of the same identity, or appends.
+fn upsert<T>(
+    list: &mut Vec<T>,
+    seen: &mut HashMap<(String, String, String), usize>,
+    warnings: &mut Vec<String>,
+    id: (String, String, String),
+    place: String,
+    item: T,
+) {
+    match seen.get(&id) {
+        Some(&i) => {
+            warnings.push(format!(
+                "{place}: {} {} appears again; the later definition wins",
+                id.0,
+                if id.1.is_empty() {
+                    id.2.clone()
+                } else {
+                    format!("{}/{}", id.1, id.2)
+                }
+            ));
+            list[i] = item;
+        }
+        None => {
+            seen.insert(id, list.len());
+            list.push(item);
+        }
+    }
+}
+
+impl Builder {
+    fn add(&mut self, seq: usize, doc: Document) -> Result<(), InputError> {
+        let kind = doc
+            .value
+            .get("kind")
+            .and_then(Value::as_str)
+            .unwrap_or("")
+            .to_string();
+        let name = doc
+            .value
+            .pointer("/metadata/name")
+            .and_then(Value::as_str)
+            .unwrap_or("")
+            .to_string();
+        let ctx = Ctx {
+            doc: &doc,
+            kind: &kind,
+            name: name.clone(),
+        };
+        if kind.is_empty() {
+            return Err(ctx.err("kind", "Required value"));
+        }
+        const KNOWN: &[&str] = &[
+            "StorageClass",
+            "PersistentVolume",
+            "PersistentVolumeClaim",
+            "Node",
+            "CSINode",
+            "Pod",
+            "StatefulSet",
+            "Namespace",
+            "LimitRange",
+            "ResourceQuota",
+        ];
+        if !KNOWN.contains(&kind.as_str()) {
+            self.snap.warnings.push(format!(
+                "{}: ignoring {kind} {name:?}: berth does not use this kind",
+                doc.place()
+            ));
+            return Ok(());
+        }
+        if name.is_empty() {
+            return Err(ctx.err("metadata.name", "Required value"));
+        }
+        let value = doc.value.clone();
+        let place = doc.place();
+        let ns = |m: &meta::ObjectMeta| m.namespace.clone().unwrap_or_else(|| "default".into());
+        let w = &mut self.snap.warnings;
+        let seen = &mut self.seen;
+        match kind.as_str() {
+            "StorageClass" => {
+                let o: storage::StorageClass = decode(&ctx, value)?;
+                let c = storage_class(&ctx, o)?;
+                let id = (kind.clone(), String::new(), c.name.clone());
+                upsert(&mut self.snap.classes, seen, w, id, place, c);
+            }
+            "PersistentVolume" => {
+                let o: core::PersistentVolume = decode(&ctx, value)?;
+                let v = volume(&ctx, o)?;
+                let id = (kind.clone(), String::new(), v.name.clone());
+                upsert(&mut self.snap.volumes, seen, w, id, place, v);
+            }
+            "PersistentVolumeClaim" => {
+                let o: core::PersistentVolumeClaim = decode(&ctx, value)?;
+                let c = claim(&ctx, o, seq)?;
+                let id = (kind.clone(), c.key.namespace.clone(), c.key.name.clone());
+                upsert(&mut self.snap.claims, seen, w, id, place, c);
+            }
+            "Node" => {
+                let o: core::Node = decode(&ctx, value)?;
+                let n = Node {
+                    name: name.clone(),
+                    labels: o.metadata.labels.unwrap_or_default(),
+                };
+                let id = (kind.clone(), String::new(), name.clone());
+                upsert(&mut self.snap.nodes, seen, w, id, place, n);
+            }
+            "CSINode" => {
+                let o: storage::CSINode = decode(&ctx, value)?;
+                let mut drivers = Vec::new();
+                for (i, d) in o.spec.drivers.into_iter().enumerate() {
+                    let count = match d.allocatable.and_then(|a| a.count) {
+                        Some(c) if c < 0 => {
+                            return Err(ctx.err(
+                                format!("spec.drivers[{i}].allocatable.count"),
+                                format!("Invalid value: {c}: must be greater than or equal to 0"),
+                            ));
+                        }
+                        Some(c) => Some(c as u32),
+                        None => None,
+                    };
+                    drivers.push((d.name, count));
+                }
+                let n = CsiNode {
+                    name: name.clone(),
+                    drivers,
+                };
+                let id = (kind.clone(), String::new(), name.clone());
+                upsert(&mut self.snap.csi_nodes, seen, w, id, place, n);
+            }
+            "Pod" => {
+                let o: core::Pod = decode(&ctx, value)?;
+                let p = pod(&ctx, o);
+                let id = (kind.clone(), p.key.namespace.clone(), p.key.name.clone());
+                upsert(&mut self.snap.pods, seen, w, id, place, p);
+            }
+            "StatefulSet" => {
+                let o: apps::StatefulSet = decode(&ctx, value)?;
+                let s = stateful_set(&ctx, o, seq)?;
+                let id = (kind.clone(), s.key.namespace.clone(), s.key.name.clone());
+                upsert(&mut self.snap.stateful_sets, seen, w, id, place, s);
+            }
+            "Namespace" => {
+                let o: core::Namespace = decode(&ctx, value)?;
+                let terminating = o.metadata.deletion_timestamp.is_some()
+                    || o.status.and_then(|s| s.phase).as_deref() == Some("Terminating");
+                let n = Namespace {
+                    name: name.clone(),
+                    terminating,
+                    seq,
+                };
+                let id = (kind.clone(), String::new(), name.clone());
+                upsert(&mut self.snap.namespaces, seen, w, id, place, n);
+            }
+            "LimitRange" => {
+                let o: core::LimitRange = decode(&ctx, value)?;
+                let key = ObjectKey::new(ns(&o.metadata), name.clone());
+                let mut claim_limits = Vec::new();
+                for (i, item) in o.spec.map(|s| s.limits).unwrap_or_default().iter().enumerate() {
+                    if item.type_ != "PersistentVolumeClaim" {
+                        continue;
+                    }
+                    let get = |m: &Option<std::collections::BTreeMap<String, k8s_openapi::apimachinery::pkg::api::resource::Quantity>>, which: &str| -> Result<Option<Quantity>, InputError> {
+                        match m.as_ref().and_then(|m| m.get("storage")) {
+                            Some(q) => ctx.quantity(&format!("spec.limits[{i}].{which}.storage"), &q.0).map(Some),
+                            None => Ok(None),
+                        }
+                    };
+                    claim_limits.push((get(&item.min, "min")?, get(&item.max, "max")?));
+                }
+                let l = LimitRange {
+                    key: key.clone(),
+                    claim_limits,
+                    seq,
+                };
+                let id = (kind.clone(), key.namespace, key.name);
+                upsert(&mut self.snap.limit_ranges, seen, w, id, place, l);
+            }
+            "ResourceQuota" => {
+                let o: core::ResourceQuota = decode(&ctx, value)?;
+                let key = ObjectKey::new(ns(&o.metadata), name.clone());
+                let spec = o.spec.unwrap_or_default();
+                let scoped = spec.scopes.as_ref().is_some_and(|s| !s.is_empty())
+                    || spec.scope_selector.is_some();
+                let mut hard = Vec::new();
+                for (k, q) in spec.hard.unwrap_or_default() {
+                    let Some(res) = quota_resource(&k) else {
+                        continue;
+                    };
+                    hard.push((res, ctx.quantity(&format!("spec.hard[{k}]"), &q.0)?));
+                }
+                let r = ResourceQuota {
+                    key: key.clone(),
+                    hard,
+                    scoped,
+                    seq,
+                };
+                let id = (kind.clone(), key.namespace, key.name);
+                upsert(&mut self.snap.quotas, seen, w, id, place, r);
+            }
+            _ => {}
+        }
+        Ok(())
+    }
+
+    fn finish(self) -> Snapshot {
+        self.snap
+    }
+}
+
+fn quota_resource(key: &str) -> Option<QuotaResource> {
+    match key {
+        "requests.storage" => Some(QuotaResource::RequestsStorage),
+        "persistentvolumeclaims" | "count/persistentvolumeclaims" => Some(QuotaResource::Claims),
+        _ => {
+            let (class, res) = key.split_once(".storageclass.storage.k8s.io/")?;
+            match res {
+                "requests.storage" => Some(QuotaResource::ClassRequestsStorage(class.to_string())),
+                "persistentvolumeclaims" => Some(QuotaResource::ClassClaims(class.to_string())),
+                _ => None,
+            }
+        }
+    }
+}
+
+fn created(m: &meta::ObjectMeta) -> Created {
+    m.creation_timestamp.as_ref().map(|t| t.0.as_second())
+}
+
+fn annotation<'a>(m: &'a meta::ObjectMeta, key: &str) -> Option<&'a str> {
+    m.annotations.as_ref()?.get(key).map(String::as_str)
+}
+
+fn access_modes(ctx: &Ctx<'_>, field: &str, modes: &[String]) -> Result<AccessModes, InputError> {
+    let mut set = AccessModes::EMPTY;
+    for (i, m) in modes.iter().enumerate() {
+        match AccessMode::parse(m) {
+            Some(mode) => set.insert(mode),
+            None => {
+                return Err(ctx.err(
+                    format!("{field}[{i}]"),
+                    format!("Unsupported value: {m:?}: supported values: \"ReadOnlyMany\", \"ReadWriteMany\", \"ReadWriteOnce\", \"ReadWriteOncePod\""),
+                ));
+            }
+        }
+    }
+    Ok(set)
+}
+
+fn volume_mode(ctx: &Ctx<'_>, field: &str, m: Option<&str>) -> Result<VolumeMode, InputError> {
+    match m {
+        None | Some("Filesystem") => Ok(VolumeMode::Filesystem),
+        Some("Block") => Ok(VolumeMode::Block),
+        Some(other) => Err(ctx.err(
+            field,
+            format!("Unsupported value: {other:?}: supported values: \"Block\", \"Filesystem\""),
+        )),
+    }
+}
+
+fn reclaim_policy(p: Option<&str>, default: ReclaimPolicy) -> ReclaimPolicy {
+    match p {
+        None => default,
+        Some("Retain") => ReclaimPolicy::Retain,
+        Some("Delete") => ReclaimPolicy::Delete,
+        Some("Recycle") => ReclaimPolicy::Recycle,
+        Some(other) => ReclaimPolicy::Unknown(other.to_string()),
+    }
+}
+
+fn label_selector(
+    ctx: &Ctx<'_>,
+    field: &str,
+    s: &meta::LabelSelector,
+) -> Result<LabelSelector, InputError> {
+    let mut requirements = Vec::new();
+    for (k, v) in s.match_labels.iter().flatten() {
+        requirements.push(LabelRequirement::In(k.clone(), vec![v.clone()]));
+    }
+    for (i, e) in s.match_expressions.iter().flatten().enumerate() {
+        let values = e.values.clone().unwrap_or_default();
+        let f = format!("{field}.matchExpressions[{i}]");
+        let r = match e.operator.as_str() {
+            "In" | "NotIn" if values.is_empty() => {
+                return Err(ctx.err(
+                    format!("{f}.values"),
+                    "Required value: must be specified when `operator` is 'In' or 'NotIn'",
+                ));
+            }
+            "In" => LabelRequirement::In(e.key.clone(), values),
+            "NotIn" => LabelRequirement::NotIn(e.key.clone(), values),
+            "Exists" | "DoesNotExist" if !values.is_empty() => {
+                return Err(ctx.err(
+                    format!("{f}.values"),
+                    "Forbidden: may not be specified when `operator` is 'Exists' or 'DoesNotExist'",
+                ));
+            }
+            "Exists" => LabelRequirement::Exists(e.key.clone()),
+            "DoesNotExist" => LabelRequirement::DoesNotExist(e.key.clone()),
+            other => {
+                return Err(ctx.err(
+                    format!("{f}.operator"),
+                    format!("Invalid value: {other:?}: not a valid selector operator (In, NotIn, Exists, DoesNotExist)"),
+                ));
+            }
+        };
+        requirements.push(r);
+    }
+    Ok(LabelSelector { requirements })
+}
+
+fn node_selector(
+    ctx: &Ctx<'_>,
+    field: &str,
+    s: &core::NodeSelector,
+) -> Result<NodeSelector, InputError> {
+    let mut terms = Vec::new();
+    for (t, term) in s.node_selector_terms.iter().enumerate() {
+        let mut reqs = Vec::new();
+        for (i, e) in term.match_expressions.iter().flatten().enumerate() {
+            let f = format!("{field}.nodeSelectorTerms[{t}].matchExpressions[{i}]");
+            let values = e.values.clone().unwrap_or_default();
+            let int = |v: &[String]| -> Result<i64, InputError> {
+                match v {
+                    [one] => one.parse::<i64>().map_err(|_| {
+                        ctx.err(format!("{f}.values[0]"), format!("Invalid value: {one:?}: must be an integer"))
+                    }),
+                    _ => Err(ctx.err(format!("{f}.values"), "Required value: must be specified single value when `operator` is 'Lt' or 'Gt'")),
+                }
+            };
+            reqs.push(match e.operator.as_str() {
+                "In" => NodeRequirement::Label(LabelRequirement::In(e.key.clone(), values)),
+                "NotIn" => NodeRequirement::Label(LabelRequirement::NotIn(e.key.clone(), values)),
+                "Exists" => NodeRequirement::Label(LabelRequirement::Exists(e.key.clone())),
+                "DoesNotExist" => {
+                    NodeRequirement::Label(LabelRequirement::DoesNotExist(e.key.clone()))
+                }
+                "Gt" => NodeRequirement::Gt(e.key.clone(), int(&values)?),
+                "Lt" => NodeRequirement::Lt(e.key.clone(), int(&values)?),
+                other => {
+                    return Err(ctx.err(
+                        format!("{f}.operator"),
+                        format!("Unsupported value: {other:?}: supported values: In, NotIn, Exists, DoesNotExist, Gt, Lt"),
+                    ));
+                }
+            });
+        }
+        for (i, e) in term.match_fields.iter().flatten().enumerate() {
+            let f = format!("{field}.nodeSelectorTerms[{t}].matchFields[{i}]");
+            if e.key != "metadata.name" {
+                return Err(ctx.err(
+                    format!("{f}.key"),
+                    format!("Invalid value: {:?}: only metadata.name is supported", e.key),
+                ));
+            }
+            let values = e.values.clone().unwrap_or_default();
+            reqs.push(match e.operator.as_str() {
+                "In" => NodeRequirement::NameIn(values),
+                "NotIn" => NodeRequirement::NameNotIn(values),
+                other => {
+                    return Err(ctx.err(
+                        format!("{f}.operator"),
+                        format!("Unsupported value: {other:?}: supported values: In, NotIn"),
+                    ));
+                }
+            });
+        }
+        terms.push(reqs);
+    }
+    Ok(NodeSelector { terms })
+}
+
+fn storage_class(ctx: &Ctx<'_>, o: storage::StorageClass) -> Result<StorageClass, InputError> {
+    let m = &o.metadata;
+    let is_default = annotation(m, ANN_DEFAULT_CLASS) == Some("true")
+        || annotation(m, ANN_BETA_DEFAULT_CLASS) == Some("true");
+    let binding_mode = match o.volume_binding_mode.as_deref() {
+        None | Some("Immediate") => BindingMode::Immediate,
+        Some("WaitForFirstConsumer") => BindingMode::WaitForFirstConsumer,
+        Some(other) => {
+            return Err(ctx.err(
+                "volumeBindingMode",
+                format!("Unsupported value: {other:?}: supported values: \"Immediate\", \"WaitForFirstConsumer\""),
+            ));
+        }
+    };
+    let allowed_topologies = o.allowed_topologies.as_ref().map(|terms| NodeSelector {
+        terms: terms
+            .iter()
+            .map(|t| {
+                t.match_label_expressions
+                    .iter()
+                    .flatten()
+                    .map(|e| {
+                        NodeRequirement::Label(LabelRequirement::In(e.key.clone(), e.values.clone()))
+                    })
+                    .collect()
+            })
+            .collect(),
+    });
+    Ok(StorageClass {
+        name: ctx.name.clone(),
+        provisioner: o.provisioner,
+        parameters: o.parameters.unwrap_or_default().into_iter().collect(),
+        reclaim_policy: reclaim_policy(o.reclaim_policy.as_deref(), ReclaimPolicy::Delete),
+        binding_mode,
+        is_default,
+        created: created(m),
+        allowed_topologies,
+        origin: ctx.origin(),
+    })
+}
+
+/// Which source field a PV uses, and the CSI driver that serves it.
+fn volume_source(spec: &core::PersistentVolumeSpec) -> VolumeSource {
+    if let Some(csi) = &spec.csi {
+        return VolumeSource {
+            field: Some("csi".into()),
+            csi_driver: Some(csi.driver.clone()),
+            csi_handle: Some(csi.volume_handle.clone()),
+            provisioned_by: None,
+        };
+    }
+    let set: &[(&str, bool)] = &[
+        ("awsElasticBlockStore", spec.aws_elastic_block_store.is_some()),
+        ("azureDisk", spec.azure_disk.is_some()),
+        ("azureFile", spec.azure_file.is_some()),
+        ("cephfs", spec.cephfs.is_some()),
+        ("cinder", spec.cinder.is_some()),
+        ("fc", spec.fc.is_some()),
+        ("flexVolume", spec.flex_volume.is_some()),
+        ("flocker", spec.flocker.is_some()),
+        ("gcePersistentDisk", spec.gce_persistent_disk.is_some()),
+        ("glusterfs", spec.glusterfs.is_some()),
+        ("hostPath", spec.host_path.is_some()),
+        ("iscsi", spec.iscsi.is_some()),
+        ("local", spec.local.is_some()),
+        ("nfs", spec.nfs.is_some()),
+        ("photonPersistentDisk", spec.photon_persistent_disk.is_some()),
+        ("portworxVolume", spec.portworx_volume.is_some()),
+        ("quobyte", spec.quobyte.is_some()),
+        ("rbd", spec.rbd.is_some()),
+        ("scaleIO", spec.scale_io.is_some()),
+        ("storageos", spec.storageos.is_some()),
+        ("vsphereVolume", spec.vsphere_volume.is_some()),
+    ];
+    let field = set.iter().find(|(_, on)| *on).map(|(f, _)| f.to_string());
+    let csi_driver = field
+        .as_deref()
+        .and_then(storage_classes::plugin_for_source_field)
+        .and_then(|p| p.csi_migration_driver)
+        .map(str::to_string);
+    VolumeSource {
+        field,
+        csi_driver,
+        csi_handle: None,
+        provisioned_by: None,
+    }
+}
+
+fn volume(ctx: &Ctx<'_>, o: core::PersistentVolume) -> Result<Volume, InputError> {
+    let m = &o.metadata;
+    let spec = o.spec.unwrap_or_default();
+    let capacity = match spec.capacity.as_ref().and_then(|c| c.get("storage")) {
+        Some(q) => Some(ctx.quantity("spec.capacity.storage", &q.0)?),
+        None => None,
+    };
+    let class = annotation(m, ANN_BETA_CLASS)
+        .map(str::to_string)
+        .or_else(|| spec.storage_class_name.clone())
+        .unwrap_or_default();
+    let claim_ref = spec.claim_ref.as_ref().and_then(|r| {
+        r.name.as_ref().map(|n| ClaimRef {
+            key: ClaimKey::new(r.namespace.clone().unwrap_or_else(|| "default".into()), n.clone()),
+            uid: r.uid.clone().filter(|u| !u.is_empty()),
+        })
+    });
+    let phase = match o.status.and_then(|s| s.phase).as_deref() {
+        None => None,
+        Some("Pending") => Some(VolumePhase::Pending),
+        Some("Available") => Some(VolumePhase::Available),
+        Some("Bound") => Some(VolumePhase::Bound),
+        Some("Released") => Some(VolumePhase::Released),
+        Some("Failed") => Some(VolumePhase::Failed),
+        Some(other) => {
+            return Err(ctx.err("status.phase", format!("Unsupported value: {other:?}")));
+        }
+    };
+    let node_affinity = match spec.node_affinity.as_ref().and_then(|a| a.required.as_ref()) {
+        Some(sel) => Some(node_selector(ctx, "spec.nodeAffinity.required", sel)?),
+        None => None,
+    };
+    let mut source = volume_source(&spec);
+    source.provisioned_by = annotation(m, ANN_PROVISIONED_BY).map(str::to_string);
+    Ok(Volume {
+        name: ctx.name.clone(),
+        capacity,
+        access_modes: access_modes(ctx, "spec.accessModes", spec.access_modes.as_deref().unwrap_or(&[]))?,
+        volume_mode: volume_mode(ctx, "spec.volumeMode", spec.volume_mode.as_deref())?,
+        class,
+        labels: m.labels.clone().unwrap_or_default(),
+        claim_ref,
+        phase,
+        // The API defaults a PV's policy to Retain.
+        reclaim_policy: reclaim_policy(
+            spec.persistent_volume_reclaim_policy.as_deref(),
+            ReclaimPolicy::Retain,
+        ),
+        deleting: m.deletion_timestamp.is_some(),
+        node_affinity,
+        source,
+        origin: ctx.origin(),
+    })
+}
+
+/// The typed parts of a claim spec, shared by claims and StatefulSet templates.
+struct ClaimSpecParts {
+    class: ClaimClass,
+    request: Option<Quantity>,
+    access_modes: AccessModes,
+    volume_mode: VolumeMode,
+    selector: Option<LabelSelector>,
+}
+
+fn claim_spec(
+    ctx: &Ctx<'_>,
+    prefix: &str,
+    m: &meta::ObjectMeta,
+    spec: &core::PersistentVolumeClaimSpec,
+) -> Result<ClaimSpecParts, InputError> {
+    // The beta annotation wins over the field, as upstream's helpers read it.
+    let class = match (annotation(m, ANN_BETA_CLASS), &spec.storage_class_name) {
+        (Some(a), _) => ClaimClass::Named(a.to_string()),
+        (None, Some(n)) => ClaimClass::Named(n.clone()),
+        (None, None) => ClaimClass::Unset,
+    };
+    let request = match spec
+        .resources
+        .as_ref()
+        .and_then(|r| r.requests.as_ref())
+        .and_then(|r| r.get("storage"))
+    {
+        Some(q) => Some(ctx.quantity(&format!("{prefix}.resources.requests.storage"), &q.0)?),
+        None => None,
+    };
+    let selector = match &spec.selector {
+        Some(s) => Some(label_selector(ctx, &format!("{prefix}.selector"), s)?),
+        None => None,
+    };
+    Ok(ClaimSpecParts {
+        class,
+        request,
+        access_modes: access_modes(
+            ctx,
+            &format!("{prefix}.accessModes"),
+            spec.access_modes.as_deref().unwrap_or(&[]),
+        )?,
+        volume_mode: volume_mode(ctx, &format!("{prefix}.volumeMode"), spec.volume_mode.as_deref())?,
+        selector,
+    })
+}
+
+fn claim(ctx: &Ctx<'_>, o: core::PersistentVolumeClaim, seq: usize) -> Result<Claim, InputError> {
+    let m = &o.metadata;
+    let spec = o.spec.clone().unwrap_or_default();
+    let parts = claim_spec(ctx, "spec", m, &spec)?;
+    Ok(Claim {
+        key: ClaimKey::new(m.namespace.clone().unwrap_or_else(|| "default".into()), ctx.name.clone()),
+        uid: m.uid.clone().filter(|u| !u.is_empty()),
+        class: parts.class,
+        request: parts.request,
+        access_modes: parts.access_modes,
+        volume_mode: parts.volume_mode,
+        selector: parts.selector,
+        volume_name: spec.volume_name.clone().filter(|v| !v.is_empty()),
+        selected_node: annotation(m, ANN_SELECTED_NODE).map(str::to_string),
+        bound_phase: o.status.and_then(|s| s.phase).as_deref() == Some("Bound"),
+        deleting: m.deletion_timestamp.is_some(),
+        source: ClaimSource::Manifest,
+        origin: ctx.origin(),
+        seq,
+    })
+}
+
+fn pod(ctx: &Ctx<'_>, o: core::Pod) -> Pod {
+    let m = &o.metadata;
+    let key = ObjectKey::new(m.namespace.clone().unwrap_or_else(|| "default".into()), ctx.name.clone());
+    let spec = o.spec.unwrap_or_default();
+    let mut volumes = Vec::new();
+    for v in spec.volumes.iter().flatten() {
+        if let Some(pvc) = &v.persistent_volume_claim {
+            volumes.push(PodVolume::Claim(pvc.claim_name.clone()));
+        } else if v.ephemeral.is_some() {
+            // Generic ephemeral volumes are claims named <pod>-<volume>.
+            volumes.push(PodVolume::Claim(format!("{}-{}", key.name, v.name)));
+        } else if let Some(csi) = &v.csi {
+            volumes.push(PodVolume::InlineCsi {
+                driver: csi.driver.clone(),
+                handle: v.name.clone(),
+            });
+        }
+    }
+    let phase = o.status.and_then(|s| s.phase);
+    Pod {
+        key,
+        node_name: spec.node_name.filter(|n| !n.is_empty()),
+        volumes,
+        terminated: matches!(phase.as_deref(), Some("Succeeded" | "Failed")),
+    }
+}
+
+fn stateful_set(ctx: &Ctx<'_>, o: apps::StatefulSet, seq: usize) -> Result<StatefulSet, InputError> {
+    let m = &o.metadata;
+    let key = ObjectKey::new(m.namespace.clone().unwrap_or_else(|| "default".into()), ctx.name.clone());
+    let spec = o.spec.unwrap_or_default();
+    let replicas = match spec.replicas {
+        None => 1,
+        Some(r) if r < 0 => {
+            return Err(ctx.err(
+                "spec.replicas",
+                format!("Invalid value: {r}: must be greater than or equal to 0"),
+            ));
+        }
+        Some(r) => r as u32,
+    };
+    let mut templates = Vec::new();
+    for (i, t) in spec.volume_claim_templates.iter().flatten().enumerate() {
+        let prefix = format!("spec.volumeClaimTemplates[{i}].spec");
+        let Some(name) = t.metadata.name.clone() else {
+            return Err(ctx.err(
+                format!("spec.volumeClaimTemplates[{i}].metadata.name"),
+                "Required value",
+            ));
+        };
+        let tspec = t.spec.clone().unwrap_or_default();
+        let parts = claim_spec(ctx, &prefix, &t.metadata, &tspec)?;
+        templates.push(ClaimTemplate {
+            name,
+            class: parts.class,
+            request: parts.request,
+            access_modes: parts.access_modes,
+            volume_mode: parts.volume_mode,
+            selector: parts.selector,
+        });
+    }
+    Ok(StatefulSet {
+        key,
+        replicas,
+        templates,
+        origin: ctx.origin(),
+        seq,
+    })
+}

@@ -1,0 +1,19 @@
+//! The edge between files and the binding core: reading manifests
+//! (`load`) and turning them into a typed [`Snapshot`](crate::binding::Snapshot)
+//! (`convert`). Everything that can be wrong with input is found here and
+//! reported with the document, the object and the field.
+
+pub mod convert;
+pub mod load;
+
+pub use convert::{InputError, to_snapshot};
+pub use load::{Document, LoadError, load_paths, parse_str};
+
+/// Anything that stops a plan from being computed.
+#[derive(Debug, thiserror::Error)]
+pub enum ManifestError {
+    #[error(transparent)]
+    Load(#[from] LoadError),
+    #[error(transparent)]
+    Input(#[from] InputError),
+}
