@@ -359,7 +359,10 @@ impl Driver {
                     .ok_or_else(|| CsiError::NotFound(format!("snapshot {sid} not found")))?;
                 _src_lock = Some(self.lock(format!("snapshot:{sid}"))?);
                 layout = snap.layout;
-                fs_type = snap.fs_type.clone().or(fs_type);
+                fs_type = match snap.layout {
+                    Layout::Dir => None,
+                    Layout::Image => snap.fs_type.clone().or(fs_type),
+                };
                 min_size = snap.size;
                 src_path = Some(self.snapshot_path(sid, snap.layout));
             }
@@ -372,7 +375,10 @@ impl Driver {
                     .ok_or_else(|| CsiError::NotFound(format!("source volume {vid} not found")))?;
                 _src_lock = Some(self.lock(format!("volume:{vid}"))?);
                 layout = vol.layout;
-                fs_type = vol.fs_type.clone().or(fs_type);
+                fs_type = match vol.layout {
+                    Layout::Dir => None,
+                    Layout::Image => vol.fs_type.clone().or(fs_type),
+                };
                 min_size = vol.capacity;
                 src_path = Some(self.volume_path(vid, vol.layout));
             }

@@ -66,30 +66,13 @@ pub struct CsiArgs {
     pub metrics_address: Option<SocketAddr>,
 }
 
-/// Parse a Kubernetes-style size (`10Gi`, `500M`, `1073741824`) to bytes.
+/// Parse a Kubernetes quantity (`10Gi`, `500M`, `1073741824`) as bytes,
+/// using the binding core's exact quantity type.
 pub fn parse_size(input: &str) -> Result<u64, CsiError> {
-    let s = input.trim();
-    let split = s
-        .find(|c: char| !c.is_ascii_digit())
-        .unwrap_or(s.len());
-    let (digits, suffix) = s.split_at(split);
-    let n: u64 = digits
-        .parse()
-        .map_err(|_| CsiError::Config(format!("invalid size {input:?}")))?;
-    let mult: u64 = match suffix {
-        "" => 1,
-        "k" => 1000,
-        "M" => 1000u64.pow(2),
-        "G" => 1000u64.pow(3),
-        "T" => 1000u64.pow(4),
-        "Ki" => 1 << 10,
-        "Mi" => 1 << 20,
-        "Gi" => 1 << 30,
-        "Ti" => 1 << 40,
-        _ => return Err(CsiError::Config(format!("invalid size suffix in {input:?}"))),
-    };
-    n.checked_mul(mult)
-        .ok_or_else(|| CsiError::Config(format!("size {input:?} overflows")))
+    let q = crate::quantity::Quantity::parse(input)
+        .map_err(|e| CsiError::Config(format!("invalid size: {e}")))?;
+    u64::try_from(q.value_ceil())
+        .map_err(|_| CsiError::Config(format!("size {input:?} is negative or too large")))
 }
 
 /// Shared by all services: the driver core plus metrics.

@@ -69,7 +69,7 @@ impl Driver {
                 "block access requested for a filesystem-directory volume".into(),
             ));
         }
-        let _lock = self.lock(format!("node:{}", req.volume_id))?;
+        let _lock = self.lock(format!("volume:{}", req.volume_id))?;
         if let Some(st) = self.store.stage(&req.volume_id)? {
             if st.state == StageState::Staged && st.staging_path == req.staging_target_path && st.block == block {
                 return Ok(());
@@ -143,7 +143,7 @@ impl Driver {
     pub fn node_unstage(&self, id: &str, staging: &str) -> Result<(), CsiError> {
         validate_id("volume id", id)?;
         require_path("staging_target_path", staging)?;
-        let _lock = self.lock(format!("node:{id}"))?;
+        let _lock = self.lock(format!("volume:{id}"))?;
         let Some(rec) = self.store.stage(id)? else {
             return Ok(());
         };
@@ -165,7 +165,7 @@ impl Driver {
         require_path("staging_target_path", &req.staging_target_path)?;
         let cap = check_capability(req.volume_capability.as_ref())?;
         self.node_volume(&req.volume_id)?;
-        let _lock = self.lock(format!("node:{}", req.volume_id))?;
+        let _lock = self.lock(format!("volume:{}", req.volume_id))?;
         let st = self
             .store
             .stage(&req.volume_id)?
@@ -212,7 +212,7 @@ impl Driver {
     pub fn node_unpublish(&self, id: &str, target: &str) -> Result<(), CsiError> {
         validate_id("volume id", id)?;
         let target = require_path("target_path", target)?;
-        let _lock = self.lock(format!("node:{id}"))?;
+        let _lock = self.lock(format!("volume:{id}"))?;
         mount::unmount_all(&target)?;
         remove_target(&target)
     }
@@ -286,7 +286,7 @@ impl Driver {
         if !path.exists() {
             return Err(CsiError::NotFound(format!("volume path {} does not exist", req.volume_path)));
         }
-        let _lock = self.lock(format!("node:{}", req.volume_id))?;
+        let _lock = self.lock(format!("volume:{}", req.volume_id))?;
         let block = req.volume_capability.as_ref().is_some_and(is_block) || !path.is_dir();
         if layout == Layout::Image {
             for dev in loopdev::devices_for(&data) {
