@@ -16,7 +16,7 @@ use csi::controller_client::ControllerClient;
 use csi::node_client::NodeClient;
 use tonic::transport::Channel;
 
-const ITERATIONS: usize = 250;
+const ITERATIONS: usize = 300;
 const NAMES: usize = 24;
 
 fn workspace_root() -> PathBuf {
@@ -67,6 +67,15 @@ impl Env {
     fn data(&self) -> PathBuf {
         self.dir.join("data")
     }
+    /// Driver logs from every run, appended, kept when the test fails.
+    fn log(&self) -> Stdio {
+        std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.dir.join("driver.log"))
+            .map(Stdio::from)
+            .unwrap_or_else(|_| Stdio::null())
+    }
     fn start(&self) -> Child {
         let _ = std::fs::remove_file(&self.sock);
         let child = Command::new(berth_bin())
@@ -78,8 +87,9 @@ impl Env {
             .arg(self.dir.join("state"))
             .arg("--data-dir")
             .arg(self.data())
+            .env("BERTH_LOG", "info")
             .stdout(Stdio::null())
-            .stderr(Stdio::null())
+            .stderr(self.log())
             .spawn()
             .expect("spawning berth csi");
         let deadline = Instant::now() + Duration::from_secs(10);
@@ -145,14 +155,18 @@ struct Model {
     deleted_snapshots: HashSet<String>,
 }
 
+/// One random operation by client task `task`. Each task owns the volume
+/// and snapshot names with its own prefix, so the model of what was
+/// acknowledged never races between tasks.
 async fn one_op(
+    task: usize,
     rng: &mut Rng,
     ctrl: &mut ControllerClient<Channel>,
     node: &mut NodeClient<Channel>,
     model: &Arc<Mutex<Model>>,
     staging_root: &Path,
 ) {
-    let name = format!("v{}", rng.below(NAMES as u64));
+    let name = format!("t{task}v{}", rng.below(NAMES as u64));
     let op = rng.below(10);
     let known = model.lock().unwrap().live.get(&name).cloned();
     match (op, known) {
@@ -222,7 +236,7 @@ async fn one_op(
             }
         }
         (6, Some((id, _))) => {
-            let snap = format!("s{}", rng.below(NAMES as u64));
+            let snap = format!("t{task}s{}", rng.below(NAMES as u64));
             if model.lock().unwrap().snapshots.contains_key(&snap) {
                 let sid = model.lock().unwrap().snapshots.remove(&snap);
                 if let Some(sid) = sid {
@@ -398,7 +412,6 @@ fn kill_dash_nine_at_random_points_leaves_no_orphans() {
     let started = Instant::now();
     let mut rng = Rng(seed);
     let mut child = env.start();
-    let mut kills_mid_rpc = 0usize;
 
     let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
         for iter in 0..ITERATIONS {
@@ -409,7 +422,7 @@ fn kill_dash_nine_at_random_points_leaves_no_orphans() {
             let inflight = rt.block_on(async {
                 let ch = connect(&env.sock).await;
                 let mut tasks = Vec::new();
-                for s in seeds {
+                for (task, s) in seeds.into_iter().enumerate() {
                     let ch = ch.clone();
                     let model = model.clone();
                     let staging_root = staging_root.clone();
@@ -418,7 +431,7 @@ fn kill_dash_nine_at_random_points_leaves_no_orphans() {
                         let mut ctrl = ControllerClient::new(ch.clone());
                         let mut node = NodeClient::new(ch);
                         loop {
-                            one_op(&mut rng, &mut ctrl, &mut node, &model, &staging_root).await;
+                            one_op(task, &mut rng, &mut ctrl, &mut node, &model, &staging_root).await;
                         }
                     }));
                 }
@@ -432,9 +445,7 @@ fn kill_dash_nine_at_random_points_leaves_no_orphans() {
                     t.abort();
                 }
                 for t in inflight {
-                    if t.await.is_err() {
-                        kills_mid_rpc += 1;
-                    }
+                    let _ = t.await;
                 }
             });
 
@@ -504,13 +515,19 @@ fn kill_dash_nine_at_random_points_leaves_no_orphans() {
             let _ = Command::new("losetup").args(["-d", &format!("/dev/{dev}")]).status();
         }
     }
-    if result.is_ok() {
-        let _ = std::fs::remove_dir_all(&dir);
-    }
+    // Evidence that kills landed mid-operation: the restarts had
+    // half-done work to roll back.
+    let log = std::fs::read_to_string(dir.join("driver.log")).unwrap_or_default();
+    let rollbacks = log.matches("rolling back interrupted").count();
+    let orphans = log.matches("removing data without a record").count()
+        + log.matches("detaching orphaned loop device").count();
     eprintln!(
-        "csi_crash: {ITERATIONS} kill -9 cycles in {:.1}s, {kills_mid_rpc} client tasks cut mid-RPC",
+        "csi_crash: {ITERATIONS} kill -9 cycles in {:.1}s; reconciliation rolled back {rollbacks} interrupted operations and removed {orphans} orphans",
         started.elapsed().as_secs_f64()
     );
+    if result.is_ok() && std::env::var_os("CSI_CRASH_KEEP").is_none() {
+        let _ = std::fs::remove_dir_all(&dir);
+    }
     if let Err(e) = result {
         std::panic::resume_unwind(e);
     }

@@ -1,14 +1,16 @@
 //! Claims that controllers would create: one per StatefulSet replica and
-//! `volumeClaimTemplates` entry, named `<template>-<statefulset>-<ordinal>`.
+//! `volumeClaimTemplates` entry, named `<template>-<statefulset>-<ordinal>`,
+//! and one per generic ephemeral volume of a pod, named `<pod>-<volume>`.
 //!
 //! A claim of that name that already exists in the input is used as it is,
-//! exactly as the StatefulSet controller does. Generated claims are created
-//! right after their StatefulSet, so they take its place in creation order.
+//! exactly as the StatefulSet and ephemeral-volume controllers do. Generated
+//! claims are created right after their owner, so they take its place in
+//! creation order.
 
 use std::borrow::Cow;
 use std::collections::HashSet;
 
-use super::snapshot::{Claim, ClaimSource, Snapshot};
+use super::snapshot::{Claim, ClaimSource, ClaimTemplate, Origin, Snapshot};
 use crate::model::{ClaimKey, ObjectKey};
 
 /// All claims in creation order, and the StatefulSet pods that will use them
@@ -37,32 +39,55 @@ pub fn expand(snapshot: &Snapshot) -> Expanded<'_> {
                 if existing.contains(&key) {
                     continue;
                 }
-                claims.push(Cow::Owned(Claim {
-                    key,
-                    uid: None,
-                    class: t.class.clone(),
-                    request: t.request,
-                    access_modes: t.access_modes,
-                    volume_mode: t.volume_mode,
-                    selector: t.selector.clone(),
-                    volume_name: None,
-                    selected_node: None,
-                    bound_phase: false,
-                    deleting: false,
-                    source: ClaimSource::StatefulSet {
-                        set: set.key.clone(),
-                        ordinal,
-                    },
-                    origin: set.origin.clone(),
-                    seq: set.seq,
-                }));
+                let source = ClaimSource::StatefulSet {
+                    set: set.key.clone(),
+                    ordinal,
+                };
+                claims.push(Cow::Owned(from_template(key, t, source, &set.origin, set.seq)));
             }
             if !pod_names.contains(&pod) {
                 set_pods.push((pod, used));
             }
         }
     }
+    for pod in &snapshot.pods {
+        for t in &pod.ephemeral {
+            let key = ClaimKey::new(pod.key.namespace.clone(), t.name.clone());
+            if existing.contains(&key) {
+                continue;
+            }
+            let source = ClaimSource::Ephemeral {
+                pod: pod.key.clone(),
+            };
+            claims.push(Cow::Owned(from_template(key, t, source, &pod.origin, pod.seq)));
+        }
+    }
     // Stable: generated claims follow every claim written before their set.
     claims.sort_by_key(|c| c.seq);
     Expanded { claims, set_pods }
+}
+
+fn from_template(
+    key: ClaimKey,
+    t: &ClaimTemplate,
+    source: ClaimSource,
+    origin: &Origin,
+    seq: usize,
+) -> Claim {
+    Claim {
+        key,
+        uid: None,
+        class: t.class.clone(),
+        request: t.request,
+        access_modes: t.access_modes,
+        volume_mode: t.volume_mode,
+        selector: t.selector.clone(),
+        volume_name: None,
+        selected_node: None,
+        bound_phase: false,
+        deleting: false,
+        source,
+        origin: origin.clone(),
+        seq,
+    }
 }

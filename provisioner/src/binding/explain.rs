@@ -34,6 +34,9 @@ pub fn explain(snapshot: &Snapshot, key: &ClaimKey) -> Option<Vec<String>> {
         ClaimSource::StatefulSet { set, ordinal } => {
             format!("{} (StatefulSet {set}, replica {ordinal})", claim.origin)
         }
+        ClaimSource::Ephemeral { pod } => {
+            format!("{} (ephemeral volume of pod {pod})", claim.origin)
+        }
     };
     out.push(format!("PersistentVolumeClaim {key}  [{origin}]"));
     let request = claim.request.unwrap_or_else(Quantity::zero);

@@ -62,7 +62,7 @@ pub fn mismatches(
     let bound_to_this = is_bound_to_claim(volume, claim);
     match state {
         VolumeState::Reserved(k) if *k != claim.key => out.push(Mismatch::ReservedFor(k.clone())),
-        VolumeState::Released(k) => out.push(Mismatch::BoundTo(k.clone())),
+        VolumeState::Released(k) => out.push(Mismatch::Released(k.clone())),
         _ => {}
     }
     match volume.capacity {

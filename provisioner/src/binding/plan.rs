@@ -52,6 +52,8 @@ pub enum Mismatch {
     NotAvailable { phase: &'static str },
     ReservedFor(ClaimKey),
     BoundTo(ClaimKey),
+    /// Its claim is gone; released volumes are never bound again.
+    Released(ClaimKey),
     Deleting,
     NodeAffinity { node: String },
 }
@@ -73,6 +75,7 @@ impl fmt::Display for Mismatch {
             Mismatch::NotAvailable { phase } => write!(f, "phase is {phase}, not Available"),
             Mismatch::ReservedFor(k) => write!(f, "reserved for claim {k} by spec.claimRef"),
             Mismatch::BoundTo(k) => write!(f, "bound to {k}"),
+            Mismatch::Released(k) => write!(f, "Released (its claim {k} is gone)"),
             Mismatch::Deleting => f.write_str("is being deleted"),
             Mismatch::NodeAffinity { node } => {
                 write!(f, "nodeAffinity does not allow node {node}")

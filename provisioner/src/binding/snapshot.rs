@@ -67,6 +67,8 @@ pub enum ClaimSource {
     Manifest,
     /// Generated from a StatefulSet's `volumeClaimTemplates`.
     StatefulSet { set: ObjectKey, ordinal: u32 },
+    /// Generated for a pod's generic ephemeral volume.
+    Ephemeral { pod: ObjectKey },
 }
 
 #[derive(Debug, Clone)]
@@ -163,6 +165,10 @@ pub struct Pod {
     pub volumes: Vec<PodVolume>,
     /// Succeeded or Failed pods hold no volumes on their node.
     pub terminated: bool,
+    /// Generic ephemeral volumes: the claim `<pod>-<volume>` and its template.
+    pub ephemeral: Vec<ClaimTemplate>,
+    pub origin: Origin,
+    pub seq: usize,
 }
 
 /// A claim template of a StatefulSet, already typed.

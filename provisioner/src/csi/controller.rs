@@ -131,6 +131,7 @@ fn range_bytes(range: Option<&csi::CapacityRange>) -> Result<(u64, u64), CsiErro
 fn run_cp(args: &[&std::ffi::OsStr]) -> Result<(), CsiError> {
     let mut cmd = Command::new("cp");
     cmd.args(args);
+    format::die_with_parent(&mut cmd);
     let command = format!("{cmd:?}");
     let out = cmd.output().map_err(|e| CsiError::Command {
         command: command.clone(),

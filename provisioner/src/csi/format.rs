@@ -10,7 +10,23 @@ use super::error::CsiError;
 /// Filesystems the driver formats; the storage-class catalog offers these.
 pub const SUPPORTED: [&str; 2] = ["ext4", "xfs"];
 
+/// Make a helper process die with the driver: a `kill -9` of the driver
+/// must not leave an mkfs or copy running against data that reconciliation
+/// is about to roll back.
+pub fn die_with_parent(cmd: &mut Command) -> &mut Command {
+    use std::os::unix::process::CommandExt;
+    // SAFETY: the closure runs between fork and exec and only calls
+    // prctl(PR_SET_PDEATHSIG), which is async-signal-safe.
+    unsafe {
+        cmd.pre_exec(|| {
+            nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGKILL)
+                .map_err(std::io::Error::from)
+        })
+    }
+}
+
 fn run(cmd: &mut Command) -> Result<std::process::Output, CsiError> {
+    die_with_parent(cmd);
     let command = format!("{cmd:?}");
     cmd.output().map_err(|e| CsiError::Command {
         command,

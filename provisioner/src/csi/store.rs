@@ -103,7 +103,20 @@ fn encode<T: Serialize>(value: &T) -> Result<Vec<u8>, CsiError> {
 
 impl Store {
     pub fn open(path: &Path) -> Result<Self, CsiError> {
-        let db = Database::create(path).map_err(store_err)?;
+        // After a crash the old process may take a moment to be fully gone
+        // (its file lock is released on last close), so wait for the lock
+        // rather than failing the restart.
+        let mut attempts = 0;
+        let db = loop {
+            match Database::create(path) {
+                Ok(db) => break db,
+                Err(redb::DatabaseError::DatabaseAlreadyOpen) if attempts < 100 => {
+                    attempts += 1;
+                    std::thread::sleep(std::time::Duration::from_millis(100));
+                }
+                Err(e) => return Err(store_err(e)),
+            }
+        };
         // Create every table up front so read transactions never see a
         // missing table on a fresh state dir.
         let txn = db.begin_write().map_err(store_err)?;

@@ -216,6 +216,7 @@ impl Driver {
 
     fn reconcile_node(&self) -> Result<(), CsiError> {
         let mut keep = std::collections::HashSet::new();
+        let mut rolled_back = std::collections::HashSet::new();
         for st in self.store.stages()? {
             match st.state {
                 StageState::Staged => {
@@ -230,6 +231,7 @@ impl Driver {
                     if let Some((Layout::Image, file)) = self.volume_on_disk(&st.volume_id) {
                         for dev in loopdev::devices_for(&file) {
                             loopdev::detach(&dev)?;
+                            rolled_back.insert(dev);
                         }
                     }
                     self.store.remove_stage(&st.volume_id)?;
@@ -238,7 +240,9 @@ impl Driver {
         }
         let volumes_dir = self.data_dir.join("volumes");
         for (dev, backing) in loopdev::attached() {
-            if backing.starts_with(&volumes_dir) && !keep.contains(&dev) {
+            // Devices detached just above can linger in sysfs for a moment;
+            // detaching again is harmless but they are not orphans.
+            if backing.starts_with(&volumes_dir) && !keep.contains(&dev) && !rolled_back.contains(&dev) {
                 tracing::warn!(device = %dev.display(), backing = %backing.display(), "detaching orphaned loop device");
                 loopdev::detach(&dev)?;
             }

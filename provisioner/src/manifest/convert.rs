@@ -263,7 +263,7 @@ impl Builder {
             }
             "Pod" => {
                 let o: core::Pod = decode(&ctx, value)?;
-                let p = pod(&ctx, o);
+                let p = pod(&ctx, o, seq)?;
                 let id = (kind.clone(), p.key.namespace.clone(), p.key.name.clone());
                 upsert(&mut self.snap.pods, seen, w, id, place, p);
             }
@@ -715,17 +715,36 @@ fn claim(ctx: &Ctx<'_>, o: core::PersistentVolumeClaim, seq: usize) -> Result<Cl
     })
 }
 
-fn pod(ctx: &Ctx<'_>, o: core::Pod) -> Pod {
+fn pod(ctx: &Ctx<'_>, o: core::Pod, seq: usize) -> Result<Pod, InputError> {
     let m = &o.metadata;
     let key = ObjectKey::new(m.namespace.clone().unwrap_or_else(|| "default".into()), ctx.name.clone());
     let spec = o.spec.unwrap_or_default();
     let mut volumes = Vec::new();
-    for v in spec.volumes.iter().flatten() {
+    let mut ephemeral = Vec::new();
+    for (i, v) in spec.volumes.iter().flatten().enumerate() {
         if let Some(pvc) = &v.persistent_volume_claim {
             volumes.push(PodVolume::Claim(pvc.claim_name.clone()));
-        } else if v.ephemeral.is_some() {
+        } else if let Some(e) = &v.ephemeral {
             // Generic ephemeral volumes are claims named <pod>-<volume>.
-            volumes.push(PodVolume::Claim(format!("{}-{}", key.name, v.name)));
+            let name = format!("{}-{}", key.name, v.name);
+            let Some(t) = &e.volume_claim_template else {
+                return Err(ctx.err(
+                    format!("spec.volumes[{i}].ephemeral.volumeClaimTemplate"),
+                    "Required value",
+                ));
+            };
+            let prefix = format!("spec.volumes[{i}].ephemeral.volumeClaimTemplate.spec");
+            let meta = t.metadata.clone().unwrap_or_default();
+            let parts = claim_spec(ctx, &prefix, &meta, &t.spec)?;
+            ephemeral.push(ClaimTemplate {
+                name: name.clone(),
+                class: parts.class,
+                request: parts.request,
+                access_modes: parts.access_modes,
+                volume_mode: parts.volume_mode,
+                selector: parts.selector,
+            });
+            volumes.push(PodVolume::Claim(name));
         } else if let Some(csi) = &v.csi {
             volumes.push(PodVolume::InlineCsi {
                 driver: csi.driver.clone(),
@@ -734,12 +753,15 @@ fn pod(ctx: &Ctx<'_>, o: core::Pod) -> Pod {
         }
     }
     let phase = o.status.and_then(|s| s.phase);
-    Pod {
+    Ok(Pod {
         key,
         node_name: spec.node_name.filter(|n| !n.is_empty()),
         volumes,
         terminated: matches!(phase.as_deref(), Some("Succeeded" | "Failed")),
-    }
+        ephemeral,
+        origin: ctx.origin(),
+        seq,
+    })
 }
 
 fn stateful_set(ctx: &Ctx<'_>, o: apps::StatefulSet, seq: usize) -> Result<StatefulSet, InputError> {
