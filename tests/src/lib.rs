@@ -84,3 +84,36 @@ pub fn pvc(name: &str, size: &str, modes: &[&str], class: Option<&str>, extra_sp
         modes.concat()
     )
 }
+
+/// The release `berth` binary, built once per test process so the tests
+/// always run the code in this tree (`cargo build` is a no-op when fresh).
+pub fn berth_bin() -> std::path::PathBuf {
+    use std::sync::OnceLock;
+    static BIN: OnceLock<std::path::PathBuf> = OnceLock::new();
+    BIN.get_or_init(|| {
+        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .parent()
+            .expect("tests/ lives in the workspace")
+            .to_path_buf();
+        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+        let status = std::process::Command::new(cargo)
+            .args(["build", "--release", "-p", "berth"])
+            .current_dir(&root)
+            .status()
+            .expect("run cargo build");
+        assert!(status.success(), "cargo build --release -p berth failed");
+        let target = std::env::var("CARGO_TARGET_DIR")
+            .map(std::path::PathBuf::from)
+            .unwrap_or_else(|_| root.join("target"));
+        target.join("release").join("berth")
+    })
+    .clone()
+}
+
+/// The workspace root, for paths to `examples/`.
+pub fn repo_root() -> std::path::PathBuf {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("tests/ lives in the workspace")
+        .to_path_buf()
+}
