@@ -101,18 +101,30 @@ impl Env {
     }
 }
 
+/// Connect to the driver, retrying briefly: the socket file appears at
+/// bind(), a moment before listen(), so an early connect can be refused.
 async fn connect(sock: &Path) -> Channel {
-    let sock = sock.to_path_buf();
-    tonic::transport::Endpoint::from_static("http://[::1]:1")
-        .connect_with_connector(tower::service_fn(move |_| {
-            let sock = sock.clone();
-            async move {
-                let s = tokio::net::UnixStream::connect(sock).await?;
-                Ok::<_, std::io::Error>(hyper_util::rt::TokioIo::new(s))
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let sock = sock.to_path_buf();
+        let result = tonic::transport::Endpoint::from_static("http://[::1]:1")
+            .connect_with_connector(tower::service_fn(move |_| {
+                let sock = sock.clone();
+                async move {
+                    let s = tokio::net::UnixStream::connect(sock).await?;
+                    Ok::<_, std::io::Error>(hyper_util::rt::TokioIo::new(s))
+                }
+            }))
+            .await;
+        match result {
+            Ok(ch) => return ch,
+            Err(e) if Instant::now() < deadline => {
+                let _ = e;
+                tokio::time::sleep(Duration::from_millis(10)).await;
             }
-        }))
-        .await
-        .expect("connecting to the driver socket")
+            Err(e) => panic!("connecting to the driver socket: {e:?}"),
+        }
+    }
 }
 
 fn mount_cap(fs: &str) -> csi::VolumeCapability {

@@ -12,6 +12,7 @@ use k8s_openapi::api::apps::v1 as apps;
 use k8s_openapi::api::core::v1 as core;
 use k8s_openapi::api::storage::v1 as storage;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1 as meta;
+use serde::Serialize;
 use serde::de::DeserializeOwned;
 use serde_json::Value;
 use thiserror::Error;
@@ -107,14 +108,60 @@ fn stringify_quantities(v: &mut Value, in_quantity_map: bool) {
     }
 }
 
-fn decode<T: DeserializeOwned>(ctx: &Ctx<'_>, mut value: Value) -> Result<T, InputError> {
+/// Deserializes into the API type; fields the type does not know (usually
+/// mis-indented YAML, which `kubectl` rejects under strict validation) are
+/// reported as warnings.
+fn decode<T: DeserializeOwned + Serialize>(
+    ctx: &Ctx<'_>,
+    mut value: Value,
+    warnings: &mut Vec<String>,
+) -> Result<T, InputError> {
     if ctx.kind != "CSINode" {
         stringify_quantities(&mut value, false);
     }
-    serde_path_to_error::deserialize(value).map_err(|e| {
+    let typed: T = serde_path_to_error::deserialize(&value).map_err(|e| {
         let path = e.path().to_string();
         ctx.err(if path == "." { "<root>".into() } else { path }, e.into_inner().to_string())
-    })
+    })?;
+    if let Ok(round_trip) = serde_json::to_value(&typed) {
+        let mut unknown = Vec::new();
+        unknown_fields(&value, &round_trip, "", &mut unknown);
+        for field in unknown {
+            warnings.push(format!(
+                "{} ({} {}): unknown field {field:?} is ignored (kubectl's strict validation rejects it)",
+                ctx.doc.place(),
+                ctx.kind,
+                ctx.name
+            ));
+        }
+    }
+    Ok(typed)
+}
+
+/// Paths present (and non-null) in `input` but absent from `known`.
+fn unknown_fields(input: &Value, known: &Value, path: &str, out: &mut Vec<String>) {
+    match (input, known) {
+        (Value::Object(a), Value::Object(b)) => {
+            for (k, v) in a {
+                let p = if path.is_empty() {
+                    k.clone()
+                } else {
+                    format!("{path}.{k}")
+                };
+                match b.get(k) {
+                    Some(kv) => unknown_fields(v, kv, &p, out),
+                    None if !v.is_null() => out.push(p),
+                    None => {}
+                }
+            }
+        }
+        (Value::Array(a), Value::Array(b)) => {
+            for (i, (x, y)) in a.iter().zip(b).enumerate() {
+                unknown_fields(x, y, &format!("{path}[{i}]"), out);
+            }
+        }
+        _ => {}
+    }
 }
 
 /// Builds the snapshot; documents are in creation order.
@@ -162,7 +209,7 @@ fn upsert<T>(
 }
 
 impl Builder {
-    fn add(&mut self, seq: usize, doc: Document) -> Result<(), InputError> {
+    fn add(&mut self, seq: usize, mut doc: Document) -> Result<(), InputError> {
         let kind = doc
             .value
             .get("kind")
@@ -175,6 +222,7 @@ impl Builder {
             .and_then(Value::as_str)
             .unwrap_or("")
             .to_string();
+        let value = std::mem::take(&mut doc.value);
         let ctx = Ctx {
             doc: &doc,
             kind: &kind,
@@ -205,32 +253,31 @@ impl Builder {
         if name.is_empty() {
             return Err(ctx.err("metadata.name", "Required value"));
         }
-        let value = doc.value.clone();
         let place = doc.place();
         let ns = |m: &meta::ObjectMeta| m.namespace.clone().unwrap_or_else(|| "default".into());
         let w = &mut self.snap.warnings;
         let seen = &mut self.seen;
         match kind.as_str() {
             "StorageClass" => {
-                let o: storage::StorageClass = decode(&ctx, value)?;
+                let o: storage::StorageClass = decode(&ctx, value, w)?;
                 let c = storage_class(&ctx, o)?;
                 let id = (kind.clone(), String::new(), c.name.clone());
                 upsert(&mut self.snap.classes, seen, w, id, place, c);
             }
             "PersistentVolume" => {
-                let o: core::PersistentVolume = decode(&ctx, value)?;
+                let o: core::PersistentVolume = decode(&ctx, value, w)?;
                 let v = volume(&ctx, o)?;
                 let id = (kind.clone(), String::new(), v.name.clone());
                 upsert(&mut self.snap.volumes, seen, w, id, place, v);
             }
             "PersistentVolumeClaim" => {
-                let o: core::PersistentVolumeClaim = decode(&ctx, value)?;
+                let o: core::PersistentVolumeClaim = decode(&ctx, value, w)?;
                 let c = claim(&ctx, o, seq)?;
                 let id = (kind.clone(), c.key.namespace.clone(), c.key.name.clone());
                 upsert(&mut self.snap.claims, seen, w, id, place, c);
             }
             "Node" => {
-                let o: core::Node = decode(&ctx, value)?;
+                let o: core::Node = decode(&ctx, value, w)?;
                 let n = Node {
                     name: name.clone(),
                     labels: o.metadata.labels.unwrap_or_default(),
@@ -239,7 +286,7 @@ impl Builder {
                 upsert(&mut self.snap.nodes, seen, w, id, place, n);
             }
             "CSINode" => {
-                let o: storage::CSINode = decode(&ctx, value)?;
+                let o: storage::CSINode = decode(&ctx, value, w)?;
                 let mut drivers = Vec::new();
                 for (i, d) in o.spec.drivers.into_iter().enumerate() {
                     let count = match d.allocatable.and_then(|a| a.count) {
@@ -262,19 +309,19 @@ impl Builder {
                 upsert(&mut self.snap.csi_nodes, seen, w, id, place, n);
             }
             "Pod" => {
-                let o: core::Pod = decode(&ctx, value)?;
+                let o: core::Pod = decode(&ctx, value, w)?;
                 let p = pod(&ctx, o, seq)?;
                 let id = (kind.clone(), p.key.namespace.clone(), p.key.name.clone());
                 upsert(&mut self.snap.pods, seen, w, id, place, p);
             }
             "StatefulSet" => {
-                let o: apps::StatefulSet = decode(&ctx, value)?;
+                let o: apps::StatefulSet = decode(&ctx, value, w)?;
                 let s = stateful_set(&ctx, o, seq)?;
                 let id = (kind.clone(), s.key.namespace.clone(), s.key.name.clone());
                 upsert(&mut self.snap.stateful_sets, seen, w, id, place, s);
             }
             "Namespace" => {
-                let o: core::Namespace = decode(&ctx, value)?;
+                let o: core::Namespace = decode(&ctx, value, w)?;
                 let terminating = o.metadata.deletion_timestamp.is_some()
                     || o.status.and_then(|s| s.phase).as_deref() == Some("Terminating");
                 let n = Namespace {
@@ -286,10 +333,16 @@ impl Builder {
                 upsert(&mut self.snap.namespaces, seen, w, id, place, n);
             }
             "LimitRange" => {
-                let o: core::LimitRange = decode(&ctx, value)?;
+                let o: core::LimitRange = decode(&ctx, value, w)?;
                 let key = ObjectKey::new(ns(&o.metadata), name.clone());
                 let mut claim_limits = Vec::new();
                 for (i, item) in o.spec.map(|s| s.limits).unwrap_or_default().iter().enumerate() {
+                    if !matches!(item.type_.as_str(), "Pod" | "Container" | "PersistentVolumeClaim") {
+                        return Err(ctx.err(
+                            format!("spec.limits[{i}].type"),
+                            format!("Unsupported value: {:?}: supported values: \"Container\", \"PersistentVolumeClaim\", \"Pod\"", item.type_),
+                        ));
+                    }
                     if item.type_ != "PersistentVolumeClaim" {
                         continue;
                     }
@@ -310,7 +363,7 @@ impl Builder {
                 upsert(&mut self.snap.limit_ranges, seen, w, id, place, l);
             }
             "ResourceQuota" => {
-                let o: core::ResourceQuota = decode(&ctx, value)?;
+                let o: core::ResourceQuota = decode(&ctx, value, w)?;
                 let key = ObjectKey::new(ns(&o.metadata), name.clone());
                 let spec = o.spec.unwrap_or_default();
                 let scoped = spec.scopes.as_ref().is_some_and(|s| !s.is_empty())
