@@ -201,10 +201,21 @@ async fn serve(args: CsiArgs, socket: PathBuf, driver: Arc<Driver>) -> Result<()
         std::fs::create_dir_all(parent)
             .map_err(CsiError::io(format!("creating {}", parent.display())))?;
     }
-    let listener = tokio::net::UnixListener::bind(&socket)
-        .map_err(CsiError::io(format!("binding {}", socket.display())))?;
-    std::fs::set_permissions(&socket, std::fs::Permissions::from_mode(0o600))
-        .map_err(CsiError::io(format!("chmod 0600 {}", socket.display())))?;
+    // Bind under a temporary name, restrict it to 0600, then rename it into
+    // place: clients never see the socket before it is listening, and it is
+    // never reachable with looser permissions.
+    let tmp = socket.with_file_name(format!(
+        ".{}.{}.tmp",
+        socket.file_name().map(|n| n.to_string_lossy()).unwrap_or_default(),
+        std::process::id()
+    ));
+    let _ = std::fs::remove_file(&tmp);
+    let listener = tokio::net::UnixListener::bind(&tmp)
+        .map_err(CsiError::io(format!("binding {}", tmp.display())))?;
+    std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(0o600))
+        .map_err(CsiError::io(format!("chmod 0600 {}", tmp.display())))?;
+    std::fs::rename(&tmp, &socket)
+        .map_err(CsiError::io(format!("moving socket into place at {}", socket.display())))?;
 
     let ctx = Ctx {
         driver: driver.clone(),
