@@ -66,7 +66,9 @@ impl AccessModes {
     }
 
     pub fn iter(self) -> impl Iterator<Item = AccessMode> {
-        AccessMode::ALL.into_iter().filter(move |m| self.contains(*m))
+        AccessMode::ALL
+            .into_iter()
+            .filter(move |m| self.contains(*m))
     }
 
     /// Modes of `other` that `self` lacks.
@@ -273,11 +275,23 @@ mod tests {
         };
         let s = |v: &[&str]| v.iter().map(|x| x.to_string()).collect::<Vec<_>>();
         let cases = [
-            (sel(LabelRequirement::In("environment".into(), s(&["dev"]))), true),
-            (sel(LabelRequirement::In("environment".into(), s(&["prod"]))), false),
-            (sel(LabelRequirement::NotIn("environment".into(), s(&["prod"]))), true),
+            (
+                sel(LabelRequirement::In("environment".into(), s(&["dev"]))),
+                true,
+            ),
+            (
+                sel(LabelRequirement::In("environment".into(), s(&["prod"]))),
+                false,
+            ),
+            (
+                sel(LabelRequirement::NotIn("environment".into(), s(&["prod"]))),
+                true,
+            ),
             (sel(LabelRequirement::NotIn("tier".into(), s(&["x"]))), true),
-            (sel(LabelRequirement::NotIn("environment".into(), s(&["dev"]))), false),
+            (
+                sel(LabelRequirement::NotIn("environment".into(), s(&["dev"]))),
+                false,
+            ),
             (sel(LabelRequirement::Exists("release".into())), true),
             (sel(LabelRequirement::Exists("tier".into())), false),
             (sel(LabelRequirement::DoesNotExist("tier".into())), true),
@@ -319,6 +333,11 @@ mod tests {
         };
         assert!(ns.matches("n1", &l));
         assert!(!ns.matches("n2", &l));
-        assert!(!NodeSelector { terms: vec![vec![]] }.matches("n1", &l));
+        assert!(
+            !NodeSelector {
+                terms: vec![vec![]]
+            }
+            .matches("n1", &l)
+        );
     }
 }

@@ -21,7 +21,9 @@ pub enum QuantityError {
     Empty(String),
     #[error("quantity {0:?} has no digits")]
     NoDigits(String),
-    #[error("quantity {input:?} has an unknown suffix {suffix:?} (expected one of n, u, m, k, M, G, T, P, E, Ki, Mi, Gi, Ti, Pi, Ei or an exponent like e3)")]
+    #[error(
+        "quantity {input:?} has an unknown suffix {suffix:?} (expected one of n, u, m, k, M, G, T, P, E, Ki, Mi, Gi, Ti, Pi, Ei or an exponent like e3)"
+    )]
     BadSuffix { input: String, suffix: String },
     #[error("quantity {0:?} is too large")]
     TooLarge(String),
@@ -166,9 +168,7 @@ impl Quantity {
             let factor = 10i128.checked_pow(scale as u32).ok_or_else(too_large)?;
             mantissa = mantissa.checked_mul(factor).ok_or_else(too_large)?;
         }
-        mantissa = mantissa
-            .checked_mul(1i128 << exp2)
-            .ok_or_else(too_large)?;
+        mantissa = mantissa.checked_mul(1i128 << exp2).ok_or_else(too_large)?;
         // Kubernetes rounds anything finer than a nano-unit up (away from zero).
         if dropped_nonzero {
             mantissa = mantissa.checked_add(1).ok_or_else(too_large)?;

@@ -74,7 +74,13 @@ pub fn pv(name: &str, size: &str, modes: &[&str], class: &str, extra_spec: &str)
 }
 
 /// A PersistentVolumeClaim document; `class` of `None` leaves storageClassName unset.
-pub fn pvc(name: &str, size: &str, modes: &[&str], class: Option<&str>, extra_spec: &str) -> String {
+pub fn pvc(
+    name: &str,
+    size: &str,
+    modes: &[&str],
+    class: Option<&str>,
+    extra_spec: &str,
+) -> String {
     let modes: Vec<String> = modes.iter().map(|m| format!("    - {m}\n")).collect();
     let class = class
         .map(|c| format!("  storageClassName: \"{c}\"\n"))

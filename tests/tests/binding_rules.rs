@@ -26,13 +26,21 @@ fn capacity_is_exact_quantity_arithmetic() {
     check_bindings(&[
         (
             "1G is less than 1Gi",
-            format!("{cls}{}{}", pv("p", "1G", RWO, "c", ""), pvc("a", "1Gi", RWO, Some("c"), "")),
+            format!(
+                "{cls}{}{}",
+                pv("p", "1G", RWO, "c", ""),
+                pvc("a", "1Gi", RWO, Some("c"), "")
+            ),
             "default/a",
             None,
         ),
         (
             "1024Mi equals 1Gi",
-            format!("{cls}{}{}", pv("p", "1024Mi", RWO, "c", ""), pvc("a", "1Gi", RWO, Some("c"), "")),
+            format!(
+                "{cls}{}{}",
+                pv("p", "1024Mi", RWO, "c", ""),
+                pvc("a", "1Gi", RWO, Some("c"), "")
+            ),
             "default/a",
             Some("p"),
         ),
@@ -90,7 +98,11 @@ fn access_mode_sets_are_tried_from_fewest_modes() {
         ),
         (
             "a volume lacking a requested mode never matches",
-            format!("{cls}{}{}", pv("p", "10Gi", RWO, "c", ""), pvc("a", "1Gi", RWX, Some("c"), "")),
+            format!(
+                "{cls}{}{}",
+                pv("p", "10Gi", RWO, "c", ""),
+                pvc("a", "1Gi", RWX, Some("c"), "")
+            ),
             "default/a",
             None,
         ),
@@ -100,14 +112,10 @@ fn access_mode_sets_are_tried_from_fewest_modes() {
 #[test]
 fn class_volume_mode_selector_and_phase_filters() {
     let cls = class("c", "kubernetes.io/no-provisioner", "");
-    let labelled = pv(
-        "p",
-        "10Gi",
-        RWO,
-        "c",
-        "",
-    )
-    .replace("metadata:\n  name: p\n", "metadata:\n  name: p\n  labels:\n    release: stable\n    environment: dev\n");
+    let labelled = pv("p", "10Gi", RWO, "c", "").replace(
+        "metadata:\n  name: p\n",
+        "metadata:\n  name: p\n  labels:\n    release: stable\n    environment: dev\n",
+    );
     check_bindings(&[
         (
             "class must be equal",
@@ -287,7 +295,10 @@ fn volume_name_binds_only_that_volume_after_checks() {
                     "1Gi",
                     RWO,
                     Some("c"),
-                    &format!("{}\n  selector:\n    matchLabels:\n      nope: nope", named("named"))
+                    &format!(
+                        "{}\n  selector:\n    matchLabels:\n      nope: nope",
+                        named("named")
+                    )
                 )
             ),
             Some("named"),
@@ -295,19 +306,31 @@ fn volume_name_binds_only_that_volume_after_checks() {
         ),
         (
             "too small",
-            format!("{cls}{}{}", pv("named", "1Gi", RWO, "c", ""), pvc("a", "2Gi", RWO, Some("c"), &named("named"))),
+            format!(
+                "{cls}{}{}",
+                pv("named", "1Gi", RWO, "c", ""),
+                pvc("a", "2Gi", RWO, Some("c"), &named("named"))
+            ),
             None,
             Some("Cannot bind to requested volume \"named\": requested PV is too small"),
         ),
         (
             "class mismatch",
-            format!("{cls}{}{}", pv("named", "5Gi", RWO, "x", ""), pvc("a", "2Gi", RWO, Some("c"), &named("named"))),
+            format!(
+                "{cls}{}{}",
+                pv("named", "5Gi", RWO, "x", ""),
+                pvc("a", "2Gi", RWO, Some("c"), &named("named"))
+            ),
             None,
             Some("Cannot bind to requested volume \"named\": storageClassName does not match"),
         ),
         (
             "access mode mismatch",
-            format!("{cls}{}{}", pv("named", "5Gi", RWO, "c", ""), pvc("a", "2Gi", RWX, Some("c"), &named("named"))),
+            format!(
+                "{cls}{}{}",
+                pv("named", "5Gi", RWO, "c", ""),
+                pvc("a", "2Gi", RWX, Some("c"), &named("named"))
+            ),
             None,
             Some("Cannot bind to requested volume \"named\": incompatible accessMode"),
         ),
@@ -331,7 +354,13 @@ fn volume_name_binds_only_that_volume_after_checks() {
             "volume reserved for someone else",
             format!(
                 "{cls}{}{}",
-                pv("named", "5Gi", RWO, "c", "  claimRef:\n    name: other\n    namespace: default"),
+                pv(
+                    "named",
+                    "5Gi",
+                    RWO,
+                    "c",
+                    "  claimRef:\n    name: other\n    namespace: default"
+                ),
                 pvc("a", "2Gi", RWO, Some("c"), &named("named"))
             ),
             None,
@@ -340,8 +369,16 @@ fn volume_name_binds_only_that_volume_after_checks() {
     ];
     for (name, yaml, want_bound, want_reason) in cases {
         let plan = plan(yaml);
-        assert_eq!(bound_volume(&plan, "default/a").as_deref(), *want_bound, "case {name}");
-        assert_eq!(pending_reason(&plan, "default/a").as_deref(), *want_reason, "case {name}");
+        assert_eq!(
+            bound_volume(&plan, "default/a").as_deref(),
+            *want_bound,
+            "case {name}"
+        );
+        assert_eq!(
+            pending_reason(&plan, "default/a").as_deref(),
+            *want_reason,
+            "case {name}"
+        );
     }
 }
 
@@ -371,7 +408,10 @@ fn no_volume_is_bound_twice() {
         pvc("c", "1Gi", RWO, Some("c"), "")
     );
     let plan = plan(&yaml);
-    assert_eq!(bindings(&plan), vec![("default/a".to_string(), "one".to_string())]);
+    assert_eq!(
+        bindings(&plan),
+        vec![("default/a".to_string(), "one".to_string())]
+    );
     assert_eq!(plan.pending.len(), 2);
 }
 
@@ -380,7 +420,11 @@ fn dynamic_provisioning_rules() {
     let cases: &[(&str, String, Option<&str>)] = &[
         (
             "unmatched claim of a provisioning class is provisioned",
-            format!("{}{}", class("fast", "csi.berth.dev", ""), pvc("a", "1Gi", RWO, Some("fast"), "")),
+            format!(
+                "{}{}",
+                class("fast", "csi.berth.dev", ""),
+                pvc("a", "1Gi", RWO, Some("fast"), "")
+            ),
             None,
         ),
         (
@@ -388,9 +432,17 @@ fn dynamic_provisioning_rules() {
             format!(
                 "{}{}",
                 class("fast", "csi.berth.dev", ""),
-                pvc("a", "1Gi", RWO, Some("fast"), "  selector:\n    matchLabels:\n      a: b")
+                pvc(
+                    "a",
+                    "1Gi",
+                    RWO,
+                    Some("fast"),
+                    "  selector:\n    matchLabels:\n      a: b"
+                )
             ),
-            Some("no persistent volume matches and a claim with a selector is never provisioned (claim Selector is not supported)"),
+            Some(
+                "no persistent volume matches and a claim with a selector is never provisioned (claim Selector is not supported)",
+            ),
         ),
         (
             "an explicit empty class is never provisioned nor defaulted",
@@ -403,8 +455,14 @@ fn dynamic_provisioning_rules() {
         ),
         (
             "no-provisioner never creates volumes",
-            format!("{}{}", class("local", "kubernetes.io/no-provisioner", ""), pvc("a", "1Gi", RWO, Some("local"), "")),
-            Some("no persistent volume matches and storage class \"local\" uses kubernetes.io/no-provisioner, which never creates volumes"),
+            format!(
+                "{}{}",
+                class("local", "kubernetes.io/no-provisioner", ""),
+                pvc("a", "1Gi", RWO, Some("local"), "")
+            ),
+            Some(
+                "no persistent volume matches and storage class \"local\" uses kubernetes.io/no-provisioner, which never creates volumes",
+            ),
         ),
         (
             "missing class",
@@ -413,8 +471,14 @@ fn dynamic_provisioning_rules() {
         ),
         (
             "an access mode the provisioner cannot serve",
-            format!("{}{}", class("ebs", "kubernetes.io/aws-ebs", ""), pvc("a", "1Gi", RWX, Some("ebs"), "")),
-            Some("no persistent volume matches and provisioner kubernetes.io/aws-ebs cannot serve access mode ReadWriteMany"),
+            format!(
+                "{}{}",
+                class("ebs", "kubernetes.io/aws-ebs", ""),
+                pvc("a", "1Gi", RWX, Some("ebs"), "")
+            ),
+            Some(
+                "no persistent volume matches and provisioner kubernetes.io/aws-ebs cannot serve access mode ReadWriteMany",
+            ),
         ),
     ];
     for (name, yaml, want_reason) in cases {
@@ -422,10 +486,22 @@ fn dynamic_provisioning_rules() {
         if name.contains("empty class") {
             // The default exists: a claim without any class does get it.
             let unset = plan_with_extra(yaml, &pvc("unset", "1Gi", RWO, None, ""));
-            assert_eq!(provisioned(&unset, "default/unset"), Some(None), "case {name}");
+            assert_eq!(
+                provisioned(&unset, "default/unset"),
+                Some(None),
+                "case {name}"
+            );
         }
-        assert_eq!(pending_reason(&plan, "default/a").as_deref(), *want_reason, "case {name}: {plan:#?}");
-        assert_eq!(provisioned(&plan, "default/a").is_some(), want_reason.is_none(), "case {name}");
+        assert_eq!(
+            pending_reason(&plan, "default/a").as_deref(),
+            *want_reason,
+            "case {name}: {plan:#?}"
+        );
+        assert_eq!(
+            provisioned(&plan, "default/a").is_some(),
+            want_reason.is_none(),
+            "case {name}"
+        );
     }
 }
 
@@ -436,11 +512,15 @@ fn plan_with_extra(yaml: &str, extra: &str) -> berth::binding::Plan {
 const WFFC_CLASS: &str = "apiVersion: storage.k8s.io/v1\nkind: StorageClass\nmetadata:\n  name: local\nprovisioner: csi.berth.dev\nvolumeBindingMode: WaitForFirstConsumer\n---\n";
 
 fn node(name: &str, zone: &str) -> String {
-    format!("apiVersion: v1\nkind: Node\nmetadata:\n  name: {name}\n  labels:\n    zone: {zone}\n---\n")
+    format!(
+        "apiVersion: v1\nkind: Node\nmetadata:\n  name: {name}\n  labels:\n    zone: {zone}\n---\n"
+    )
 }
 
 fn pod(name: &str, node: Option<&str>, claim: &str) -> String {
-    let node = node.map(|n| format!("  nodeName: {n}\n")).unwrap_or_default();
+    let node = node
+        .map(|n| format!("  nodeName: {n}\n"))
+        .unwrap_or_default();
     format!(
         "apiVersion: v1\nkind: Pod\nmetadata:\n  name: {name}\nspec:\n{node}  containers:\n  - name: c\n    image: i\n  volumes:\n  - name: v\n    persistentVolumeClaim:\n      claimName: {claim}\n---\n"
     )
@@ -462,22 +542,37 @@ fn wait_for_first_consumer() {
         pv("in-b", "5Gi", RWO, "local", &zone_affinity("b"))
     );
     // No consumer: waits, even though volumes would fit.
-    let p = plan(&format!("{base}{}", pvc("a", "1Gi", RWO, Some("local"), "")));
+    let p = plan(&format!(
+        "{base}{}",
+        pvc("a", "1Gi", RWO, Some("local"), "")
+    ));
     assert_eq!(
         pending_reason(&p, "default/a").as_deref(),
         Some("waiting for first consumer to be created before binding")
     );
     // A consumer that is not scheduled yet.
-    let p = plan(&format!("{base}{}{}", pvc("a", "1Gi", RWO, Some("local"), ""), pod("app", None, "a")));
+    let p = plan(&format!(
+        "{base}{}{}",
+        pvc("a", "1Gi", RWO, Some("local"), ""),
+        pod("app", None, "a")
+    ));
     assert_eq!(
         pending_reason(&p, "default/a").as_deref(),
         Some("waiting for pod default/app to be scheduled")
     );
     // Scheduled on n2: only the volume whose node affinity allows n2.
-    let p = plan(&format!("{base}{}{}", pvc("a", "1Gi", RWO, Some("local"), ""), pod("app", Some("n2"), "a")));
+    let p = plan(&format!(
+        "{base}{}{}",
+        pvc("a", "1Gi", RWO, Some("local"), ""),
+        pod("app", Some("n2"), "a")
+    ));
     assert_eq!(bound_volume(&p, "default/a").as_deref(), Some("in-b"));
     // Scheduled, no static volume fits: provisioned for that node.
-    let p = plan(&format!("{base}{}{}", pvc("a", "50Gi", RWO, Some("local"), ""), pod("app", Some("n1"), "a")));
+    let p = plan(&format!(
+        "{base}{}{}",
+        pvc("a", "50Gi", RWO, Some("local"), ""),
+        pod("app", Some("n1"), "a")
+    ));
     assert_eq!(provisioned(&p, "default/a"), Some(Some("n1".to_string())));
     // selected-node annotation: provisioned there (the PV controller does not match static PVs then).
     let annotated = pvc("a", "1Gi", RWO, Some("local"), "").replace(
@@ -523,14 +618,25 @@ fn reclaim_policies() {
     ];
     assert_eq!(got, want);
     // A claimRef without uid is a reservation, not a release.
-    let yaml = format!("{cls}{}", pv("r", "5Gi", RWO, "c", "  claimRef:\n    name: later\n    namespace: default"));
+    let yaml = format!(
+        "{cls}{}",
+        pv(
+            "r",
+            "5Gi",
+            RWO,
+            "c",
+            "  claimRef:\n    name: later\n    namespace: default"
+        )
+    );
     assert!(plan(&yaml).reclaim.is_empty());
     // A claim that exists with the same uid keeps its volume bound.
     let yaml = format!(
         "{cls}{}{}",
         released("kept", "Delete", csi).replace("gone-kept", "mine"),
-        pvc("mine", "1Gi", RWO, Some("c"), "  volumeName: kept")
-            .replace("  namespace: default\n", "  namespace: default\n  uid: 11111111-2222\n")
+        pvc("mine", "1Gi", RWO, Some("c"), "  volumeName: kept").replace(
+            "  namespace: default\n",
+            "  namespace: default\n  uid: 11111111-2222\n"
+        )
     );
     let p = plan(&yaml);
     assert!(p.reclaim.is_empty());
@@ -548,16 +654,40 @@ fn admission_default_class() {
         )
     };
     let cases = [
-        ("newest default wins", format!("{}{}", default("old", "2024-01-01T00:00:00Z"), default("new", "2025-01-01T00:00:00Z")), "new"),
-        ("same time: smallest name", format!("{}{}", default("b", "2025-01-01T00:00:00Z"), default("a", "2025-01-01T00:00:00Z")), "a"),
+        (
+            "newest default wins",
+            format!(
+                "{}{}",
+                default("old", "2024-01-01T00:00:00Z"),
+                default("new", "2025-01-01T00:00:00Z")
+            ),
+            "new",
+        ),
+        (
+            "same time: smallest name",
+            format!(
+                "{}{}",
+                default("b", "2025-01-01T00:00:00Z"),
+                default("a", "2025-01-01T00:00:00Z")
+            ),
+            "a",
+        ),
     ];
     for (name, classes, want) in cases {
         let p = plan(&format!("{classes}{}", pvc("a", "1Gi", RWO, None, "")));
-        let got = p.provisioning.iter().find(|x| x.claim.to_string() == "default/a").map(|x| x.class.clone());
+        let got = p
+            .provisioning
+            .iter()
+            .find(|x| x.claim.to_string() == "default/a")
+            .map(|x| x.class.clone());
         assert_eq!(got.as_deref(), Some(want), "case {name}");
     }
     // No default at all: the claim matches class-less volumes only.
-    let p = plan(&format!("{}{}", pv("p", "5Gi", RWO, "", ""), pvc("a", "1Gi", RWO, None, "")));
+    let p = plan(&format!(
+        "{}{}",
+        pv("p", "5Gi", RWO, "", ""),
+        pvc("a", "1Gi", RWO, None, "")
+    ));
     assert_eq!(bound_volume(&p, "default/a").as_deref(), Some("p"));
 }
 
@@ -579,15 +709,22 @@ fn admission_limit_range() {
     ));
     assert_eq!(
         rejection(&p, "default/small").as_deref(),
-        Some("persistentvolumeclaims \"small\" is forbidden: minimum storage usage per PersistentVolumeClaim is 1Gi, but request is 500Mi")
+        Some(
+            "persistentvolumeclaims \"small\" is forbidden: minimum storage usage per PersistentVolumeClaim is 1Gi, but request is 500Mi"
+        )
     );
     assert_eq!(
         rejection(&p, "default/big").as_deref(),
-        Some("persistentvolumeclaims \"big\" is forbidden: maximum storage usage per PersistentVolumeClaim is 2Gi, but request is 5Gi")
+        Some(
+            "persistentvolumeclaims \"big\" is forbidden: maximum storage usage per PersistentVolumeClaim is 2Gi, but request is 5Gi"
+        )
     );
     assert!(provisioned(&p, "default/ok").is_some());
     // A LimitRange created after the claim does not constrain it.
-    let p = plan(&format!("{cls}{}{lr}", pvc("small", "500Mi", RWO, Some("c"), "")));
+    let p = plan(&format!(
+        "{cls}{}{lr}",
+        pvc("small", "500Mi", RWO, Some("c"), "")
+    ));
     assert!(p.rejected.is_empty());
 }
 
@@ -610,9 +747,14 @@ fn admission_resource_quota() {
     ));
     assert_eq!(
         rejection(&p, "default/b").as_deref(),
-        Some("persistentvolumeclaims \"b\" is forbidden: exceeded quota: storage, requested: requests.storage=8Gi, used: requests.storage=4Gi, limited: requests.storage=10Gi")
+        Some(
+            "persistentvolumeclaims \"b\" is forbidden: exceeded quota: storage, requested: requests.storage=8Gi, used: requests.storage=4Gi, limited: requests.storage=10Gi"
+        )
     );
-    assert!(rejection(&p, "default/c").is_none(), "b was rejected, so c fits");
+    assert!(
+        rejection(&p, "default/c").is_none(),
+        "b was rejected, so c fits"
+    );
 
     // persistentvolumeclaims count (written as a bare number).
     let p = plan(&format!(
@@ -627,11 +769,16 @@ fn admission_resource_quota() {
     let p = plan(&format!(
         "{cls}{}{}{}{}",
         class("silver", "csi.berth.dev", ""),
-        quota("    gold.storageclass.storage.k8s.io/requests.storage: 1Gi\n    gold.storageclass.storage.k8s.io/persistentvolumeclaims: \"5\""),
+        quota(
+            "    gold.storageclass.storage.k8s.io/requests.storage: 1Gi\n    gold.storageclass.storage.k8s.io/persistentvolumeclaims: \"5\""
+        ),
         pvc("g", "2Gi", RWO, Some("gold"), ""),
         pvc("s", "2Gi", RWO, Some("silver"), "")
     ));
-    assert!(rejection(&p, "default/g").is_some_and(|r| r.contains("gold.storageclass.storage.k8s.io/requests.storage=2Gi")));
+    assert!(
+        rejection(&p, "default/g")
+            .is_some_and(|r| r.contains("gold.storageclass.storage.k8s.io/requests.storage=2Gi"))
+    );
     assert!(rejection(&p, "default/s").is_none());
 }
 
@@ -659,7 +806,10 @@ fn per_node_volume_limits() {
     let p = plan(&yaml);
     assert_eq!(p.violations.len(), 1, "{:#?}", p.violations);
     let v = &p.violations[0];
-    assert_eq!((v.node.as_str(), v.driver.as_str(), v.limit, v.count), ("n1", "csi.berth.dev", 2, 3));
+    assert_eq!(
+        (v.node.as_str(), v.driver.as_str(), v.limit, v.count),
+        ("n1", "csi.berth.dev", 2, 3)
+    );
 }
 
 #[test]
@@ -670,11 +820,20 @@ fn statefulset_claim_templates_expand_per_replica() {
         "{}{}{}{sts}",
         class("fast", "csi.berth.dev", ""),
         pv("static", "1Gi", RWO, "fast", ""),
-        pvc("www-web-1", "1Gi", RWO, Some("fast"), "  volumeName: static")
+        pvc(
+            "www-web-1",
+            "1Gi",
+            RWO,
+            Some("fast"),
+            "  volumeName: static"
+        )
     );
     let p = plan(&yaml);
     let mut provisioned: Vec<String> = p.provisioning.iter().map(|x| x.claim.to_string()).collect();
     provisioned.sort();
     assert_eq!(provisioned, ["default/www-web-0", "default/www-web-2"]);
-    assert_eq!(bound_volume(&p, "default/www-web-1").as_deref(), Some("static"));
+    assert_eq!(
+        bound_volume(&p, "default/www-web-1").as_deref(),
+        Some("static")
+    );
 }

@@ -30,31 +30,76 @@ fn run(args: &[&str], stdin: Option<&str>) -> Output {
 
 fn json(args: &[&str], stdin: Option<&str>) -> Value {
     let out = run(args, stdin);
-    assert!(out.status.success(), "stderr: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "stderr: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     serde_json::from_slice(&out.stdout).expect("stdout is exactly one JSON object")
 }
 
 #[test]
 fn json_contract_has_every_key_with_its_shape() {
     let v = json(&["dry-run", "-f", "examples/demo", "-o", "json"], None);
-    for key in ["bindings", "provisioning", "pending", "rejected", "reclaim", "violations", "warnings"] {
+    for key in [
+        "bindings",
+        "provisioning",
+        "pending",
+        "rejected",
+        "reclaim",
+        "violations",
+        "warnings",
+    ] {
         assert!(v[key].is_array(), "missing array {key}");
     }
-    assert!(v["bindings"].as_array().unwrap().iter().any(|b| b["claim"] == "shop/media" && b["volume"] == "nfs-01"));
-    let db = v["provisioning"].as_array().unwrap().iter().find(|p| p["claim"] == "shop/db").expect("db provisioned");
+    assert!(
+        v["bindings"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|b| b["claim"] == "shop/media" && b["volume"] == "nfs-01")
+    );
+    let db = v["provisioning"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["claim"] == "shop/db")
+        .expect("db provisioned");
     assert_eq!(db["storageClass"], "fast");
     assert_eq!(db["provisioner"], "kubernetes.io/aws-ebs");
     assert!(db["node"].is_null());
-    let cache = v["provisioning"].as_array().unwrap().iter().find(|p| p["claim"] == "shop/cache").expect("cache provisioned");
+    let cache = v["provisioning"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["claim"] == "shop/cache")
+        .expect("cache provisioned");
     assert_eq!(cache["node"], "node-a");
-    assert!(v["pending"].as_array().unwrap().iter().all(|p| p["claim"].is_string() && p["reason"].is_string()));
-    let huge = v["rejected"].as_array().unwrap().iter().find(|r| r["object"] == "shop/huge").expect("huge rejected");
+    assert!(
+        v["pending"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|p| p["claim"].is_string() && p["reason"].is_string())
+    );
+    let huge = v["rejected"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["object"] == "shop/huge")
+        .expect("huge rejected");
     assert_eq!(huge["kind"], "PersistentVolumeClaim");
     let reclaim: Vec<(String, String, String)> = v["reclaim"]
         .as_array()
         .unwrap()
         .iter()
-        .map(|r| (r["volume"].as_str().unwrap().into(), r["policy"].as_str().unwrap().into(), r["action"].as_str().unwrap().into()))
+        .map(|r| {
+            (
+                r["volume"].as_str().unwrap().into(),
+                r["policy"].as_str().unwrap().into(),
+                r["action"].as_str().unwrap().into(),
+            )
+        })
         .collect();
     assert_eq!(
         reclaim,
@@ -64,8 +109,22 @@ fn json_contract_has_every_key_with_its_shape() {
         ]
     );
     let viol = &v["violations"][0];
-    assert_eq!((viol["node"].as_str(), viol["driver"].as_str(), viol["limit"].as_u64(), viol["count"].as_u64()), (Some("node-a"), Some("csi.berth.dev"), Some(2), Some(4)));
-    assert!(v["warnings"].as_array().unwrap().iter().any(|w| w.as_str().unwrap().contains("encryptd")));
+    assert_eq!(
+        (
+            viol["node"].as_str(),
+            viol["driver"].as_str(),
+            viol["limit"].as_u64(),
+            viol["count"].as_u64()
+        ),
+        (Some("node-a"), Some("csi.berth.dev"), Some(2), Some(4))
+    );
+    assert!(
+        v["warnings"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|w| w.as_str().unwrap().contains("encryptd"))
+    );
 }
 
 #[test]
@@ -76,7 +135,8 @@ fn output_is_deterministic_and_yaml_matches_json() {
     let y = run(&["dry-run", "-f", "examples/demo", "-o", "yaml"], None);
     assert!(y.status.success());
     let from_yaml: Value = serde_json::to_value(
-        berth::manifest::parse_str("out", &String::from_utf8_lossy(&y.stdout)).expect("yaml parses")[0]
+        berth::manifest::parse_str("out", &String::from_utf8_lossy(&y.stdout))
+            .expect("yaml parses")[0]
             .value
             .clone(),
     )
@@ -104,7 +164,12 @@ fn stdin_lists_and_json_input() {
     let v = json(&["dry-run", "-f", "-", "-o", "json"], Some(list));
     assert_eq!(v["bindings"][0]["claim"], "ns/c");
     assert_eq!(v["bindings"][0]["volume"], "p");
-    assert!(v["warnings"][0].as_str().unwrap().contains("ignoring ConfigMap"));
+    assert!(
+        v["warnings"][0]
+            .as_str()
+            .unwrap()
+            .contains("ignoring ConfigMap")
+    );
 }
 
 #[test]
@@ -112,18 +177,33 @@ fn bad_input_exits_2_naming_document_object_field_and_value() {
     let cases = [
         (
             "apiVersion: v1\nkind: Namespace\nmetadata:\n  name: a\n---\napiVersion: v1\nkind: PersistentVolumeClaim\nmetadata:\n  name: big\nspec:\n  accessModes: [ReadWriteOnce]\n  resources:\n    requests:\n      storage: 12XB\n",
-            &["-: document 2", "PersistentVolumeClaim big", "spec.resources.requests.storage", "\"12XB\""][..],
+            &[
+                "-: document 2",
+                "PersistentVolumeClaim big",
+                "spec.resources.requests.storage",
+                "\"12XB\"",
+            ][..],
         ),
         (
             "apiVersion: v1\nkind: PersistentVolume\nmetadata:\n  name: p\nspec:\n  accessModes: [ReadWriteSometimes]\n",
-            &["PersistentVolume p", "spec.accessModes[0]", "ReadWriteSometimes"][..],
+            &[
+                "PersistentVolume p",
+                "spec.accessModes[0]",
+                "ReadWriteSometimes",
+            ][..],
         ),
         (
             "apiVersion: v1\nkind: PersistentVolume\nmetadata:\n  name: p\nspec:\n  capacity: [1, 2]\n",
             &["PersistentVolume p", "spec.capacity"][..],
         ),
-        ("kind: [unclosed\n", &["-: document 1", "not valid YAML"][..]),
-        ("apiVersion: v1\nkind: PersistentVolumeClaim\nmetadata: {}\n", &["metadata.name", "Required value"][..]),
+        (
+            "kind: [unclosed\n",
+            &["-: document 1", "not valid YAML"][..],
+        ),
+        (
+            "apiVersion: v1\nkind: PersistentVolumeClaim\nmetadata: {}\n",
+            &["metadata.name", "Required value"][..],
+        ),
         ("just a string\n", &["expected an object"][..]),
     ];
     for (input, needles) in cases {
@@ -142,15 +222,46 @@ fn bad_input_exits_2_naming_document_object_field_and_value() {
 
 #[test]
 fn explain_prints_the_reasoning_for_one_claim() {
-    let out = run(&["explain", "pvc", "myclaim", "-n", "default", "-f", "examples/seed/pv-and-claim.yaml"], None);
+    let out = run(
+        &[
+            "explain",
+            "pvc",
+            "myclaim",
+            "-n",
+            "default",
+            "-f",
+            "examples/seed/pv-and-claim.yaml",
+        ],
+        None,
+    );
     assert!(out.status.success());
     let text = String::from_utf8_lossy(&out.stdout);
-    for needle in ["PersistentVolumeClaim default/myclaim", "wants: 8Gi", "class \"slow\"", "decision: Pending", "pv0003: 5Gi < 8Gi requested; labels do not match"] {
+    for needle in [
+        "PersistentVolumeClaim default/myclaim",
+        "wants: 8Gi",
+        "class \"slow\"",
+        "decision: Pending",
+        "pv0003: 5Gi < 8Gi requested; labels do not match",
+    ] {
         assert!(text.contains(needle), "{text} lacks {needle}");
     }
-    let out = run(&["explain", "pvc", "cache", "-n", "shop", "-f", "examples/demo"], None);
+    let out = run(
+        &[
+            "explain",
+            "pvc",
+            "cache",
+            "-n",
+            "shop",
+            "-f",
+            "examples/demo",
+        ],
+        None,
+    );
     let text = String::from_utf8_lossy(&out.stdout);
-    assert!(text.contains("-> \"standard\" (DefaultStorageClass)"), "{text}");
+    assert!(
+        text.contains("-> \"standard\" (DefaultStorageClass)"),
+        "{text}"
+    );
     assert!(text.contains("on node node-a"), "{text}");
     let out = run(&["explain", "pvc", "nope", "-f", "examples/demo"], None);
     assert_eq!(out.status.code(), Some(2));

@@ -11,9 +11,9 @@ use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use csi_proto as csi;
 use csi::controller_client::ControllerClient;
 use csi::node_client::NodeClient;
+use csi_proto as csi;
 use tonic::transport::Channel;
 
 const ITERATIONS: usize = 300;
@@ -94,7 +94,10 @@ impl Env {
             .expect("spawning berth csi");
         let deadline = Instant::now() + Duration::from_secs(10);
         while !self.sock.exists() {
-            assert!(Instant::now() < deadline, "berth csi did not create its socket");
+            assert!(
+                Instant::now() < deadline,
+                "berth csi did not create its socket"
+            );
             std::thread::sleep(Duration::from_millis(5));
         }
         child
@@ -205,7 +208,10 @@ async fn one_op(
             let (src_vol, src_snap) = {
                 let m = model.lock().unwrap();
                 (
-                    m.live.values().find(|(_, b)| *b == block).map(|(id, _)| id.clone()),
+                    m.live
+                        .values()
+                        .find(|(_, b)| *b == block)
+                        .map(|(id, _)| id.clone()),
                     m.snapshots.values().next().cloned(),
                 )
             };
@@ -226,7 +232,11 @@ async fn one_op(
             }
             if let Ok(r) = ctrl.create_volume(req).await {
                 if let Some(v) = r.into_inner().volume {
-                    model.lock().unwrap().live.insert(name, (v.volume_id, block));
+                    model
+                        .lock()
+                        .unwrap()
+                        .live
+                        .insert(name, (v.volume_id, block));
                 }
             }
         }
@@ -340,7 +350,11 @@ fn loops_under(dir: &Path) -> Vec<String> {
         for e in rd.flatten() {
             if let Ok(b) = std::fs::read_to_string(e.path().join("loop/backing_file")) {
                 if Path::new(b.trim().trim_end_matches(" (deleted)")).starts_with(dir) {
-                    out.push(format!("{} -> {}", e.file_name().to_string_lossy(), b.trim()));
+                    out.push(format!(
+                        "{} -> {}",
+                        e.file_name().to_string_lossy(),
+                        b.trim()
+                    ));
                 }
             }
         }
@@ -370,7 +384,11 @@ async fn list_all_volumes(ctrl: &mut ControllerClient<Channel>) -> BTreeSet<Stri
             .await
             .expect("ListVolumes after restart")
             .into_inner();
-        out.extend(r.entries.into_iter().filter_map(|e| e.volume.map(|v| v.volume_id)));
+        out.extend(
+            r.entries
+                .into_iter()
+                .filter_map(|e| e.volume.map(|v| v.volume_id)),
+        );
         if r.next_token.is_empty() {
             return out;
         }
@@ -443,7 +461,8 @@ fn kill_dash_nine_at_random_points_leaves_no_orphans() {
                         let mut ctrl = ControllerClient::new(ch.clone());
                         let mut node = NodeClient::new(ch);
                         loop {
-                            one_op(task, &mut rng, &mut ctrl, &mut node, &model, &staging_root).await;
+                            one_op(task, &mut rng, &mut ctrl, &mut node, &model, &staging_root)
+                                .await;
                         }
                     }));
                 }
@@ -469,23 +488,41 @@ fn kill_dash_nine_at_random_points_leaves_no_orphans() {
                 let mut node = NodeClient::new(ch);
                 let listed = list_all_volumes(&mut ctrl).await;
                 let on_disk = disk_ids(&env.data().join("volumes"));
-                assert_eq!(listed, on_disk, "iteration {iter}: volume records and volume data differ");
+                assert_eq!(
+                    listed, on_disk,
+                    "iteration {iter}: volume records and volume data differ"
+                );
                 let snaps = list_all_snapshots(&mut ctrl).await;
                 let snaps_on_disk = disk_ids(&env.data().join("snapshots"));
-                assert_eq!(snaps, snaps_on_disk, "iteration {iter}: snapshot records and data differ");
+                assert_eq!(
+                    snaps, snaps_on_disk,
+                    "iteration {iter}: snapshot records and data differ"
+                );
 
                 let mut m = model.lock().unwrap();
                 for (name, (id, _)) in &m.live {
-                    assert!(listed.contains(id), "iteration {iter}: acknowledged volume {name} ({id}) lost");
+                    assert!(
+                        listed.contains(id),
+                        "iteration {iter}: acknowledged volume {name} ({id}) lost"
+                    );
                 }
                 for id in &m.deleted {
-                    assert!(!listed.contains(id), "iteration {iter}: deleted volume {id} came back");
+                    assert!(
+                        !listed.contains(id),
+                        "iteration {iter}: deleted volume {id} came back"
+                    );
                 }
                 for id in m.snapshots.values() {
-                    assert!(snaps.contains(id), "iteration {iter}: acknowledged snapshot {id} lost");
+                    assert!(
+                        snaps.contains(id),
+                        "iteration {iter}: acknowledged snapshot {id} lost"
+                    );
                 }
                 for id in &m.deleted_snapshots {
-                    assert!(!snaps.contains(id), "iteration {iter}: deleted snapshot {id} came back");
+                    assert!(
+                        !snaps.contains(id),
+                        "iteration {iter}: deleted snapshot {id} came back"
+                    );
                 }
                 // Acknowledged stages survive the crash...
                 let loops = loops_under(&env.data());
@@ -493,7 +530,10 @@ fn kill_dash_nine_at_random_points_leaves_no_orphans() {
                 for id in &m.staged {
                     let staged_somewhere = loops.iter().any(|l| l.contains(id.as_str()))
                         || mounts.iter().any(|p| p.contains(id.as_str()));
-                    assert!(staged_somewhere, "iteration {iter}: acknowledged stage of {id} lost");
+                    assert!(
+                        staged_somewhere,
+                        "iteration {iter}: acknowledged stage of {id} lost"
+                    );
                 }
                 // ...and unstaging everything through the driver leaves no
                 // loop device or mount behind: anything left was orphaned.
@@ -509,9 +549,15 @@ fn kill_dash_nine_at_random_points_leaves_no_orphans() {
                     .expect("NodeUnstage during verification");
                 }
                 let loops = loops_under(&env.data());
-                assert!(loops.is_empty(), "iteration {iter}: orphaned loop devices: {loops:?}");
+                assert!(
+                    loops.is_empty(),
+                    "iteration {iter}: orphaned loop devices: {loops:?}"
+                );
                 let mounts = mounts_under(&staging_root);
-                assert!(mounts.is_empty(), "iteration {iter}: orphaned mounts: {mounts:?}");
+                assert!(
+                    mounts.is_empty(),
+                    "iteration {iter}: orphaned mounts: {mounts:?}"
+                );
             });
         }
     }));
@@ -524,7 +570,9 @@ fn kill_dash_nine_at_random_points_leaves_no_orphans() {
     }
     for l in loops_under(&dir) {
         if let Some(dev) = l.split(' ').next() {
-            let _ = Command::new("losetup").args(["-d", &format!("/dev/{dev}")]).status();
+            let _ = Command::new("losetup")
+                .args(["-d", &format!("/dev/{dev}")])
+                .status();
         }
     }
     // Evidence that kills landed mid-operation: the restarts had

@@ -11,7 +11,12 @@ use berth::manifest::{parse_str, to_snapshot};
 use proptest::prelude::*;
 
 const SIZES: &[&str] = &["500Mi", "1G", "1Gi", "2Gi", "5Gi", "5000M", "10Gi"];
-const MODES: &[&str] = &["ReadWriteOnce", "ReadOnlyMany", "ReadWriteMany", "ReadWriteOncePod"];
+const MODES: &[&str] = &[
+    "ReadWriteOnce",
+    "ReadOnlyMany",
+    "ReadWriteMany",
+    "ReadWriteOncePod",
+];
 const CLASSES: &[&str] = &["static", "dyn", "wait", ""];
 
 #[derive(Debug, Clone)]
@@ -48,16 +53,18 @@ fn gen_pv() -> impl Strategy<Value = GenPv> {
         proptest::bool::weighted(0.05),
         0..2usize,
     )
-        .prop_map(|(size, modes, class, block, gold, claim_ref, deleting, zone)| GenPv {
-            size,
-            modes,
-            class,
-            block,
-            gold,
-            claim_ref,
-            deleting,
-            zone,
-        })
+        .prop_map(
+            |(size, modes, class, block, gold, claim_ref, deleting, zone)| GenPv {
+                size,
+                modes,
+                class,
+                block,
+                gold,
+                claim_ref,
+                deleting,
+                zone,
+            },
+        )
 }
 
 fn gen_pvc() -> impl Strategy<Value = GenPvc> {
@@ -70,15 +77,17 @@ fn gen_pvc() -> impl Strategy<Value = GenPvc> {
         proptest::option::weighted(0.1, 0..16usize),
         proptest::option::weighted(0.5, 0..2usize),
     )
-        .prop_map(|(size, modes, class, block, selector, volume_name, node)| GenPvc {
-            size,
-            modes,
-            class,
-            block,
-            selector,
-            volume_name,
-            node,
-        })
+        .prop_map(
+            |(size, modes, class, block, selector, volume_name, node)| GenPvc {
+                size,
+                modes,
+                class,
+                block,
+                selector,
+                volume_name,
+                node,
+            },
+        )
 }
 
 fn render(pvs: &[GenPv], pvcs: &[GenPvc]) -> Vec<String> {
@@ -92,7 +101,9 @@ fn render(pvs: &[GenPv], pvcs: &[GenPvc]) -> Vec<String> {
     for (i, v) in pvs.iter().enumerate() {
         let modes: Vec<&str> = v.modes.iter().map(|&m| MODES[m]).collect();
         let claim_ref = match v.claim_ref {
-            Some((c, true)) => format!("  claimRef: {{namespace: default, name: c{c}, uid: \"uid-{c}\"}}\n"),
+            Some((c, true)) => {
+                format!("  claimRef: {{namespace: default, name: c{c}, uid: \"uid-{c}\"}}\n")
+            }
             Some((c, false)) => format!("  claimRef: {{namespace: default, name: c{c}}}\n"),
             None => String::new(),
         };
@@ -114,7 +125,10 @@ fn render(pvs: &[GenPv], pvcs: &[GenPvc]) -> Vec<String> {
             .map(|k| format!("  storageClassName: \"{}\"\n", CLASSES[k]))
             .unwrap_or_default();
         let selector = match c.selector {
-            Some(g) => format!("  selector:\n    matchLabels: {{tier: {}}}\n", if g { "gold" } else { "silver" }),
+            Some(g) => format!(
+                "  selector:\n    matchLabels: {{tier: {}}}\n",
+                if g { "gold" } else { "silver" }
+            ),
             None => String::new(),
         };
         let volume_name = c
@@ -138,7 +152,8 @@ fn render(pvs: &[GenPv], pvcs: &[GenPvc]) -> Vec<String> {
 
 fn build(docs: &[String]) -> Snapshot {
     let text = docs.join("---\n");
-    to_snapshot(parse_str("gen.yaml", &text).expect("generated YAML parses")).expect("generated objects convert")
+    to_snapshot(parse_str("gen.yaml", &text).expect("generated YAML parses"))
+        .expect("generated objects convert")
 }
 
 fn check_invariants(snap: &Snapshot, p: &Plan) -> Result<(), TestCaseError> {
@@ -146,12 +161,23 @@ fn check_invariants(snap: &Snapshot, p: &Plan) -> Result<(), TestCaseError> {
     let mut volumes = HashSet::new();
     let mut claims = HashSet::new();
     for b in &p.bindings {
-        prop_assert!(volumes.insert(b.volume.clone()), "volume {} bound twice", b.volume);
-        prop_assert!(claims.insert(b.claim.clone()), "claim {} bound twice", b.claim);
+        prop_assert!(
+            volumes.insert(b.volume.clone()),
+            "volume {} bound twice",
+            b.volume
+        );
+        prop_assert!(
+            claims.insert(b.claim.clone()),
+            "claim {} bound twice",
+            b.claim
+        );
     }
     // Every claim has exactly one outcome.
     let mut outcomes: HashMap<String, u32> = HashMap::new();
-    for k in p.bindings.iter().map(|b| &b.claim)
+    for k in p
+        .bindings
+        .iter()
+        .map(|b| &b.claim)
         .chain(p.provisioning.iter().map(|x| &x.claim))
         .chain(p.pending.iter().map(|x| &x.claim))
         .chain(p.rejected.iter().map(|x| &x.object))
@@ -159,13 +185,22 @@ fn check_invariants(snap: &Snapshot, p: &Plan) -> Result<(), TestCaseError> {
         *outcomes.entry(k.to_string()).or_default() += 1;
     }
     for c in &snap.claims {
-        prop_assert_eq!(outcomes.get(&c.key.to_string()).copied(), Some(1), "claim {}", c.key);
+        prop_assert_eq!(
+            outcomes.get(&c.key.to_string()).copied(),
+            Some(1),
+            "claim {}",
+            c.key
+        );
     }
     // Every binding satisfies the claim.
     let vols: HashMap<&str, &berth::binding::snapshot::Volume> =
         snap.volumes.iter().map(|v| (v.name.as_str(), v)).collect();
     for b in &p.bindings {
-        let claim = snap.claims.iter().find(|c| c.key == b.claim).expect("bound claim exists");
+        let claim = snap
+            .claims
+            .iter()
+            .find(|c| c.key == b.claim)
+            .expect("bound claim exists");
         let vol = vols[b.volume.as_str()];
         let request = claim.request.expect("generated claims have requests");
         prop_assert!(!vol.deleting, "{} bound to a deleting volume", b.claim);
@@ -175,7 +210,10 @@ fn check_invariants(snap: &Snapshot, p: &Plan) -> Result<(), TestCaseError> {
                 prop_assert!(vol.capacity.is_some_and(|c| c >= request));
             }
             BindHow::VolumeName => {
-                prop_assert!(vol.capacity.is_some_and(|c| c.value_ceil() >= request.value_ceil()));
+                prop_assert!(
+                    vol.capacity
+                        .is_some_and(|c| c.value_ceil() >= request.value_ceil())
+                );
                 prop_assert!(vol.access_modes.contains_all(claim.access_modes));
                 prop_assert_eq!(&vol.class, claim.class.effective());
             }
@@ -185,13 +223,26 @@ fn check_invariants(snap: &Snapshot, p: &Plan) -> Result<(), TestCaseError> {
                 prop_assert_eq!(&vol.class, claim.class.effective());
                 prop_assert!(vol.claim_ref.is_none());
                 if let Some(sel) = &claim.selector {
-                    prop_assert!(sel.matches(&vol.labels), "selector violated by {}", b.volume);
+                    prop_assert!(
+                        sel.matches(&vol.labels),
+                        "selector violated by {}",
+                        b.volume
+                    );
                 }
             }
         }
         if let BindHow::Scheduler { node } = &b.how {
-            let labels = &snap.nodes.iter().find(|n| &n.name == node).expect("node").labels;
-            prop_assert!(vol.node_affinity.as_ref().is_none_or(|a| a.matches(node, labels)));
+            let labels = &snap
+                .nodes
+                .iter()
+                .find(|n| &n.name == node)
+                .expect("node")
+                .labels;
+            prop_assert!(
+                vol.node_affinity
+                    .as_ref()
+                    .is_none_or(|a| a.matches(node, labels))
+            );
         }
     }
     Ok(())

@@ -16,7 +16,12 @@ fn pv0003_and_myclaim() {
     assert!(p.bindings.is_empty());
     let pending = &p.pending[0];
     assert_eq!(pending.claim.to_string(), "default/myclaim");
-    assert!(pending.reason.to_string().contains("selector is never provisioned"));
+    assert!(
+        pending
+            .reason
+            .to_string()
+            .contains("selector is never provisioned")
+    );
     assert_eq!(
         pending.candidates[0].to_string(),
         "pv0003: 5Gi < 8Gi requested; labels do not match the claim's selector"
@@ -25,9 +30,15 @@ fn pv0003_and_myclaim() {
 
     // With the labels on the volume and a 5Gi request, pv0003 is bound.
     let fitted = yaml
-        .replace("  name: pv0003\n", "  name: pv0003\n  labels:\n    release: stable\n    environment: dev\n")
+        .replace(
+            "  name: pv0003\n",
+            "  name: pv0003\n  labels:\n    release: stable\n    environment: dev\n",
+        )
         .replace("storage: 8Gi", "storage: 5Gi");
-    assert_eq!(bound_volume(&plan(&fitted), "default/myclaim").as_deref(), Some("pv0003"));
+    assert_eq!(
+        bound_volume(&plan(&fitted), "default/myclaim").as_deref(),
+        Some("pv0003")
+    );
 
     // Once bound and the claim deleted, Recycle scrubs the NFS volume.
     let released = yaml.replace(
@@ -36,7 +47,10 @@ fn pv0003_and_myclaim() {
     );
     let p = plan(&released);
     assert_eq!(p.reclaim.len(), 1);
-    assert_eq!((p.reclaim[0].volume.as_str(), p.reclaim[0].action.as_str()), ("pv0003", "recycle"));
+    assert_eq!(
+        (p.reclaim[0].volume.as_str(), p.reclaim[0].action.as_str()),
+        ("pv0003", "recycle")
+    );
 }
 
 #[test]
@@ -58,22 +72,34 @@ fn statefulset_web() {
         })
         .collect();
     assert_eq!(claims, want);
-    assert!(p.warnings.iter().any(|w| w.contains("ignoring Service \"nginx\"")));
+    assert!(
+        p.warnings
+            .iter()
+            .any(|w| w.contains("ignoring Service \"nginx\""))
+    );
 
     // With the class defined (Immediate, berth's driver), all three are provisioned.
-    let with_class = format!(
-        "{}{yaml}",
-        class("my-storage-class", "csi.berth.dev", "")
-    );
+    let with_class = format!("{}{yaml}", class("my-storage-class", "csi.berth.dev", ""));
     let p = plan(&with_class);
     let mut provisioned: Vec<String> = p.provisioning.iter().map(|x| x.claim.to_string()).collect();
     provisioned.sort();
-    assert_eq!(provisioned, ["default/www-web-0", "default/www-web-1", "default/www-web-2"]);
+    assert_eq!(
+        provisioned,
+        [
+            "default/www-web-0",
+            "default/www-web-1",
+            "default/www-web-2"
+        ]
+    );
 
     // WaitForFirstConsumer: each claim waits for its own pod.
     let wffc = format!(
         "{}{yaml}",
-        class("my-storage-class", "csi.berth.dev", "volumeBindingMode: WaitForFirstConsumer")
+        class(
+            "my-storage-class",
+            "csi.berth.dev",
+            "volumeBindingMode: WaitForFirstConsumer"
+        )
     );
     let p = plan(&wffc);
     assert_eq!(
@@ -89,7 +115,8 @@ fn limit_ranges_and_quotas_of_the_talk_do_not_touch_claims() {
         "{}{}{}",
         class("std", "csi.berth.dev", ""),
         pvc("a", "50Gi", &["ReadWriteOnce"], Some("std"), ""),
-        pvc("b", "50Gi", &["ReadWriteOnce"], Some("std"), "").replace("namespace: default", "namespace: my-nice-namespace")
+        pvc("b", "50Gi", &["ReadWriteOnce"], Some("std"), "")
+            .replace("namespace: default", "namespace: my-nice-namespace")
     );
     let p = plan(&format!("{yaml}\n---\n{claims}"));
     assert!(p.rejected.is_empty(), "{:?}", p.rejected);
@@ -99,7 +126,9 @@ fn limit_ranges_and_quotas_of_the_talk_do_not_touch_claims() {
     // the error names the field.
     let printed = "apiVersion: v1\nkind: LimitRange\nmetadata:\n   name: mem-limit-range\nspec:\n   limits:\n   - default:\n       memory: 512Mi\n   defaultRequest:\n       memory: 256Mi\n   type: Container\n";
     let docs = berth::manifest::parse_str("talk.yaml", printed).expect("valid YAML");
-    let err = berth::manifest::to_snapshot(docs).expect_err("invalid object").to_string();
+    let err = berth::manifest::to_snapshot(docs)
+        .expect_err("invalid object")
+        .to_string();
     assert!(err.contains("LimitRange mem-limit-range"), "{err}");
     assert!(err.contains("spec.limits[0].type"), "{err}");
 
@@ -108,7 +137,9 @@ fn limit_ranges_and_quotas_of_the_talk_do_not_touch_claims() {
     let half_fixed = "apiVersion: v1\nkind: LimitRange\nmetadata:\n   name: mem-limit-range\nspec:\n   limits:\n   - default:\n       memory: 512Mi\n     type: Container\n   defaultRequest:\n       memory: 256Mi\n";
     let p = plan(half_fixed);
     assert!(
-        p.warnings.iter().any(|w| w.contains("unknown field \"spec.defaultRequest\"")),
+        p.warnings
+            .iter()
+            .any(|w| w.contains("unknown field \"spec.defaultRequest\"")),
         "{:?}",
         p.warnings
     );
@@ -118,22 +149,49 @@ fn limit_ranges_and_quotas_of_the_talk_do_not_touch_claims() {
 fn the_talks_storage_classes_and_the_access_mode_table() {
     // (file, provisioner, modes served, modes refused)
     let cases = [
-        ("class-gce.yaml", "kubernetes.io/gce-pd", &["ReadWriteOnce", "ReadOnlyMany"][..], &["ReadWriteMany"][..]),
-        ("class-azure.yaml", "kubernetes.io/azure-disk", &["ReadWriteOnce"][..], &["ReadOnlyMany", "ReadWriteMany"][..]),
-        ("class-aws.yaml", "kubernetes.io/aws-ebs", &["ReadWriteOnce"][..], &["ReadOnlyMany", "ReadWriteMany"][..]),
+        (
+            "class-gce.yaml",
+            "kubernetes.io/gce-pd",
+            &["ReadWriteOnce", "ReadOnlyMany"][..],
+            &["ReadWriteMany"][..],
+        ),
+        (
+            "class-azure.yaml",
+            "kubernetes.io/azure-disk",
+            &["ReadWriteOnce"][..],
+            &["ReadOnlyMany", "ReadWriteMany"][..],
+        ),
+        (
+            "class-aws.yaml",
+            "kubernetes.io/aws-ebs",
+            &["ReadWriteOnce"][..],
+            &["ReadOnlyMany", "ReadWriteMany"][..],
+        ),
     ];
     for (file, provisioner, served, refused) in cases {
         let class = seed(file);
         for mode in served {
-            let p = plan(&format!("{class}\n---\n{}", pvc("a", "1Gi", &[mode], Some("slow"), "")));
+            let p = plan(&format!(
+                "{class}\n---\n{}",
+                pvc("a", "1Gi", &[mode], Some("slow"), "")
+            ));
             assert!(p.warnings.is_empty(), "{file}: {:?}", p.warnings);
-            let prov = p.provisioning.first().unwrap_or_else(|| panic!("{file} {mode}: {p:#?}"));
+            let prov = p
+                .provisioning
+                .first()
+                .unwrap_or_else(|| panic!("{file} {mode}: {p:#?}"));
             assert_eq!(prov.provisioner, provisioner);
         }
         for mode in refused {
-            let p = plan(&format!("{class}\n---\n{}", pvc("a", "1Gi", &[mode], Some("slow"), "")));
+            let p = plan(&format!(
+                "{class}\n---\n{}",
+                pvc("a", "1Gi", &[mode], Some("slow"), "")
+            ));
             let reason = pending_reason(&p, "default/a").unwrap_or_default();
-            assert!(reason.contains(&format!("cannot serve access mode {mode}")), "{file} {mode}: {reason}");
+            assert!(
+                reason.contains(&format!("cannot serve access mode {mode}")),
+                "{file} {mode}: {reason}"
+            );
         }
     }
 }

@@ -176,7 +176,10 @@ fn delta(class: &str, request: Quantity) -> Vec<(QuotaResource, Quantity)> {
     ];
     if !class.is_empty() {
         d.push((QuotaResource::ClassClaims(class.to_string()), one));
-        d.push((QuotaResource::ClassRequestsStorage(class.to_string()), request));
+        d.push((
+            QuotaResource::ClassRequestsStorage(class.to_string()),
+            request,
+        ));
     }
     d
 }
@@ -208,10 +211,7 @@ fn quota_violation(
             let Some((_, add)) = delta.iter().find(|(r, _)| r == res) else {
                 continue;
             };
-            let now = usage[idx]
-                .get(res)
-                .copied()
-                .unwrap_or_else(Quantity::zero);
+            let now = usage[idx].get(res).copied().unwrap_or_else(Quantity::zero);
             if now.saturating_add(*add) > *hard {
                 requested.push(format!("{res}={add}"));
                 used.push(format!("{res}={now}"));

@@ -148,7 +148,10 @@ impl<'s> Engine<'s> {
         };
         let volume = &self.snap.volumes[v];
         if self.taken[v].is_some() {
-            self.pend(&claim.key, PendingReason::VolumeBoundElsewhere(name.to_string()));
+            self.pend(
+                &claim.key,
+                PendingReason::VolumeBoundElsewhere(name.to_string()),
+            );
             return;
         }
         if volume.claim_ref.is_none() {
@@ -172,7 +175,10 @@ impl<'s> Engine<'s> {
             };
             self.bind(&claim.key, v, how);
         } else {
-            self.pend(&claim.key, PendingReason::VolumeBoundElsewhere(name.to_string()));
+            self.pend(
+                &claim.key,
+                PendingReason::VolumeBoundElsewhere(name.to_string()),
+            );
         }
     }
 
@@ -322,10 +328,7 @@ impl<'s> Engine<'s> {
                 let (ca, cb) = (&admitted[a].claim, &admitted[b].claim);
                 (ca.request, &ca.key).cmp(&(cb.request, &cb.key))
             });
-            let labels = self
-                .nodes
-                .get(node)
-                .map_or(EMPTY_LABELS, |n| &n.labels);
+            let labels = self.nodes.get(node).map_or(EMPTY_LABELS, |n| &n.labels);
             for i in mine {
                 let a = &admitted[i];
                 let claim = a.claim.as_ref();

@@ -43,7 +43,13 @@ pub fn expand(snapshot: &Snapshot) -> Expanded<'_> {
                     set: set.key.clone(),
                     ordinal,
                 };
-                claims.push(Cow::Owned(from_template(key, t, source, &set.origin, set.seq)));
+                claims.push(Cow::Owned(from_template(
+                    key,
+                    t,
+                    source,
+                    &set.origin,
+                    set.seq,
+                )));
             }
             if !pod_names.contains(&pod) {
                 set_pods.push((pod, used));
@@ -59,7 +65,13 @@ pub fn expand(snapshot: &Snapshot) -> Expanded<'_> {
             let source = ClaimSource::Ephemeral {
                 pod: pod.key.clone(),
             };
-            claims.push(Cow::Owned(from_template(key, t, source, &pod.origin, pod.seq)));
+            claims.push(Cow::Owned(from_template(
+                key,
+                t,
+                source,
+                &pod.origin,
+                pod.seq,
+            )));
         }
     }
     // Stable: generated claims follow every claim written before their set.

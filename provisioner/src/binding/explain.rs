@@ -130,7 +130,11 @@ pub fn explain(snapshot: &Snapshot, key: &ClaimKey) -> Option<Vec<String>> {
                 None,
             );
             let text = if problems.is_empty() {
-                format!("{} ({}): fits", v.name, v.capacity.unwrap_or_else(Quantity::zero))
+                format!(
+                    "{} ({}): fits",
+                    v.name,
+                    v.capacity.unwrap_or_else(Quantity::zero)
+                )
             } else {
                 let p: Vec<String> = problems.iter().map(|m| m.to_string()).collect();
                 format!("{}: {}", v.name, p.join("; "))

@@ -122,7 +122,9 @@ impl VolumeIndex {
         for ((class, mode, modes), mut entries) in keys {
             entries.sort_by(|&a, &b| {
                 let (va, vb) = (&volumes[a as usize], &volumes[b as usize]);
-                va.capacity.cmp(&vb.capacity).then_with(|| va.name.cmp(&vb.name))
+                va.capacity
+                    .cmp(&vb.capacity)
+                    .then_with(|| va.name.cmp(&vb.name))
             });
             let bucket_id = index.buckets.len() as u32;
             for (pos, &e) in entries.iter().enumerate() {
@@ -141,7 +143,11 @@ impl VolumeIndex {
                 entries,
                 capacities,
             });
-            index.groups.entry((class, mode)).or_default().push(bucket_id);
+            index
+                .groups
+                .entry((class, mode))
+                .or_default()
+                .push(bucket_id);
         }
         for ids in index.groups.values_mut() {
             let buckets = &index.buckets;
@@ -198,7 +204,9 @@ impl VolumeIndex {
         filter: &Filter<'_>,
     ) -> Option<usize> {
         let bucket = &mut self.buckets[id as usize];
-        let lower = bucket.capacities.partition_point(|&c| c < request.as_nanos());
+        let lower = bucket
+            .capacities
+            .partition_point(|&c| c < request.as_nanos());
         let mut i = bucket.find_free(lower);
         while i < bucket.entries.len() {
             let v = bucket.entries[i] as usize;
@@ -231,8 +239,7 @@ impl VolumeIndex {
         for id in ids {
             if let Some(v) = self.smallest_in_bucket(volumes, id, request, filter) {
                 best = match best {
-                    Some(b)
-                        => {
+                    Some(b) => {
                         let (vb, vv) = (&volumes[b], &volumes[v]);
                         if (vv.capacity, &vv.name) < (vb.capacity, &vb.name) {
                             Some(v)

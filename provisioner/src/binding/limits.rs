@@ -44,7 +44,9 @@ pub fn violations<'a>(
                 PodVolume::Claim(name) => {
                     let key = ClaimKey::new(pod.key.namespace.clone(), name.clone());
                     match resolve(&key) {
-                        ClaimUse::Volume { driver, handle } => (driver, format!("{driver}/{handle}")),
+                        ClaimUse::Volume { driver, handle } => {
+                            (driver, format!("{driver}/{handle}"))
+                        }
                         ClaimUse::Unbound { provisioner } => (provisioner, format!("claim:{key}")),
                         ClaimUse::Uncounted => continue,
                     }

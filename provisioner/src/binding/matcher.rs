@@ -5,8 +5,8 @@
 //! The index answers "which volume" quickly; this module answers "why not"
 //! for a given pair, for pending reasons, near misses and `explain`.
 
-use super::snapshot::{Claim, Volume};
 use super::plan::Mismatch;
+use super::snapshot::{Claim, Volume};
 use crate::model::{ClaimKey, Labels};
 use crate::quantity::Quantity;
 
@@ -124,7 +124,10 @@ pub fn mismatches(
 pub fn satisfies_named(volume: &Volume, view: &ClaimView<'_>) -> Result<(), String> {
     let claim = view.claim;
     if volume.deleting {
-        return Err(format!("the volume is marked for deletion {:?}", volume.name));
+        return Err(format!(
+            "the volume is marked for deletion {:?}",
+            volume.name
+        ));
     }
     let have = volume.capacity.map_or(0, |q| q.value_ceil());
     if have < view.request.value_ceil() {

@@ -138,4 +138,3 @@ pub(crate) fn run<'s>(snap: &'s Snapshot, options: &Options) -> Outcome<'s> {
         taken,
     }
 }
-

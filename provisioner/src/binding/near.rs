@@ -31,7 +31,8 @@ impl Engine<'_> {
         }
         for list in by_class.values_mut() {
             list.sort_by(|&a, &b| {
-                (volumes[a].capacity, &volumes[a].name).cmp(&(volumes[b].capacity, &volumes[b].name))
+                (volumes[a].capacity, &volumes[a].name)
+                    .cmp(&(volumes[b].capacity, &volumes[b].name))
             });
         }
         let by_key: HashMap<&ClaimKey, &Admitted<'_>> =
@@ -59,7 +60,11 @@ impl Engine<'_> {
             if let Some(r) = self.reserved.get(&claim.key) {
                 candidates.extend(r);
             }
-            if let Some(v) = claim.volume_name.as_deref().and_then(|n| self.by_name.get(n)) {
+            if let Some(v) = claim
+                .volume_name
+                .as_deref()
+                .and_then(|n| self.by_name.get(n))
+            {
                 candidates.push(*v);
             }
             candidates.sort_unstable();
@@ -78,9 +83,8 @@ impl Engine<'_> {
                 })
                 .filter(|m| !m.problems.is_empty())
                 .collect();
-            misses.sort_by(|a, b| {
-                (a.problems.len(), &a.volume).cmp(&(b.problems.len(), &b.volume))
-            });
+            misses
+                .sort_by(|a, b| (a.problems.len(), &a.volume).cmp(&(b.problems.len(), &b.volume)));
             misses.truncate(REPORTED);
             filled.push(misses);
         }

@@ -43,19 +43,34 @@ pub struct Provisioning {
 /// Why a claim that was compared against a volume did not take it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Mismatch {
-    TooSmall { have: Quantity, want: Quantity },
+    TooSmall {
+        have: Quantity,
+        want: Quantity,
+    },
     NoCapacity,
-    Class { have: String, want: String },
-    VolumeMode { have: VolumeMode, want: VolumeMode },
-    AccessModes { missing: Vec<AccessMode> },
+    Class {
+        have: String,
+        want: String,
+    },
+    VolumeMode {
+        have: VolumeMode,
+        want: VolumeMode,
+    },
+    AccessModes {
+        missing: Vec<AccessMode>,
+    },
     Selector,
-    NotAvailable { phase: &'static str },
+    NotAvailable {
+        phase: &'static str,
+    },
     ReservedFor(ClaimKey),
     BoundTo(ClaimKey),
     /// Its claim is gone; released volumes are never bound again.
     Released(ClaimKey),
     Deleting,
-    NodeAffinity { node: String },
+    NodeAffinity {
+        node: String,
+    },
 }
 
 impl fmt::Display for Mismatch {

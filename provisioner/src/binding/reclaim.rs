@@ -63,7 +63,9 @@ fn reclaim_one(v: &Volume, claim: &ClaimKey) -> Reclaim {
     let (action, reason) = match &v.reclaim_policy {
         ReclaimPolicy::Retain => (
             ReclaimVerb::Keep,
-            format!("claim {claim} is gone; Retain keeps the volume Released until an administrator reclaims it"),
+            format!(
+                "claim {claim} is gone; Retain keeps the volume Released until an administrator reclaims it"
+            ),
         ),
         ReclaimPolicy::Delete => {
             if let Some(p) = &v.source.provisioned_by {
@@ -79,7 +81,9 @@ fn reclaim_one(v: &Volume, claim: &ClaimKey) -> Reclaim {
             } else {
                 (
                     ReclaimVerb::Fail,
-                    format!("claim {claim} is gone; no deletable volume plugin matched ({plugin_name} has no deleter): the volume becomes Failed"),
+                    format!(
+                        "claim {claim} is gone; no deletable volume plugin matched ({plugin_name} has no deleter): the volume becomes Failed"
+                    ),
                 )
             }
         }
@@ -87,18 +91,24 @@ fn reclaim_one(v: &Volume, claim: &ClaimKey) -> Reclaim {
             if plugin.is_some_and(|p| p.recyclable) {
                 (
                     ReclaimVerb::Recycle,
-                    format!("claim {claim} is gone; the {plugin_name} volume is scrubbed and becomes Available"),
+                    format!(
+                        "claim {claim} is gone; the {plugin_name} volume is scrubbed and becomes Available"
+                    ),
                 )
             } else {
                 (
                     ReclaimVerb::Fail,
-                    format!("claim {claim} is gone; no recycler plugin found for the volume ({plugin_name}): the volume becomes Failed"),
+                    format!(
+                        "claim {claim} is gone; no recycler plugin found for the volume ({plugin_name}): the volume becomes Failed"
+                    ),
                 )
             }
         }
         ReclaimPolicy::Unknown(p) => (
             ReclaimVerb::Fail,
-            format!("claim {claim} is gone; volume has unrecognized PersistentVolumeReclaimPolicy {p:?}: the volume becomes Failed"),
+            format!(
+                "claim {claim} is gone; volume has unrecognized PersistentVolumeReclaimPolicy {p:?}: the volume becomes Failed"
+            ),
         ),
     };
     Reclaim {

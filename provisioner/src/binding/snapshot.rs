@@ -66,9 +66,14 @@ impl ClaimClass {
 pub enum ClaimSource {
     Manifest,
     /// Generated from a StatefulSet's `volumeClaimTemplates`.
-    StatefulSet { set: ObjectKey, ordinal: u32 },
+    StatefulSet {
+        set: ObjectKey,
+        ordinal: u32,
+    },
     /// Generated for a pod's generic ephemeral volume.
-    Ephemeral { pod: ObjectKey },
+    Ephemeral {
+        pod: ObjectKey,
+    },
 }
 
 #[derive(Debug, Clone)]
@@ -155,7 +160,10 @@ pub struct CsiNode {
 pub enum PodVolume {
     Claim(String),
     /// An inline CSI volume: counted against its driver's limit.
-    InlineCsi { driver: String, handle: String },
+    InlineCsi {
+        driver: String,
+        handle: String,
+    },
 }
 
 #[derive(Debug, Clone)]

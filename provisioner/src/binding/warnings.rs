@@ -47,7 +47,10 @@ impl<'s> Engine<'s> {
     pub(super) fn add_warnings(&mut self, admitted: &[Admitted<'s>]) {
         let mut w: Vec<String> = self.snap.warnings.clone();
         for class in &self.snap.classes {
-            let params = class.parameters.iter().map(|(k, v)| (k.as_str(), v.as_str()));
+            let params = class
+                .parameters
+                .iter()
+                .map(|(k, v)| (k.as_str(), v.as_str()));
             for issue in storage_classes::check_parameters(&class.provisioner, params) {
                 w.push(format!("StorageClass {}: {issue}", class.name));
             }
@@ -76,7 +79,10 @@ impl<'s> Engine<'s> {
             let node = pod.node_name.as_deref();
             if let Some(n) = node {
                 if !self.nodes.contains_key(n) {
-                    w.push(format!("Pod {}: spec.nodeName {n:?} is not a known Node", pod.key));
+                    w.push(format!(
+                        "Pod {}: spec.nodeName {n:?} is not a known Node",
+                        pod.key
+                    ));
                 }
             }
             for v in &pod.volumes {
@@ -94,7 +100,11 @@ impl<'s> Engine<'s> {
                 };
                 let labels = self.nodes.get(n).map_or(&EMPTY, |nd| &nd.labels);
                 let vol = &self.snap.volumes[vi];
-                if vol.node_affinity.as_ref().is_some_and(|a| !a.matches(n, labels)) {
+                if vol
+                    .node_affinity
+                    .as_ref()
+                    .is_some_and(|a| !a.matches(n, labels))
+                {
                     w.push(format!(
                         "Pod {}: volume {} of claim {key} has a node affinity conflict with node {n:?}",
                         pod.key, vol.name

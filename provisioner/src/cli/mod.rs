@@ -17,7 +17,11 @@ use crate::binding::Snapshot;
 use crate::manifest::{self, ManifestError};
 
 #[derive(Debug, Parser)]
-#[command(name = "berth", version, about = "Kubernetes storage engine: binding planner, CSI driver and provisioner")]
+#[command(
+    name = "berth",
+    version,
+    about = "Kubernetes storage engine: binding planner, CSI driver and provisioner"
+)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,

@@ -189,7 +189,10 @@ pub fn to_table(plan: &Plan) -> String {
         rows.push((
             p.claim.to_string(),
             vec!["Pending".into(), "-".into(), p.reason.to_string()],
-            p.candidates.iter().map(|c| format!("nearly: {c}")).collect(),
+            p.candidates
+                .iter()
+                .map(|c| format!("nearly: {c}"))
+                .collect(),
         ));
     }
     for r in &plan.rejected {

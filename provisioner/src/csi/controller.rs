@@ -8,17 +8,17 @@ use std::fs::File;
 use std::path::Path;
 use std::process::Command;
 
-use csi_proto as csi;
 use csi::controller_service_capability::rpc::Type as CtrlCap;
-use csi::volume_capability::access_mode::Mode;
 use csi::volume_capability::AccessType;
+use csi::volume_capability::access_mode::Mode;
+use csi_proto as csi;
 use tonic::{Request, Response, Status};
 
+use super::Ctx;
 use super::error::CsiError;
 use super::format;
 use super::store::{ContentSource, Layout, RecordState, SnapshotRecord, VolumeRecord};
 use super::volumes::{Driver, validate_id};
-use super::Ctx;
 
 /// Size given to volumes created without a capacity range.
 const DEFAULT_SIZE: u64 = 1 << 30;
@@ -57,7 +57,9 @@ pub fn summarize_caps(caps: &[csi::VolumeCapability]) -> Result<CapSummary, CsiE
         let mode = cap
             .access_mode
             .as_ref()
-            .ok_or_else(|| CsiError::InvalidArgument("volume capability without access_mode".into()))?
+            .ok_or_else(|| {
+                CsiError::InvalidArgument("volume capability without access_mode".into())
+            })?
             .mode;
         if mode == Mode::Unknown as i32 {
             return Err(CsiError::InvalidArgument("access mode UNKNOWN".into()));
@@ -104,7 +106,9 @@ fn parse_parameters(params: &HashMap<String, String>) -> Result<Option<String>, 
             check_fs_type(v)?;
             fs = Some(v.clone());
         } else if !k.starts_with(K8S_PARAM_PREFIX) {
-            return Err(CsiError::InvalidArgument(format!("unknown parameter {k:?}")));
+            return Err(CsiError::InvalidArgument(format!(
+                "unknown parameter {k:?}"
+            )));
         }
     }
     Ok(fs)
@@ -152,12 +156,19 @@ fn run_cp(args: &[&std::ffi::OsStr]) -> Result<(), CsiError> {
 /// filesystem has them.
 fn make_data(layout: Layout, dst: &Path, src: Option<&Path>, size: u64) -> Result<(), CsiError> {
     match (layout, src) {
-        (Layout::Dir, None) => std::fs::create_dir(dst)
-            .map_err(CsiError::io(format!("creating {}", dst.display()))),
+        (Layout::Dir, None) => {
+            std::fs::create_dir(dst).map_err(CsiError::io(format!("creating {}", dst.display())))
+        }
         (Layout::Dir, Some(src)) => {
-            std::fs::create_dir(dst).map_err(CsiError::io(format!("creating {}", dst.display())))?;
+            std::fs::create_dir(dst)
+                .map_err(CsiError::io(format!("creating {}", dst.display())))?;
             let from = src.join(".");
-            run_cp(&["-a".as_ref(), "--reflink=auto".as_ref(), from.as_os_str(), dst.as_os_str()])
+            run_cp(&[
+                "-a".as_ref(),
+                "--reflink=auto".as_ref(),
+                from.as_os_str(),
+                dst.as_os_str(),
+            ])
         }
         (Layout::Image, src) => {
             if let Some(src) = src {
@@ -168,7 +179,8 @@ fn make_data(layout: Layout, dst: &Path, src: Option<&Path>, size: u64) -> Resul
                     dst.as_os_str(),
                 ])?;
             } else {
-                File::create_new(dst).map_err(CsiError::io(format!("creating {}", dst.display())))?;
+                File::create_new(dst)
+                    .map_err(CsiError::io(format!("creating {}", dst.display())))?;
             }
             grow_image(dst, size)
         }
@@ -224,7 +236,8 @@ fn decode_token(token: &str) -> Result<Option<String>, CsiError> {
 }
 
 fn max_entries(n: i32) -> Result<usize, CsiError> {
-    usize::try_from(n).map_err(|_| CsiError::InvalidArgument("max_entries must not be negative".into()))
+    usize::try_from(n)
+        .map_err(|_| CsiError::InvalidArgument("max_entries must not be negative".into()))
 }
 
 impl Driver {
@@ -299,7 +312,9 @@ impl Driver {
     pub fn create_volume(&self, req: csi::CreateVolumeRequest) -> Result<csi::Volume, CsiError> {
         validate_id("volume name", &req.name)?;
         if req.volume_capabilities.is_empty() {
-            return Err(CsiError::InvalidArgument("volume_capabilities are required".into()));
+            return Err(CsiError::InvalidArgument(
+                "volume_capabilities are required".into(),
+            ));
         }
         let caps = summarize_caps(&req.volume_capabilities)?;
         for cap in &req.volume_capabilities {
@@ -332,7 +347,11 @@ impl Driver {
         } else {
             Layout::Dir
         };
-        let source = match req.volume_content_source.as_ref().and_then(|s| s.r#type.as_ref()) {
+        let source = match req
+            .volume_content_source
+            .as_ref()
+            .and_then(|s| s.r#type.as_ref())
+        {
             None => None,
             Some(csi::volume_content_source::Type::Snapshot(s)) => {
                 Some(ContentSource::Snapshot(s.snapshot_id.clone()))
@@ -439,7 +458,12 @@ impl Driver {
             state: RecordState::Creating,
         };
         let result = self.store.put_volume(&rec).and_then(|()| {
-            make_data(layout, &self.volume_path(&rec.id, layout), src_path.as_deref(), size)?;
+            make_data(
+                layout,
+                &self.volume_path(&rec.id, layout),
+                src_path.as_deref(),
+                size,
+            )?;
             rec.state = RecordState::Ready;
             self.store.put_volume(&rec)
         });
@@ -488,7 +512,9 @@ impl Driver {
     ) -> Result<csi::ValidateVolumeCapabilitiesResponse, CsiError> {
         validate_id("volume id", &req.volume_id)?;
         if req.volume_capabilities.is_empty() {
-            return Err(CsiError::InvalidArgument("volume_capabilities are required".into()));
+            return Err(CsiError::InvalidArgument(
+                "volume_capabilities are required".into(),
+            ));
         }
         let caps = summarize_caps(&req.volume_capabilities)?;
         let rec = self.ready_volume(&req.volume_id)?;
@@ -523,7 +549,10 @@ impl Driver {
         })
     }
 
-    pub fn list_volumes(&self, req: csi::ListVolumesRequest) -> Result<csi::ListVolumesResponse, CsiError> {
+    pub fn list_volumes(
+        &self,
+        req: csi::ListVolumesRequest,
+    ) -> Result<csi::ListVolumesResponse, CsiError> {
         let limit = max_entries(req.max_entries)?;
         let after = decode_token(&req.starting_token)?;
         let (page, more) = self.store.volumes_page(after.as_deref(), limit)?;
@@ -542,7 +571,10 @@ impl Driver {
                 }),
             })
             .collect();
-        Ok(csi::ListVolumesResponse { entries, next_token })
+        Ok(csi::ListVolumesResponse {
+            entries,
+            next_token,
+        })
     }
 
     pub fn get_volume(&self, id: &str) -> Result<csi::ControllerGetVolumeResponse, CsiError> {
@@ -556,7 +588,10 @@ impl Driver {
         })
     }
 
-    pub fn get_capacity(&self, req: csi::GetCapacityRequest) -> Result<csi::GetCapacityResponse, CsiError> {
+    pub fn get_capacity(
+        &self,
+        req: csi::GetCapacityRequest,
+    ) -> Result<csi::GetCapacityResponse, CsiError> {
         if !req.volume_capabilities.is_empty() {
             summarize_caps(&req.volume_capabilities)?;
         }
@@ -578,7 +613,9 @@ impl Driver {
     ) -> Result<csi::ControllerExpandVolumeResponse, CsiError> {
         validate_id("volume id", &req.volume_id)?;
         let Some(range) = req.capacity_range.as_ref() else {
-            return Err(CsiError::InvalidArgument("capacity_range is required".into()));
+            return Err(CsiError::InvalidArgument(
+                "capacity_range is required".into(),
+            ));
         };
         let (required, limit) = range_bytes(Some(range))?;
         let _lock = self.lock(format!("volume:{}", req.volume_id))?;
@@ -610,7 +647,10 @@ impl Driver {
         })
     }
 
-    pub fn create_snapshot(&self, req: csi::CreateSnapshotRequest) -> Result<csi::Snapshot, CsiError> {
+    pub fn create_snapshot(
+        &self,
+        req: csi::CreateSnapshotRequest,
+    ) -> Result<csi::Snapshot, CsiError> {
         validate_id("snapshot name", &req.name)?;
         validate_id("source volume id", &req.source_volume_id)?;
         let _name_lock = self.lock(format!("snapshot-name:{}", req.name))?;
@@ -680,8 +720,9 @@ impl Driver {
         let entry = |s: &SnapshotRecord| csi::list_snapshots_response::Entry {
             snapshot: Some(Self::snapshot_message(s)),
         };
-        let source_ok =
-            |s: &SnapshotRecord| req.source_volume_id.is_empty() || s.source_volume_id == req.source_volume_id;
+        let source_ok = |s: &SnapshotRecord| {
+            req.source_volume_id.is_empty() || s.source_volume_id == req.source_volume_id
+        };
         if !req.snapshot_id.is_empty() {
             // An unknown or malformed id is simply not in the list.
             let found = validate_id("snapshot id", &req.snapshot_id)
@@ -759,7 +800,8 @@ impl csi::controller_server::Controller for ControllerService {
         let name = req.name.clone();
         self.ctx
             .rpc("CreateVolume", &name, move |d| {
-                d.create_volume(req).map(|v| csi::CreateVolumeResponse { volume: Some(v) })
+                d.create_volume(req)
+                    .map(|v| csi::CreateVolumeResponse { volume: Some(v) })
             })
             .await
     }
@@ -811,7 +853,9 @@ impl csi::controller_server::Controller for ControllerService {
         let req = req.into_inner();
         let id = req.volume_id.clone();
         self.ctx
-            .rpc("ValidateVolumeCapabilities", &id, move |d| d.validate_capabilities(req))
+            .rpc("ValidateVolumeCapabilities", &id, move |d| {
+                d.validate_capabilities(req)
+            })
             .await
     }
 
@@ -820,7 +864,9 @@ impl csi::controller_server::Controller for ControllerService {
         req: Request<csi::ListVolumesRequest>,
     ) -> Result<Response<csi::ListVolumesResponse>, Status> {
         let req = req.into_inner();
-        self.ctx.rpc("ListVolumes", "", move |d| d.list_volumes(req)).await
+        self.ctx
+            .rpc("ListVolumes", "", move |d| d.list_volumes(req))
+            .await
     }
 
     async fn get_capacity(
@@ -828,7 +874,9 @@ impl csi::controller_server::Controller for ControllerService {
         req: Request<csi::GetCapacityRequest>,
     ) -> Result<Response<csi::GetCapacityResponse>, Status> {
         let req = req.into_inner();
-        self.ctx.rpc("GetCapacity", "", move |d| d.get_capacity(req)).await
+        self.ctx
+            .rpc("GetCapacity", "", move |d| d.get_capacity(req))
+            .await
     }
 
     async fn controller_get_capabilities(
@@ -859,7 +907,8 @@ impl csi::controller_server::Controller for ControllerService {
         let id = req.source_volume_id.clone();
         self.ctx
             .rpc("CreateSnapshot", &id, move |d| {
-                d.create_snapshot(req).map(|s| csi::CreateSnapshotResponse { snapshot: Some(s) })
+                d.create_snapshot(req)
+                    .map(|s| csi::CreateSnapshotResponse { snapshot: Some(s) })
             })
             .await
     }
@@ -871,7 +920,8 @@ impl csi::controller_server::Controller for ControllerService {
         let id = req.into_inner().snapshot_id;
         self.ctx
             .rpc("DeleteSnapshot", &id.clone(), move |d| {
-                d.delete_snapshot(&id).map(|()| csi::DeleteSnapshotResponse {})
+                d.delete_snapshot(&id)
+                    .map(|()| csi::DeleteSnapshotResponse {})
             })
             .await
     }
@@ -881,7 +931,9 @@ impl csi::controller_server::Controller for ControllerService {
         req: Request<csi::ListSnapshotsRequest>,
     ) -> Result<Response<csi::ListSnapshotsResponse>, Status> {
         let req = req.into_inner();
-        self.ctx.rpc("ListSnapshots", "", move |d| d.list_snapshots(req)).await
+        self.ctx
+            .rpc("ListSnapshots", "", move |d| d.list_snapshots(req))
+            .await
     }
 
     async fn get_snapshot(
@@ -891,7 +943,9 @@ impl csi::controller_server::Controller for ControllerService {
         let id = req.into_inner().snapshot_id;
         self.ctx
             .rpc("GetSnapshot", &id, |_| {
-                Err(CsiError::Unimplemented("GET_SNAPSHOT is not advertised".into()))
+                Err(CsiError::Unimplemented(
+                    "GET_SNAPSHOT is not advertised".into(),
+                ))
             })
             .await
     }
@@ -913,7 +967,9 @@ impl csi::controller_server::Controller for ControllerService {
     ) -> Result<Response<csi::ControllerGetVolumeResponse>, Status> {
         let id = req.into_inner().volume_id;
         self.ctx
-            .rpc("ControllerGetVolume", &id.clone(), move |d| d.get_volume(&id))
+            .rpc("ControllerGetVolume", &id.clone(), move |d| {
+                d.get_volume(&id)
+            })
             .await
     }
 
@@ -924,7 +980,9 @@ impl csi::controller_server::Controller for ControllerService {
         let id = req.into_inner().volume_id;
         self.ctx
             .rpc("ControllerModifyVolume", &id, |_| {
-                Err(CsiError::Unimplemented("MODIFY_VOLUME is not advertised".into()))
+                Err(CsiError::Unimplemented(
+                    "MODIFY_VOLUME is not advertised".into(),
+                ))
             })
             .await
     }

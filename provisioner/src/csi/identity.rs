@@ -1,8 +1,8 @@
 //! CSI Identity service: plugin name/version, advertised plugin
 //! capabilities and readiness probe.
 
-use csi_proto as csi;
 use csi::plugin_capability::{self, service, volume_expansion};
+use csi_proto as csi;
 use tonic::{Request, Response, Status};
 
 use super::{Ctx, DRIVER_NAME};

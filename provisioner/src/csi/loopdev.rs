@@ -44,7 +44,11 @@ pub fn attach(file: &Path) -> Result<PathBuf, CsiError> {
         match unsafe { loop_set_fd(loopdev.as_raw_fd(), backing.as_raw_fd()) } {
             Ok(_) => return Ok(dev),
             Err(Errno::EBUSY) => continue,
-            Err(e) => return Err(CsiError::sys(format!("LOOP_SET_FD on {}", dev.display()))(e)),
+            Err(e) => {
+                return Err(CsiError::sys(format!("LOOP_SET_FD on {}", dev.display()))(
+                    e,
+                ));
+            }
         }
     }
     Err(CsiError::ResourceExhausted(
@@ -62,7 +66,9 @@ pub fn detach(dev: &Path) -> Result<(), CsiError> {
     // SAFETY: LOOP_CLR_FD takes no argument.
     match unsafe { loop_clr_fd(f.as_raw_fd()) } {
         Ok(_) | Err(Errno::ENXIO) => Ok(()),
-        Err(e) => Err(CsiError::sys(format!("LOOP_CLR_FD on {}", dev.display()))(e)),
+        Err(e) => Err(CsiError::sys(format!("LOOP_CLR_FD on {}", dev.display()))(
+            e,
+        )),
     }
 }
 
@@ -73,8 +79,10 @@ pub fn refresh_capacity(dev: &Path) -> Result<(), CsiError> {
         .open(dev)
         .map_err(CsiError::io(format!("opening {}", dev.display())))?;
     // SAFETY: LOOP_SET_CAPACITY takes no argument.
-    unsafe { loop_set_capacity(f.as_raw_fd()) }
-        .map_err(CsiError::sys(format!("LOOP_SET_CAPACITY on {}", dev.display())))?;
+    unsafe { loop_set_capacity(f.as_raw_fd()) }.map_err(CsiError::sys(format!(
+        "LOOP_SET_CAPACITY on {}",
+        dev.display()
+    )))?;
     Ok(())
 }
 
@@ -95,7 +103,10 @@ pub fn attached() -> Vec<(PathBuf, PathBuf)> {
         };
         let backing = backing.trim_end_matches('\n');
         let backing = backing.strip_suffix(" (deleted)").unwrap_or(backing);
-        out.push((PathBuf::from(format!("/dev/{name}")), PathBuf::from(backing)));
+        out.push((
+            PathBuf::from(format!("/dev/{name}")),
+            PathBuf::from(backing),
+        ));
     }
     out
 }

@@ -76,7 +76,11 @@ impl Metrics {
         out.push_str("# HELP berth_csi_rpc_total CSI RPCs handled, by method and gRPC code.\n");
         out.push_str("# TYPE berth_csi_rpc_total counter\n");
         for ((m, c), s) in map.iter() {
-            let _ = writeln!(out, "berth_csi_rpc_total{{method=\"{m}\",code=\"{c}\"}} {}", s.count);
+            let _ = writeln!(
+                out,
+                "berth_csi_rpc_total{{method=\"{m}\",code=\"{c}\"}} {}",
+                s.count
+            );
         }
         out.push_str("# HELP berth_csi_rpc_duration_seconds CSI RPC latency.\n");
         out.push_str("# TYPE berth_csi_rpc_duration_seconds histogram\n");
@@ -93,8 +97,16 @@ impl Metrics {
                 "berth_csi_rpc_duration_seconds_bucket{{method=\"{m}\",code=\"{c}\",le=\"+Inf\"}} {}",
                 s.count
             );
-            let _ = writeln!(out, "berth_csi_rpc_duration_seconds_sum{{method=\"{m}\",code=\"{c}\"}} {}", s.sum);
-            let _ = writeln!(out, "berth_csi_rpc_duration_seconds_count{{method=\"{m}\",code=\"{c}\"}} {}", s.count);
+            let _ = writeln!(
+                out,
+                "berth_csi_rpc_duration_seconds_sum{{method=\"{m}\",code=\"{c}\"}} {}",
+                s.sum
+            );
+            let _ = writeln!(
+                out,
+                "berth_csi_rpc_duration_seconds_count{{method=\"{m}\",code=\"{c}\"}} {}",
+                s.count
+            );
         }
         out
     }
@@ -130,7 +142,10 @@ pub async fn serve(
             let (status, body) = match path {
                 "/metrics" => ("200 OK", metrics.render()),
                 "/healthz" if driver.store.healthy() => ("200 OK", "ok\n".to_string()),
-                "/healthz" => ("503 Service Unavailable", "state store unavailable\n".to_string()),
+                "/healthz" => (
+                    "503 Service Unavailable",
+                    "state store unavailable\n".to_string(),
+                ),
                 _ => ("404 Not Found", "not found\n".to_string()),
             };
             let resp = format!(

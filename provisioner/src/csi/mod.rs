@@ -145,8 +145,10 @@ pub fn run(args: CsiArgs) -> Result<(), CsiError> {
     volumes::validate_id("node id", &args.node_id)?;
     let capacity = parse_size(&args.capacity)?;
     let socket = socket_path(&args.endpoint)?;
-    std::fs::create_dir_all(&args.state_dir)
-        .map_err(CsiError::io(format!("creating {}", args.state_dir.display())))?;
+    std::fs::create_dir_all(&args.state_dir).map_err(CsiError::io(format!(
+        "creating {}",
+        args.state_dir.display()
+    )))?;
     let store = store::Store::open(&args.state_dir.join("berth-csi.redb"))?;
     let cfg = Config {
         node_id: args.node_id.clone(),
@@ -187,8 +189,9 @@ async fn serve(args: CsiArgs, socket: PathBuf, driver: Arc<Driver>) -> Result<()
     // Remove a stale socket from a previous run, but never anything else
     // that happens to sit at the configured path.
     match std::fs::symlink_metadata(&socket) {
-        Ok(m) if m.file_type().is_socket() => std::fs::remove_file(&socket)
-            .map_err(CsiError::io(format!("removing stale socket {}", socket.display())))?,
+        Ok(m) if m.file_type().is_socket() => std::fs::remove_file(&socket).map_err(
+            CsiError::io(format!("removing stale socket {}", socket.display())),
+        )?,
         Ok(_) => {
             return Err(CsiError::Config(format!(
                 "{} exists and is not a socket",
@@ -206,7 +209,10 @@ async fn serve(args: CsiArgs, socket: PathBuf, driver: Arc<Driver>) -> Result<()
     // never reachable with looser permissions.
     let tmp = socket.with_file_name(format!(
         ".{}.{}.tmp",
-        socket.file_name().map(|n| n.to_string_lossy()).unwrap_or_default(),
+        socket
+            .file_name()
+            .map(|n| n.to_string_lossy())
+            .unwrap_or_default(),
         std::process::id()
     ));
     let _ = std::fs::remove_file(&tmp);
@@ -214,8 +220,10 @@ async fn serve(args: CsiArgs, socket: PathBuf, driver: Arc<Driver>) -> Result<()
         .map_err(CsiError::io(format!("binding {}", tmp.display())))?;
     std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(0o600))
         .map_err(CsiError::io(format!("chmod 0600 {}", tmp.display())))?;
-    std::fs::rename(&tmp, &socket)
-        .map_err(CsiError::io(format!("moving socket into place at {}", socket.display())))?;
+    std::fs::rename(&tmp, &socket).map_err(CsiError::io(format!(
+        "moving socket into place at {}",
+        socket.display()
+    )))?;
 
     let ctx = Ctx {
         driver: driver.clone(),
@@ -238,8 +246,9 @@ async fn serve(args: CsiArgs, socket: PathBuf, driver: Arc<Driver>) -> Result<()
     use csi_proto::controller_server::ControllerServer;
     use csi_proto::identity_server::IdentityServer;
     use csi_proto::node_server::NodeServer;
-    let mut router = tonic::transport::Server::builder()
-        .add_service(IdentityServer::new(identity::IdentityService::new(ctx.clone())));
+    let mut router = tonic::transport::Server::builder().add_service(IdentityServer::new(
+        identity::IdentityService::new(ctx.clone()),
+    ));
     if args.mode != Mode::Node {
         router = router.add_service(ControllerServer::new(controller::ControllerService::new(
             ctx.clone(),

@@ -72,10 +72,14 @@ pub fn bind(source: &Path, target: &Path, readonly: bool) -> Result<(), CsiError
         // MS_RDONLY is ignored on the initial bind; only a remount of the
         // bind applies it, and only to this mount, not the source.
         let flags = MsFlags::MS_BIND | MsFlags::MS_REMOUNT | MsFlags::MS_RDONLY;
-        if let Err(errno) = nix::mount::mount(None::<&str>, target, None::<&str>, flags, None::<&str>)
+        if let Err(errno) =
+            nix::mount::mount(None::<&str>, target, None::<&str>, flags, None::<&str>)
         {
             let _ = unmount(target);
-            return Err(CsiError::sys(format!("remounting {} read-only", target.display()))(errno));
+            return Err(CsiError::sys(format!(
+                "remounting {} read-only",
+                target.display()
+            ))(errno));
         }
     }
     Ok(())
@@ -115,7 +119,11 @@ pub fn mount_fs(
         target,
         Some(fs_type),
         flags,
-        if data.is_empty() { None } else { Some(data.as_str()) },
+        if data.is_empty() {
+            None
+        } else {
+            Some(data.as_str())
+        },
     )
     .map_err(CsiError::sys(format!(
         "mounting {} ({fs_type}) on {}",
@@ -129,7 +137,9 @@ pub fn mount_fs(
 pub fn unmount(target: &Path) -> Result<(), CsiError> {
     match nix::mount::umount2(target, MntFlags::empty()) {
         Ok(()) | Err(Errno::EINVAL) | Err(Errno::ENOENT) => Ok(()),
-        Err(errno) => Err(CsiError::sys(format!("unmounting {}", target.display()))(errno)),
+        Err(errno) => Err(CsiError::sys(format!("unmounting {}", target.display()))(
+            errno,
+        )),
     }
 }
 

@@ -5,9 +5,9 @@
 
 use std::path::{Path, PathBuf};
 
-use csi_proto as csi;
 use csi::node_service_capability::rpc::Type as NodeCap;
 use csi::volume_capability::AccessType;
+use csi_proto as csi;
 use tonic::{Request, Response, Status};
 
 use super::controller::{mode_supported, summarize_caps};
@@ -21,7 +21,9 @@ fn require_path(kind: &str, p: &str) -> Result<PathBuf, CsiError> {
         return Err(CsiError::InvalidArgument(format!("{kind} is required")));
     }
     if p.contains('\0') || !p.starts_with('/') {
-        return Err(CsiError::InvalidArgument(format!("{kind} {p:?} must be an absolute path")));
+        return Err(CsiError::InvalidArgument(format!(
+            "{kind} {p:?} must be an absolute path"
+        )));
     }
     Ok(PathBuf::from(p))
 }
@@ -40,12 +42,18 @@ fn remove_target(path: &Path) -> Result<(), CsiError> {
     result.map_err(CsiError::io(format!("removing {}", path.display())))
 }
 
-fn check_capability(cap: Option<&csi::VolumeCapability>) -> Result<&csi::VolumeCapability, CsiError> {
-    let cap = cap.ok_or_else(|| CsiError::InvalidArgument("volume_capability is required".into()))?;
+fn check_capability(
+    cap: Option<&csi::VolumeCapability>,
+) -> Result<&csi::VolumeCapability, CsiError> {
+    let cap =
+        cap.ok_or_else(|| CsiError::InvalidArgument("volume_capability is required".into()))?;
     summarize_caps(std::slice::from_ref(cap))?;
     if let Some(m) = &cap.access_mode {
         if !mode_supported(m.mode) {
-            return Err(CsiError::InvalidArgument(format!("access mode {} is not supported", m.mode)));
+            return Err(CsiError::InvalidArgument(format!(
+                "access mode {} is not supported",
+                m.mode
+            )));
         }
     }
     Ok(cap)
@@ -71,7 +79,10 @@ impl Driver {
         }
         let _lock = self.lock(format!("volume:{}", req.volume_id))?;
         if let Some(st) = self.store.stage(&req.volume_id)? {
-            if st.state == StageState::Staged && st.staging_path == req.staging_target_path && st.block == block {
+            if st.state == StageState::Staged
+                && st.staging_path == req.staging_target_path
+                && st.block == block
+            {
                 return Ok(());
             }
             return Err(CsiError::AlreadyExists(format!(
@@ -105,7 +116,9 @@ impl Driver {
                     rec.loop_device = Some(dev.to_string_lossy().into_owned());
                     if !block {
                         let Some(AccessType::Mount(m)) = &cap.access_type else {
-                            return Err(CsiError::InvalidArgument("mount capability expected".into()));
+                            return Err(CsiError::InvalidArgument(
+                                "mount capability expected".into(),
+                            ));
                         };
                         let wanted = if !m.fs_type.is_empty() {
                             m.fs_type.clone()
@@ -217,7 +230,11 @@ impl Driver {
         remove_target(&target)
     }
 
-    pub fn node_stats(&self, id: &str, path: &str) -> Result<csi::NodeGetVolumeStatsResponse, CsiError> {
+    pub fn node_stats(
+        &self,
+        id: &str,
+        path: &str,
+    ) -> Result<csi::NodeGetVolumeStatsResponse, CsiError> {
         validate_id("volume id", id)?;
         if path.is_empty() {
             return Err(CsiError::InvalidArgument("volume_path is required".into()));
@@ -284,7 +301,10 @@ impl Driver {
         let (layout, data) = self.node_volume(&req.volume_id)?;
         let path = Path::new(&req.volume_path);
         if !path.exists() {
-            return Err(CsiError::NotFound(format!("volume path {} does not exist", req.volume_path)));
+            return Err(CsiError::NotFound(format!(
+                "volume path {} does not exist",
+                req.volume_path
+            )));
         }
         let _lock = self.lock(format!("volume:{}", req.volume_id))?;
         let block = req.volume_capability.as_ref().is_some_and(is_block) || !path.is_dir();
@@ -362,7 +382,8 @@ impl csi::node_server::Node for NodeService {
         let id = req.volume_id.clone();
         self.ctx
             .rpc("NodePublishVolume", &id, move |d| {
-                d.node_publish(req).map(|()| csi::NodePublishVolumeResponse {})
+                d.node_publish(req)
+                    .map(|()| csi::NodePublishVolumeResponse {})
             })
             .await
     }
@@ -388,7 +409,9 @@ impl csi::node_server::Node for NodeService {
         let req = req.into_inner();
         let id = req.volume_id.clone();
         self.ctx
-            .rpc("NodeGetVolumeStats", &id, move |d| d.node_stats(&req.volume_id, &req.volume_path))
+            .rpc("NodeGetVolumeStats", &id, move |d| {
+                d.node_stats(&req.volume_id, &req.volume_path)
+            })
             .await
     }
 

@@ -157,7 +157,9 @@ impl Store {
     ) -> Result<Option<String>, CsiError> {
         let txn = self.db.begin_read().map_err(store_err)?;
         let t = txn.open_table(table).map_err(store_err)?;
-        Ok(t.get(name).map_err(store_err)?.map(|v| v.value().to_string()))
+        Ok(t.get(name)
+            .map_err(store_err)?
+            .map(|v| v.value().to_string()))
     }
 
     /// Records in key order strictly after `after`, at most `limit` of them

@@ -79,8 +79,10 @@ fn remove_path(path: &Path) -> Result<(), CsiError> {
 impl Driver {
     pub fn new(cfg: Config, store: Store, data_dir: PathBuf) -> Result<Self, CsiError> {
         for sub in ["volumes", "snapshots"] {
-            std::fs::create_dir_all(data_dir.join(sub))
-                .map_err(CsiError::io(format!("creating {}", data_dir.join(sub).display())))?;
+            std::fs::create_dir_all(data_dir.join(sub)).map_err(CsiError::io(format!(
+                "creating {}",
+                data_dir.join(sub).display()
+            )))?;
         }
         Ok(Self {
             cfg,
@@ -242,7 +244,10 @@ impl Driver {
         for (dev, backing) in loopdev::attached() {
             // Devices detached just above can linger in sysfs for a moment;
             // detaching again is harmless but they are not orphans.
-            if backing.starts_with(&volumes_dir) && !keep.contains(&dev) && !rolled_back.contains(&dev) {
+            if backing.starts_with(&volumes_dir)
+                && !keep.contains(&dev)
+                && !rolled_back.contains(&dev)
+            {
                 tracing::warn!(device = %dev.display(), backing = %backing.display(), "detaching orphaned loop device");
                 loopdev::detach(&dev)?;
             }

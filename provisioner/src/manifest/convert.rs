@@ -121,7 +121,10 @@ fn decode<T: DeserializeOwned + Serialize>(
     }
     let typed: T = serde_path_to_error::deserialize(&value).map_err(|e| {
         let path = e.path().to_string();
-        ctx.err(if path == "." { "<root>".into() } else { path }, e.into_inner().to_string())
+        ctx.err(
+            if path == "." { "<root>".into() } else { path },
+            e.into_inner().to_string(),
+        )
     })?;
     if let Ok(round_trip) = serde_json::to_value(&typed) {
         let mut unknown = Vec::new();
@@ -336,8 +339,17 @@ impl Builder {
                 let o: core::LimitRange = decode(&ctx, value, w)?;
                 let key = ObjectKey::new(ns(&o.metadata), name.clone());
                 let mut claim_limits = Vec::new();
-                for (i, item) in o.spec.map(|s| s.limits).unwrap_or_default().iter().enumerate() {
-                    if !matches!(item.type_.as_str(), "Pod" | "Container" | "PersistentVolumeClaim") {
+                for (i, item) in o
+                    .spec
+                    .map(|s| s.limits)
+                    .unwrap_or_default()
+                    .iter()
+                    .enumerate()
+                {
+                    if !matches!(
+                        item.type_.as_str(),
+                        "Pod" | "Container" | "PersistentVolumeClaim"
+                    ) {
                         return Err(ctx.err(
                             format!("spec.limits[{i}].type"),
                             format!("Unsupported value: {:?}: supported values: \"Container\", \"PersistentVolumeClaim\", \"Pod\"", item.type_),
@@ -346,9 +358,18 @@ impl Builder {
                     if item.type_ != "PersistentVolumeClaim" {
                         continue;
                     }
-                    let get = |m: &Option<std::collections::BTreeMap<String, k8s_openapi::apimachinery::pkg::api::resource::Quantity>>, which: &str| -> Result<Option<Quantity>, InputError> {
+                    let get = |m: &Option<
+                        std::collections::BTreeMap<
+                            String,
+                            k8s_openapi::apimachinery::pkg::api::resource::Quantity,
+                        >,
+                    >,
+                               which: &str|
+                     -> Result<Option<Quantity>, InputError> {
                         match m.as_ref().and_then(|m| m.get("storage")) {
-                            Some(q) => ctx.quantity(&format!("spec.limits[{i}].{which}.storage"), &q.0).map(Some),
+                            Some(q) => ctx
+                                .quantity(&format!("spec.limits[{i}].{which}.storage"), &q.0)
+                                .map(Some),
                             None => Ok(None),
                         }
                     };
@@ -536,7 +557,10 @@ fn node_selector(
             if e.key != "metadata.name" {
                 return Err(ctx.err(
                     format!("{f}.key"),
-                    format!("Invalid value: {:?}: only metadata.name is supported", e.key),
+                    format!(
+                        "Invalid value: {:?}: only metadata.name is supported",
+                        e.key
+                    ),
                 ));
             }
             let values = e.values.clone().unwrap_or_default();
@@ -578,7 +602,10 @@ fn storage_class(ctx: &Ctx<'_>, o: storage::StorageClass) -> Result<StorageClass
                     .iter()
                     .flatten()
                     .map(|e| {
-                        NodeRequirement::Label(LabelRequirement::In(e.key.clone(), e.values.clone()))
+                        NodeRequirement::Label(LabelRequirement::In(
+                            e.key.clone(),
+                            e.values.clone(),
+                        ))
                     })
                     .collect()
             })
@@ -608,7 +635,10 @@ fn volume_source(spec: &core::PersistentVolumeSpec) -> VolumeSource {
         };
     }
     let set: &[(&str, bool)] = &[
-        ("awsElasticBlockStore", spec.aws_elastic_block_store.is_some()),
+        (
+            "awsElasticBlockStore",
+            spec.aws_elastic_block_store.is_some(),
+        ),
         ("azureDisk", spec.azure_disk.is_some()),
         ("azureFile", spec.azure_file.is_some()),
         ("cephfs", spec.cephfs.is_some()),
@@ -622,7 +652,10 @@ fn volume_source(spec: &core::PersistentVolumeSpec) -> VolumeSource {
         ("iscsi", spec.iscsi.is_some()),
         ("local", spec.local.is_some()),
         ("nfs", spec.nfs.is_some()),
-        ("photonPersistentDisk", spec.photon_persistent_disk.is_some()),
+        (
+            "photonPersistentDisk",
+            spec.photon_persistent_disk.is_some(),
+        ),
         ("portworxVolume", spec.portworx_volume.is_some()),
         ("quobyte", spec.quobyte.is_some()),
         ("rbd", spec.rbd.is_some()),
@@ -657,7 +690,10 @@ fn volume(ctx: &Ctx<'_>, o: core::PersistentVolume) -> Result<Volume, InputError
         .unwrap_or_default();
     let claim_ref = spec.claim_ref.as_ref().and_then(|r| {
         r.name.as_ref().map(|n| ClaimRef {
-            key: ClaimKey::new(r.namespace.clone().unwrap_or_else(|| "default".into()), n.clone()),
+            key: ClaimKey::new(
+                r.namespace.clone().unwrap_or_else(|| "default".into()),
+                n.clone(),
+            ),
             uid: r.uid.clone().filter(|u| !u.is_empty()),
         })
     });
@@ -672,7 +708,11 @@ fn volume(ctx: &Ctx<'_>, o: core::PersistentVolume) -> Result<Volume, InputError
             return Err(ctx.err("status.phase", format!("Unsupported value: {other:?}")));
         }
     };
-    let node_affinity = match spec.node_affinity.as_ref().and_then(|a| a.required.as_ref()) {
+    let node_affinity = match spec
+        .node_affinity
+        .as_ref()
+        .and_then(|a| a.required.as_ref())
+    {
         Some(sel) => Some(node_selector(ctx, "spec.nodeAffinity.required", sel)?),
         None => None,
     };
@@ -681,7 +721,11 @@ fn volume(ctx: &Ctx<'_>, o: core::PersistentVolume) -> Result<Volume, InputError
     Ok(Volume {
         name: ctx.name.clone(),
         capacity,
-        access_modes: access_modes(ctx, "spec.accessModes", spec.access_modes.as_deref().unwrap_or(&[]))?,
+        access_modes: access_modes(
+            ctx,
+            "spec.accessModes",
+            spec.access_modes.as_deref().unwrap_or(&[]),
+        )?,
         volume_mode: volume_mode(ctx, "spec.volumeMode", spec.volume_mode.as_deref())?,
         class,
         labels: m.labels.clone().unwrap_or_default(),
@@ -741,7 +785,11 @@ fn claim_spec(
             &format!("{prefix}.accessModes"),
             spec.access_modes.as_deref().unwrap_or(&[]),
         )?,
-        volume_mode: volume_mode(ctx, &format!("{prefix}.volumeMode"), spec.volume_mode.as_deref())?,
+        volume_mode: volume_mode(
+            ctx,
+            &format!("{prefix}.volumeMode"),
+            spec.volume_mode.as_deref(),
+        )?,
         selector,
     })
 }
@@ -751,7 +799,10 @@ fn claim(ctx: &Ctx<'_>, o: core::PersistentVolumeClaim, seq: usize) -> Result<Cl
     let spec = o.spec.clone().unwrap_or_default();
     let parts = claim_spec(ctx, "spec", m, &spec)?;
     Ok(Claim {
-        key: ClaimKey::new(m.namespace.clone().unwrap_or_else(|| "default".into()), ctx.name.clone()),
+        key: ClaimKey::new(
+            m.namespace.clone().unwrap_or_else(|| "default".into()),
+            ctx.name.clone(),
+        ),
         uid: m.uid.clone().filter(|u| !u.is_empty()),
         class: parts.class,
         request: parts.request,
@@ -770,7 +821,10 @@ fn claim(ctx: &Ctx<'_>, o: core::PersistentVolumeClaim, seq: usize) -> Result<Cl
 
 fn pod(ctx: &Ctx<'_>, o: core::Pod, seq: usize) -> Result<Pod, InputError> {
     let m = &o.metadata;
-    let key = ObjectKey::new(m.namespace.clone().unwrap_or_else(|| "default".into()), ctx.name.clone());
+    let key = ObjectKey::new(
+        m.namespace.clone().unwrap_or_else(|| "default".into()),
+        ctx.name.clone(),
+    );
     let spec = o.spec.unwrap_or_default();
     let mut volumes = Vec::new();
     let mut ephemeral = Vec::new();
@@ -817,9 +871,16 @@ fn pod(ctx: &Ctx<'_>, o: core::Pod, seq: usize) -> Result<Pod, InputError> {
     })
 }
 
-fn stateful_set(ctx: &Ctx<'_>, o: apps::StatefulSet, seq: usize) -> Result<StatefulSet, InputError> {
+fn stateful_set(
+    ctx: &Ctx<'_>,
+    o: apps::StatefulSet,
+    seq: usize,
+) -> Result<StatefulSet, InputError> {
     let m = &o.metadata;
-    let key = ObjectKey::new(m.namespace.clone().unwrap_or_else(|| "default".into()), ctx.name.clone());
+    let key = ObjectKey::new(
+        m.namespace.clone().unwrap_or_else(|| "default".into()),
+        ctx.name.clone(),
+    );
     let spec = o.spec.unwrap_or_default();
     let replicas = match spec.replicas {
         None => 1,

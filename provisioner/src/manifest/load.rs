@@ -44,7 +44,9 @@ pub enum LoadError {
         index: usize,
         message: String,
     },
-    #[error("{source_name}: document {index}: expected an object with apiVersion and kind, found {found}")]
+    #[error(
+        "{source_name}: document {index}: expected an object with apiVersion and kind, found {found}"
+    )]
     NotAnObject {
         source_name: String,
         index: usize,

@@ -1,0 +1,54 @@
+#!/usr/bin/env bash
+# berth's whole test suite, as CI runs it (needs root for the CSI suites):
+#   1. formatting;
+#   2. every Rust test of the workspace (unit, table-driven, property tests,
+#      CLI contract, CSI crash test) in release mode;
+#   3. the upstream csi-sanity conformance suite against `berth csi`.
+# Prints a closing "berth: N passed, N failed" line and exits non-zero on any failure.
+set -uo pipefail
+
+REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$REPO"
+LOG_DIR="$(mktemp -d /tmp/berth-tests.XXXXXX)"
+PASSED=0
+FAILED=0
+STATUS=0
+
+step() { printf '\n==> %s\n' "$*"; }
+
+step "cargo fmt --check"
+if ! cargo fmt --all -- --check; then
+    echo "formatting differs: run cargo fmt --all" >&2
+    STATUS=1
+fi
+
+step "cargo test --workspace --release"
+cargo test --workspace --release 2>&1 | tee "$LOG_DIR/cargo-test.log"
+rc=${PIPESTATUS[0]}
+while read -r p f; do
+    PASSED=$((PASSED + p))
+    FAILED=$((FAILED + f))
+done < <(sed -nE 's/^test result: [A-Za-z]+\. ([0-9]+) passed; ([0-9]+) failed.*/\1 \2/p' "$LOG_DIR/cargo-test.log")
+if [[ $rc -ne 0 ]]; then
+    STATUS=1
+    # A build failure or crashed test binary reports no counts: count it.
+    FAILED=$((FAILED + 1))
+fi
+
+step "csi-sanity (upstream conformance) against berth csi"
+bash tests/csi/run-sanity.sh 2>&1 | tee "$LOG_DIR/csi-sanity.log"
+rc=${PIPESTATUS[0]}
+line="$(grep -E '^csi-sanity: [0-9]+ passed, [0-9]+ failed' "$LOG_DIR/csi-sanity.log" | tail -1)"
+if [[ -n "$line" ]]; then
+    PASSED=$((PASSED + $(sed -E 's/^csi-sanity: ([0-9]+) passed.*/\1/' <<<"$line")))
+    FAILED=$((FAILED + $(sed -E 's/.* ([0-9]+) failed.*/\1/' <<<"$line")))
+fi
+if [[ $rc -ne 0 ]]; then
+    STATUS=1
+    [[ -n "$line" ]] || FAILED=$((FAILED + 1))
+fi
+
+rm -rf "$LOG_DIR"
+echo
+echo "berth: $PASSED passed, $FAILED failed"
+exit $STATUS
