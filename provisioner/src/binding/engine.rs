@@ -165,9 +165,8 @@ impl<'s> Engine<'s> {
                     },
                 ),
             }
-        } else if is_bound_to_claim(volume, claim)
-            && matches!(self.states[v], VolumeState::Reserved(_))
-        {
+        } else if is_bound_to_claim(volume, claim) {
+            // Upstream finishes such a binding without further checks.
             let how = if claim.bound_phase {
                 BindHow::AlreadyBound
             } else {

@@ -16,7 +16,7 @@
 use std::collections::HashMap;
 
 use super::snapshot::Volume;
-use crate::model::{AccessModes, LabelSelector, Labels, NodeSelector, VolumeMode};
+use crate::model::{AccessModes, LabelSelector, Labels, VolumeMode};
 use crate::quantity::Quantity;
 
 /// Free volumes of one class, volume mode and access-mode set.
@@ -260,37 +260,4 @@ impl VolumeIndex {
             self.buckets[slot.bucket as usize].take(slot.pos as usize);
         }
     }
-
-    /// Free and taken volumes of a class near `request`, for "nearly matched"
-    /// hints: up to `each` on either side of the request in every bucket.
-    pub fn neighbours(&self, class: &str, request: Quantity, each: usize) -> Vec<usize> {
-        let mut out = Vec::new();
-        for mode in [VolumeMode::Filesystem, VolumeMode::Block] {
-            for &id in self.group(class, mode) {
-                let b = &self.buckets[id as usize];
-                let lower = b.capacities.partition_point(|&c| c < request.as_nanos());
-                let from = lower.saturating_sub(each);
-                let to = (lower + each).min(b.entries.len());
-                out.extend(b.entries[from..to].iter().map(|&e| e as usize));
-            }
-        }
-        out
-    }
-
-    /// Whether the volume is indexed and still free.
-    pub fn is_free(&self, volume: usize) -> bool {
-        match self.slots.get(volume).copied().flatten() {
-            Some(slot) => {
-                let b = &self.buckets[slot.bucket as usize];
-                let pos = slot.pos as usize;
-                b.next[pos] as usize == pos
-            }
-            None => false,
-        }
-    }
-}
-
-/// Node affinity helper used outside the index.
-pub fn allows_node(affinity: Option<&NodeSelector>, node: &str, labels: &Labels) -> bool {
-    affinity.is_none_or(|a| a.matches(node, labels))
 }

@@ -1,0 +1,403 @@
+//! Figures harness for `berth csi`: drives CreateVolume, NodeStageVolume,
+//! NodePublishVolume and DeleteVolume at several client concurrencies
+//! against several counts of pre-existing volumes, and prints throughput and
+//! p50/p99 latency per operation. The point to check: CreateVolume p99 stays
+//! flat as existing volumes grow, i.e. state writes do not scale with the
+//! number of volumes. Needs root (NodeStage/NodePublish bind-mount).
+//!
+//! Usage: csi_bench [--existing 100,1000,10000] [--clients 1,8,64]
+//!                  [--ops 256] [--berth PATH]
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use csi::controller_client::ControllerClient;
+use csi::node_client::NodeClient;
+use csi_proto as csi;
+use tokio::sync::Semaphore;
+use tonic::transport::Channel;
+
+struct Opts {
+    existing: Vec<usize>,
+    clients: Vec<usize>,
+    ops: usize,
+    berth: PathBuf,
+}
+
+fn parse_list(s: &str) -> Result<Vec<usize>, String> {
+    s.split(',')
+        .map(|x| x.trim().parse::<usize>().map_err(|e| format!("{x:?}: {e}")))
+        .collect()
+}
+
+fn parse_opts() -> Result<Opts, String> {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .map(Path::to_path_buf)
+        .unwrap_or_default();
+    let mut o = Opts {
+        existing: vec![100, 1000, 10_000],
+        clients: vec![1, 8, 64],
+        ops: 256,
+        berth: std::env::var_os("BERTH_BIN")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| root.join("target/release/berth")),
+    };
+    let mut args = std::env::args().skip(1);
+    while let Some(a) = args.next() {
+        let mut val = || args.next().ok_or_else(|| format!("{a} needs a value"));
+        match a.as_str() {
+            "--existing" => o.existing = parse_list(&val()?)?,
+            "--clients" => o.clients = parse_list(&val()?)?,
+            "--ops" => o.ops = val()?.parse().map_err(|e| format!("--ops: {e}"))?,
+            "--berth" => o.berth = PathBuf::from(val()?),
+            "-h" | "--help" => {
+                return Err("usage: csi_bench [--existing 100,1000,10000] [--clients 1,8,64] [--ops 256] [--berth PATH]".into());
+            }
+            other => return Err(format!("unknown argument {other:?}")),
+        }
+    }
+    o.existing.sort_unstable();
+    Ok(o)
+}
+
+async fn connect(sock: &Path) -> Result<Channel, String> {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let sock = sock.to_path_buf();
+        let r = tonic::transport::Endpoint::from_static("http://[::1]:1")
+            .connect_with_connector(tower::service_fn(move |_| {
+                let sock = sock.clone();
+                async move {
+                    let s = tokio::net::UnixStream::connect(sock).await?;
+                    Ok::<_, std::io::Error>(hyper_util::rt::TokioIo::new(s))
+                }
+            }))
+            .await;
+        match r {
+            Ok(c) => return Ok(c),
+            Err(_) if Instant::now() < deadline => {
+                tokio::time::sleep(Duration::from_millis(20)).await
+            }
+            Err(e) => return Err(format!("connecting to {}: {e}", sock_display(&e))),
+        }
+    }
+}
+
+fn sock_display(e: &tonic::transport::Error) -> String {
+    format!("{e:?}")
+}
+
+fn mount_cap() -> csi::VolumeCapability {
+    use csi::volume_capability::*;
+    csi::VolumeCapability {
+        access_type: Some(AccessType::Mount(MountVolume::default())),
+        access_mode: Some(AccessMode {
+            mode: access_mode::Mode::SingleNodeWriter as i32,
+        }),
+    }
+}
+
+fn create_req(name: String) -> csi::CreateVolumeRequest {
+    csi::CreateVolumeRequest {
+        name,
+        capacity_range: Some(csi::CapacityRange {
+            required_bytes: 1 << 20,
+            limit_bytes: 0,
+        }),
+        volume_capabilities: vec![mount_cap()],
+        ..Default::default()
+    }
+}
+
+struct Stat {
+    op: &'static str,
+    ops_per_sec: f64,
+    p50_ms: f64,
+    p99_ms: f64,
+    errors: usize,
+}
+
+fn percentile(sorted: &[Duration], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return 0.0;
+    }
+    let idx = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    sorted[idx.min(sorted.len() - 1)].as_secs_f64() * 1e3
+}
+
+/// Run `n` calls of `f(i)` with at most `clients` in flight; time each.
+async fn measure<F, Fut>(
+    op: &'static str,
+    n: usize,
+    clients: usize,
+    f: F,
+) -> (Stat, Vec<Option<String>>)
+where
+    F: Fn(usize) -> Fut + Send + Sync + 'static,
+    Fut: std::future::Future<Output = Result<String, tonic::Status>> + Send,
+{
+    let f = Arc::new(f);
+    let sem = Arc::new(Semaphore::new(clients));
+    let start = Instant::now();
+    let mut tasks = Vec::with_capacity(n);
+    for i in 0..n {
+        let permit = sem.clone().acquire_owned().await;
+        let f = f.clone();
+        tasks.push(tokio::spawn(async move {
+            let _permit = permit;
+            let t = Instant::now();
+            let r = f(i).await;
+            (t.elapsed(), r.ok())
+        }));
+    }
+    let mut lat = Vec::with_capacity(n);
+    let mut out = Vec::with_capacity(n);
+    for t in tasks {
+        match t.await {
+            Ok((d, r)) => {
+                lat.push(d);
+                out.push(r);
+            }
+            Err(_) => out.push(None),
+        }
+    }
+    let wall = start.elapsed().as_secs_f64();
+    lat.sort_unstable();
+    let errors = out.iter().filter(|r| r.is_none()).count();
+    (
+        Stat {
+            op,
+            ops_per_sec: n as f64 / wall,
+            p50_ms: percentile(&lat, 0.50),
+            p99_ms: percentile(&lat, 0.99),
+            errors,
+        },
+        out,
+    )
+}
+
+fn start_driver(berth: &Path, dir: &Path, sock: &Path) -> Result<Child, String> {
+    Command::new(berth)
+        .arg("csi")
+        .arg("--endpoint")
+        .arg(format!("unix://{}", sock.display()))
+        .args(["--node-id", "bench-node", "--capacity", "1Pi"])
+        .arg("--state-dir")
+        .arg(dir.join("state"))
+        .arg("--data-dir")
+        .arg(dir.join("data"))
+        .env("BERTH_LOG", "warn")
+        .stdout(Stdio::null())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .map_err(|e| format!("starting {}: {e}", berth.display()))
+}
+
+async fn run(o: Opts) -> Result<(), String> {
+    if !o.berth.exists() {
+        return Err(format!(
+            "{} not found: run `cargo build --release -p berth` or pass --berth",
+            o.berth.display()
+        ));
+    }
+    let dir = std::env::temp_dir().join(format!("berth-bench-{}", std::process::id()));
+    std::fs::create_dir_all(dir.join("targets")).map_err(|e| e.to_string())?;
+    let sock = dir.join("csi.sock");
+    let mut child = start_driver(&o.berth, &dir, &sock)?;
+    let result = bench(&o, &dir, &sock).await;
+    let _ = Command::new("kill")
+        .arg("-TERM")
+        .arg(child.id().to_string())
+        .status();
+    let _ = child.wait();
+    let _ = std::fs::remove_dir_all(&dir);
+    result
+}
+
+async fn bench(o: &Opts, dir: &Path, sock: &Path) -> Result<(), String> {
+    let ch = connect(sock).await?;
+    let ctrl = ControllerClient::new(ch.clone());
+    let node = NodeClient::new(ch);
+    println!(
+        "{:>9} {:>7} {:<18} {:>10} {:>9} {:>9} {:>6}",
+        "existing", "clients", "operation", "ops/s", "p50 ms", "p99 ms", "errors"
+    );
+    let mut existing = 0usize;
+    let mut create_p99: Vec<(usize, usize, f64)> = Vec::new();
+    let mut round = 0usize;
+    for &target in &o.existing {
+        // Fill up to `target` volumes that stay for the rest of the run.
+        if target > existing {
+            let c = ctrl.clone();
+            let base = existing;
+            let (s, _) = measure("populate", target - existing, 16, move |i| {
+                let mut c = c.clone();
+                async move {
+                    c.create_volume(create_req(format!("fill-{}", base + i)))
+                        .await
+                        .map(|r| {
+                            r.into_inner()
+                                .volume
+                                .map(|v| v.volume_id)
+                                .unwrap_or_default()
+                        })
+                }
+            })
+            .await;
+            if s.errors > 0 {
+                return Err(format!("{} populate calls failed", s.errors));
+            }
+            existing = target;
+        }
+        for &clients in &o.clients {
+            round += 1;
+            let n = o.ops;
+            let c = ctrl.clone();
+            let (create, ids) = measure("CreateVolume", n, clients, move |i| {
+                let mut c = c.clone();
+                async move {
+                    c.create_volume(create_req(format!("bench-{round}-{i}")))
+                        .await
+                        .map(|r| {
+                            r.into_inner()
+                                .volume
+                                .map(|v| v.volume_id)
+                                .unwrap_or_default()
+                        })
+                }
+            })
+            .await;
+            let ids: Arc<Vec<String>> = Arc::new(ids.into_iter().flatten().collect());
+            let staging = |id: &str| dir.join("targets").join(format!("{id}-staging"));
+            let target_path = |id: &str| dir.join("targets").join(format!("{id}-target"));
+            for id in ids.iter() {
+                std::fs::create_dir_all(staging(id)).map_err(|e| e.to_string())?;
+            }
+            let (nd, ids2) = (node.clone(), ids.clone());
+            let tdir = dir.join("targets");
+            let (stage, _) = measure("NodeStageVolume", ids.len(), clients, move |i| {
+                let (mut nd, id) = (nd.clone(), ids2[i].clone());
+                let path = tdir.join(format!("{id}-staging"));
+                async move {
+                    nd.node_stage_volume(csi::NodeStageVolumeRequest {
+                        volume_id: id,
+                        staging_target_path: path.to_string_lossy().into_owned(),
+                        volume_capability: Some(mount_cap()),
+                        ..Default::default()
+                    })
+                    .await
+                    .map(|_| String::new())
+                }
+            })
+            .await;
+            let (nd, ids2) = (node.clone(), ids.clone());
+            let tdir = dir.join("targets");
+            let (publish, _) = measure("NodePublishVolume", ids.len(), clients, move |i| {
+                let (mut nd, id) = (nd.clone(), ids2[i].clone());
+                let st = tdir.join(format!("{id}-staging"));
+                let tp = tdir.join(format!("{id}-target"));
+                async move {
+                    nd.node_publish_volume(csi::NodePublishVolumeRequest {
+                        volume_id: id,
+                        staging_target_path: st.to_string_lossy().into_owned(),
+                        target_path: tp.to_string_lossy().into_owned(),
+                        volume_capability: Some(mount_cap()),
+                        ..Default::default()
+                    })
+                    .await
+                    .map(|_| String::new())
+                }
+            })
+            .await;
+            // Tear down (not reported) so the next round starts from the
+            // same number of existing volumes.
+            for id in ids.iter() {
+                let mut nd = node.clone();
+                let _ = nd
+                    .node_unpublish_volume(csi::NodeUnpublishVolumeRequest {
+                        volume_id: id.clone(),
+                        target_path: target_path(id).to_string_lossy().into_owned(),
+                    })
+                    .await;
+                let _ = nd
+                    .node_unstage_volume(csi::NodeUnstageVolumeRequest {
+                        volume_id: id.clone(),
+                        staging_target_path: staging(id).to_string_lossy().into_owned(),
+                    })
+                    .await;
+                let _ = std::fs::remove_dir(staging(id));
+            }
+            let (c, ids2) = (ctrl.clone(), ids.clone());
+            let (delete, _) = measure("DeleteVolume", ids.len(), clients, move |i| {
+                let (mut c, id) = (c.clone(), ids2[i].clone());
+                async move {
+                    c.delete_volume(csi::DeleteVolumeRequest {
+                        volume_id: id,
+                        ..Default::default()
+                    })
+                    .await
+                    .map(|_| String::new())
+                }
+            })
+            .await;
+            create_p99.push((existing, clients, create.p99_ms));
+            for s in [create, stage, publish, delete] {
+                println!(
+                    "{:>9} {:>7} {:<18} {:>10.0} {:>9.2} {:>9.2} {:>6}",
+                    existing, clients, s.op, s.ops_per_sec, s.p50_ms, s.p99_ms, s.errors
+                );
+            }
+        }
+    }
+    if let (Some(&lo), Some(&hi)) = (o.existing.first(), o.existing.last()) {
+        if hi > lo {
+            println!();
+            for &clients in &o.clients {
+                let at = |n| {
+                    create_p99
+                        .iter()
+                        .find(|(e, c, _)| *e == n && *c == clients)
+                        .map(|t| t.2)
+                };
+                if let (Some(a), Some(b)) = (at(lo), at(hi)) {
+                    let ratio = if a > 0.0 { b / a } else { 0.0 };
+                    println!(
+                        "CreateVolume p99 at {clients:>2} clients: {a:.2} ms with {lo} volumes, {b:.2} ms with {hi} ({ratio:.2}x, target <= 2x: {})",
+                        if ratio <= 2.0 { "met" } else { "NOT met" }
+                    );
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+fn main() -> std::process::ExitCode {
+    let opts = match parse_opts() {
+        Ok(o) => o,
+        Err(e) => {
+            eprintln!("{e}");
+            return std::process::ExitCode::from(2);
+        }
+    };
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("runtime: {e}");
+            return std::process::ExitCode::from(1);
+        }
+    };
+    match rt.block_on(run(opts)) {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("csi_bench: {e}");
+            std::process::ExitCode::from(1)
+        }
+    }
+}
