@@ -837,3 +837,28 @@ fn statefulset_claim_templates_expand_per_replica() {
         Some("static")
     );
 }
+
+#[test]
+fn public_instance_limits_warn_when_csinode_publishes_none() {
+    let vols: String = (0..26)
+        .map(|i| format!("  - name: v{i}\n    csi: {{driver: ebs.csi.aws.com}}\n"))
+        .collect();
+    let yaml = format!(
+        "apiVersion: v1\nkind: Node\nmetadata:\n  name: n1\n  labels:\n    node.kubernetes.io/instance-type: m5.large\n---\napiVersion: v1\nkind: Pod\nmetadata:\n  name: p\nspec:\n  nodeName: n1\n  containers: [{{name: c, image: i}}]\n  volumes:\n{vols}"
+    );
+    let p = plan(&yaml);
+    assert!(
+        p.violations.is_empty(),
+        "no CSINode limit, so no scheduler violation"
+    );
+    assert!(
+        p.warnings
+            .iter()
+            .any(|w| w.contains("uses 26 ebs.csi.aws.com volumes") && w.contains("at most 25")),
+        "{:?}",
+        p.warnings
+    );
+    // 25 volumes are within the limit: no warning.
+    let p = plan(&yaml.replace("  - name: v25\n    csi: {driver: ebs.csi.aws.com}\n", ""));
+    assert!(p.warnings.is_empty(), "{:?}", p.warnings);
+}

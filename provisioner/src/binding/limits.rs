@@ -6,6 +6,9 @@
 //! migrated to), an unbound claim counts once against its class's provisioner,
 //! and an inline CSI volume counts under its driver. A node is over its limit
 //! when a driver's count exceeds `CSINode.spec.drivers[].allocatable.count`.
+//! Where a CSINode publishes no limit, the catalog's public default for the
+//! node's instance type is used for a warning only, since the scheduler
+//! would not enforce it.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
@@ -23,10 +26,11 @@ pub enum ClaimUse<'a> {
     Uncounted,
 }
 
-pub fn violations<'a>(
-    snapshot: &'a Snapshot,
-    resolve: impl Fn(&ClaimKey) -> ClaimUse<'a>,
-) -> Vec<Violation> {
+/// Distinct volumes per node and driver.
+pub type Usage = BTreeMap<String, BTreeMap<String, u32>>;
+
+/// Counts the distinct volumes each node's pods use, per driver.
+pub fn usage<'a>(snapshot: &'a Snapshot, resolve: impl Fn(&ClaimKey) -> ClaimUse<'a>) -> Usage {
     // node → driver → distinct volume ids
     let mut used: BTreeMap<&str, BTreeMap<String, BTreeSet<String>>> = BTreeMap::new();
     for pod in &snapshot.pods {
@@ -59,6 +63,19 @@ pub fn violations<'a>(
                 .insert(id);
         }
     }
+    used.into_iter()
+        .map(|(node, drivers)| {
+            let counts = drivers
+                .into_iter()
+                .map(|(d, ids)| (d, ids.len() as u32))
+                .collect();
+            (node.to_string(), counts)
+        })
+        .collect()
+}
+
+/// Nodes whose count for a driver exceeds the CSINode's allocatable count.
+pub fn violations(snapshot: &Snapshot, usage: &Usage) -> Vec<Violation> {
     let limits: HashMap<(&str, &str), u32> = snapshot
         .csi_nodes
         .iter()
@@ -69,17 +86,56 @@ pub fn violations<'a>(
         })
         .collect();
     let mut out = Vec::new();
-    for (node, drivers) in used {
-        for (driver, ids) in drivers {
-            if let Some(&limit) = limits.get(&(node, driver.as_str())) {
-                let count = ids.len() as u32;
+    for (node, drivers) in usage {
+        for (driver, &count) in drivers {
+            if let Some(&limit) = limits.get(&(node.as_str(), driver.as_str())) {
                 if count > limit {
                     out.push(Violation {
-                        node: node.to_string(),
-                        driver,
+                        node: node.clone(),
+                        driver: driver.clone(),
                         limit,
                         count,
                     });
+                }
+            }
+        }
+    }
+    out
+}
+
+/// Nodes over the public default limit of their instance type for a driver
+/// whose CSINode publishes no limit: not a violation the scheduler sees, but
+/// attaches will fail on such a node.
+pub fn catalog_warnings(snapshot: &Snapshot, usage: &Usage) -> Vec<String> {
+    let published: BTreeSet<(&str, &str)> = snapshot
+        .csi_nodes
+        .iter()
+        .flat_map(|n| {
+            n.drivers
+                .iter()
+                .filter(|(_, c)| c.is_some())
+                .map(move |(d, _)| (n.name.as_str(), d.as_str()))
+        })
+        .collect();
+    let mut out = Vec::new();
+    for node in &snapshot.nodes {
+        let Some(instance) = node
+            .labels
+            .get("node.kubernetes.io/instance-type")
+            .or_else(|| node.labels.get("beta.kubernetes.io/instance-type"))
+        else {
+            continue;
+        };
+        for (driver, &count) in usage.get(&node.name).into_iter().flatten() {
+            if published.contains(&(node.name.as_str(), driver.as_str())) {
+                continue;
+            }
+            if let Some(limit) = storage_classes::default_volume_limit(driver, instance) {
+                if count > limit {
+                    out.push(format!(
+                        "Node {}: uses {count} {driver} volumes; instance type {instance} attaches at most {limit} (public default; its CSINode publishes no limit)",
+                        node.name
+                    ));
                 }
             }
         }

@@ -119,8 +119,9 @@ pub(crate) fn run<'s>(snap: &'s Snapshot, options: &Options) -> Outcome<'s> {
     if options.near_misses {
         engine.fill_near_misses(&admission.admitted);
     }
-    engine.plan.violations = engine.violations(&admission.admitted);
-    engine.add_warnings(&admission.admitted);
+    let usage = engine.usage(&admission.admitted);
+    engine.plan.violations = limits::violations(snap, &usage);
+    engine.add_warnings(&admission.admitted, &usage);
 
     let Engine {
         mut plan,

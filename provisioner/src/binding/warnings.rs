@@ -8,17 +8,17 @@ use std::collections::HashMap;
 use super::admission::Admitted;
 use super::engine::Engine;
 use super::limits::{self, ClaimUse};
-use super::plan::Violation;
 use super::snapshot::PodVolume;
 use crate::model::{ClaimKey, Labels};
 
 impl<'s> Engine<'s> {
-    pub(super) fn violations(&self, admitted: &[Admitted<'s>]) -> Vec<Violation> {
+    /// Volume counts per node and driver, for limits and their warnings.
+    pub(super) fn usage(&self, admitted: &[Admitted<'s>]) -> limits::Usage {
         let classes: HashMap<&ClaimKey, &str> = admitted
             .iter()
             .map(|a| (&a.claim.key, a.class.as_str()))
             .collect();
-        limits::violations(self.snap, |key| {
+        limits::usage(self.snap, |key| {
             if let Some(&v) = self.bound.get(key) {
                 let vol = &self.snap.volumes[v];
                 return match (&vol.source.csi_driver, &vol.source.csi_handle) {
@@ -44,8 +44,9 @@ impl<'s> Engine<'s> {
         })
     }
 
-    pub(super) fn add_warnings(&mut self, admitted: &[Admitted<'s>]) {
+    pub(super) fn add_warnings(&mut self, admitted: &[Admitted<'s>], usage: &limits::Usage) {
         let mut w: Vec<String> = self.snap.warnings.clone();
+        w.extend(limits::catalog_warnings(self.snap, usage));
         for class in &self.snap.classes {
             let params = class
                 .parameters

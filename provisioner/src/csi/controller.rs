@@ -1,7 +1,8 @@
 //! CSI Controller service: volume and snapshot lifecycle (create, delete,
 //! clone, restore, expand, list, get), capacity and capability validation.
-//! Each mutation follows the store's Creating/Ready/Deleting protocol so a
-//! crash at any point can be rolled back by reconciliation.
+//! Data is made before its record is committed and the record is removed
+//! before its data, so a crash at any point leaves at worst unrecorded data,
+//! which start-up reconciliation sweeps.
 
 use std::collections::{BTreeMap, HashMap};
 use std::fs::File;
@@ -17,7 +18,7 @@ use tonic::{Request, Response, Status};
 use super::Ctx;
 use super::error::CsiError;
 use super::format;
-use super::store::{ContentSource, Layout, RecordState, SnapshotRecord, VolumeRecord};
+use super::store::{ContentSource, Layout, SnapshotRecord, VolumeRecord};
 use super::volumes::{Driver, validate_id};
 
 /// Size given to volumes created without a capacity range.
@@ -375,7 +376,6 @@ impl Driver {
                 let snap = self
                     .store
                     .snapshot(sid)?
-                    .filter(|s| s.state == RecordState::Ready)
                     .ok_or_else(|| CsiError::NotFound(format!("snapshot {sid} not found")))?;
                 _src_lock = Some(self.lock(format!("snapshot:{sid}"))?);
                 layout = snap.layout;
@@ -391,7 +391,6 @@ impl Driver {
                 let vol = self
                     .store
                     .volume(vid)?
-                    .filter(|v| v.state == RecordState::Ready)
                     .ok_or_else(|| CsiError::NotFound(format!("source volume {vid} not found")))?;
                 _src_lock = Some(self.lock(format!("volume:{vid}"))?);
                 layout = vol.layout;
@@ -427,9 +426,6 @@ impl Driver {
         }
 
         if let Some(existing) = self.store.volume_by_name(&req.name)? {
-            if existing.state != RecordState::Ready {
-                return Err(CsiError::InProgress(format!("volume {}", existing.id)));
-            }
             let fits = existing.capacity >= required && (limit == 0 || existing.capacity <= limit);
             let same = fits
                 && existing.layout == layout
@@ -447,7 +443,7 @@ impl Driver {
         }
 
         self.reserve(size)?;
-        let mut rec = VolumeRecord {
+        let rec = VolumeRecord {
             id: self.new_id("vol"),
             name: req.name.clone(),
             capacity: size,
@@ -455,23 +451,14 @@ impl Driver {
             fs_type,
             parameters: params,
             source,
-            state: RecordState::Creating,
         };
-        let result = self.store.put_volume(&rec).and_then(|()| {
-            make_data(
-                layout,
-                &self.volume_path(&rec.id, layout),
-                src_path.as_deref(),
-                size,
-            )?;
-            rec.state = RecordState::Ready;
-            self.store.put_volume(&rec)
-        });
+        let path = self.volume_path(&rec.id, layout);
+        let result = make_data(layout, &path, src_path.as_deref(), size)
+            .and_then(|()| self.store.put_volume(&rec));
         if let Err(e) = result {
-            // Roll back whatever part of the create landed; if the store
-            // itself is failing, reconciliation on restart finishes the job.
+            // Nothing references the new data yet; if even this cleanup
+            // fails, start-up reconciliation sweeps it.
             let _ = self.remove_volume_data(&rec.id);
-            let _ = self.store.remove_volume(&rec);
             self.release(size);
             return Err(e);
         }
@@ -481,7 +468,7 @@ impl Driver {
     pub fn delete_volume(&self, id: &str) -> Result<(), CsiError> {
         validate_id("volume id", id)?;
         let _lock = self.lock(format!("volume:{id}"))?;
-        let Some(mut rec) = self.store.volume(id)? else {
+        let Some(rec) = self.store.volume(id)? else {
             return Ok(());
         };
         if self.cfg.node && self.store.stage(id)?.is_some() {
@@ -490,10 +477,13 @@ impl Driver {
                 self.cfg.node_id
             )));
         }
-        rec.state = RecordState::Deleting;
-        self.store.put_volume(&rec)?;
-        self.remove_volume_data(id)?;
         self.store.remove_volume(&rec)?;
+        if let Err(e) = self.remove_volume_data(id) {
+            // Keep the volume visible so the CO retries the delete; a
+            // restart would sweep the unrecorded data anyway.
+            let _ = self.store.put_volume(&rec);
+            return Err(e);
+        }
         self.release(rec.capacity);
         Ok(())
     }
@@ -502,7 +492,6 @@ impl Driver {
         validate_id("volume id", id)?;
         self.store
             .volume(id)?
-            .filter(|v| v.state == RecordState::Ready)
             .ok_or_else(|| CsiError::NotFound(format!("volume {id} not found")))
     }
 
@@ -562,7 +551,6 @@ impl Driver {
         };
         let entries = page
             .iter()
-            .filter(|v| v.state == RecordState::Ready)
             .map(|v| csi::list_volumes_response::Entry {
                 volume: Some(self.volume_message(v)),
                 status: Some(csi::list_volumes_response::VolumeStatus {
@@ -655,9 +643,7 @@ impl Driver {
         validate_id("source volume id", &req.source_volume_id)?;
         let _name_lock = self.lock(format!("snapshot-name:{}", req.name))?;
         if let Some(existing) = self.store.snapshot_by_name(&req.name)? {
-            return if existing.source_volume_id == req.source_volume_id
-                && existing.state == RecordState::Ready
-            {
+            return if existing.source_volume_id == req.source_volume_id {
                 Ok(Self::snapshot_message(&existing))
             } else {
                 Err(CsiError::AlreadyExists(format!(
@@ -669,7 +655,7 @@ impl Driver {
         let _vol_lock = self.lock(format!("volume:{}", req.source_volume_id))?;
         let vol = self.ready_volume(&req.source_volume_id)?;
         self.reserve(vol.capacity)?;
-        let mut rec = SnapshotRecord {
+        let rec = SnapshotRecord {
             id: self.new_id("snap"),
             name: req.name.clone(),
             source_volume_id: vol.id.clone(),
@@ -677,21 +663,16 @@ impl Driver {
             layout: vol.layout,
             fs_type: vol.fs_type.clone(),
             created_unix_nanos: now_nanos(),
-            state: RecordState::Creating,
         };
-        let result = self.store.put_snapshot(&rec).and_then(|()| {
-            make_data(
-                vol.layout,
-                &self.snapshot_path(&rec.id, vol.layout),
-                Some(&self.volume_path(&vol.id, vol.layout)),
-                vol.capacity,
-            )?;
-            rec.state = RecordState::Ready;
-            self.store.put_snapshot(&rec)
-        });
+        let result = make_data(
+            vol.layout,
+            &self.snapshot_path(&rec.id, vol.layout),
+            Some(&self.volume_path(&vol.id, vol.layout)),
+            vol.capacity,
+        )
+        .and_then(|()| self.store.put_snapshot(&rec));
         if let Err(e) = result {
             let _ = self.remove_snapshot_data(&rec.id);
-            let _ = self.store.remove_snapshot(&rec);
             self.release(vol.capacity);
             return Err(e);
         }
@@ -701,13 +682,14 @@ impl Driver {
     pub fn delete_snapshot(&self, id: &str) -> Result<(), CsiError> {
         validate_id("snapshot id", id)?;
         let _lock = self.lock(format!("snapshot:{id}"))?;
-        let Some(mut rec) = self.store.snapshot(id)? else {
+        let Some(rec) = self.store.snapshot(id)? else {
             return Ok(());
         };
-        rec.state = RecordState::Deleting;
-        self.store.put_snapshot(&rec)?;
-        self.remove_snapshot_data(id)?;
         self.store.remove_snapshot(&rec)?;
+        if let Err(e) = self.remove_snapshot_data(id) {
+            let _ = self.store.put_snapshot(&rec);
+            return Err(e);
+        }
         self.release(rec.size);
         Ok(())
     }
@@ -730,7 +712,7 @@ impl Driver {
                 .map(|()| self.store.snapshot(&req.snapshot_id))
                 .transpose()?
                 .flatten()
-                .filter(|s| s.state == RecordState::Ready && source_ok(s));
+                .filter(|s| source_ok(s));
             return Ok(csi::ListSnapshotsResponse {
                 entries: found.iter().map(entry).collect(),
                 next_token: String::new(),
@@ -738,9 +720,7 @@ impl Driver {
         }
         let after = decode_token(&req.starting_token)?;
         let (all, _) = self.store.snapshots_page(after.as_deref(), 0)?;
-        let mut matching = all
-            .iter()
-            .filter(|s| s.state == RecordState::Ready && source_ok(s));
+        let mut matching = all.iter().filter(|s| source_ok(s));
         let mut entries = Vec::new();
         let mut last = None;
         for s in matching.by_ref() {
@@ -753,7 +733,7 @@ impl Driver {
         let more = limit != 0 && entries.len() == limit && {
             let tail_start = last.clone();
             all.iter()
-                .filter(|s| s.state == RecordState::Ready && source_ok(s))
+                .filter(|s| source_ok(s))
                 .any(|s| tail_start.as_ref().is_some_and(|l| s.id > *l))
         };
         Ok(csi::ListSnapshotsResponse {

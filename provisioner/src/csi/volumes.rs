@@ -10,7 +10,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use dashmap::DashMap;
 
 use super::error::CsiError;
-use super::store::{Layout, RecordState, StageState, Store};
+use super::store::{Layout, StageState, Store};
 use super::{loopdev, mount};
 
 /// Longest volume/snapshot name or ID accepted (the CSI spec's 128 bytes).
@@ -203,9 +203,9 @@ impl Driver {
         }
     }
 
-    /// Make disk agree with the store after a restart: roll back half-done
-    /// creates and deletes, drop data nobody has a record for, undo
-    /// interrupted stages and detach loop devices nobody staged.
+    /// Make disk agree with the store after a restart: drop data nobody has
+    /// a record for (a create or delete cut short), undo interrupted stages
+    /// and detach loop devices nobody staged.
     pub fn reconcile(&self) -> Result<(), CsiError> {
         if self.cfg.node {
             self.reconcile_node()?;
@@ -259,28 +259,20 @@ impl Driver {
         let mut used = 0u64;
         let mut known_volumes = std::collections::HashSet::new();
         for v in self.store.volumes_page(None, 0)?.0 {
-            if v.state == RecordState::Ready {
-                used += v.capacity;
-                known_volumes.insert(v.id.clone());
-                if self.volume_on_disk(&v.id).is_none() {
-                    tracing::error!(volume_id = %v.id, "volume record has no data on disk");
-                }
-            } else {
-                tracing::warn!(volume_id = %v.id, state = ?v.state, "rolling back interrupted volume operation");
-                self.remove_volume_data(&v.id)?;
-                self.store.remove_volume(&v)?;
+            used += v.capacity;
+            if self.volume_on_disk(&v.id).is_none() {
+                // Records are written only after their data exists, so this
+                // means someone removed the data behind our back; keep the
+                // record (VOLUME_CONDITION reports it abnormal) rather than
+                // silently forgetting a volume the CO still references.
+                tracing::error!(volume_id = %v.id, "volume record has no data on disk");
             }
+            known_volumes.insert(v.id);
         }
         let mut known_snapshots = std::collections::HashSet::new();
         for s in self.store.snapshots_page(None, 0)?.0 {
-            if s.state == RecordState::Ready {
-                used += s.size;
-                known_snapshots.insert(s.id.clone());
-            } else {
-                tracing::warn!(snapshot_id = %s.id, state = ?s.state, "rolling back interrupted snapshot operation");
-                self.remove_snapshot_data(&s.id)?;
-                self.store.remove_snapshot(&s)?;
-            }
+            used += s.size;
+            known_snapshots.insert(s.id);
         }
         self.sweep_unrecorded("volumes", &known_volumes)?;
         self.sweep_unrecorded("snapshots", &known_snapshots)?;
@@ -304,7 +296,7 @@ impl Driver {
             let name = entry.file_name().to_string_lossy().into_owned();
             let id = name.strip_suffix(".img").unwrap_or(&name);
             if !known.contains(id) {
-                tracing::warn!(path = %entry.path().display(), "removing data without a record");
+                tracing::warn!(path = %entry.path().display(), "rolling back interrupted operation: removing data without a record");
                 if sub == "volumes" {
                     self.remove_volume_data(id)?;
                 }
