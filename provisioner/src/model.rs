@@ -184,15 +184,21 @@ pub struct LabelSelector {
     pub requirements: Vec<LabelRequirement>,
 }
 
-impl LabelSelector {
+impl LabelRequirement {
     pub fn matches(&self, labels: &Labels) -> bool {
-        self.requirements.iter().all(|r| match r {
+        match self {
             LabelRequirement::In(k, vs) => labels.get(k).is_some_and(|v| vs.contains(v)),
             // NotIn matches when the key is absent, as upstream's selector does.
             LabelRequirement::NotIn(k, vs) => labels.get(k).is_none_or(|v| !vs.contains(v)),
             LabelRequirement::Exists(k) => labels.contains_key(k),
             LabelRequirement::DoesNotExist(k) => !labels.contains_key(k),
-        })
+        }
+    }
+}
+
+impl LabelSelector {
+    pub fn matches(&self, labels: &Labels) -> bool {
+        self.requirements.iter().all(|r| r.matches(labels))
     }
 }
 
@@ -233,14 +239,24 @@ pub struct NodeSelector {
 }
 
 impl NodeSelector {
+    /// When the selector is a single `key In (values)` requirement (the shape
+    /// of local and zonal volumes), that key and those values: an index can
+    /// then find the volumes of a node by its label instead of testing each.
+    pub fn as_single_in(&self) -> Option<(&str, &[String])> {
+        match self.terms.as_slice() {
+            [term] => match term.as_slice() {
+                [NodeRequirement::Label(LabelRequirement::In(k, vs))] => Some((k, vs)),
+                _ => None,
+            },
+            _ => None,
+        }
+    }
+
     pub fn matches(&self, node_name: &str, labels: &Labels) -> bool {
         self.terms.iter().any(|term| {
             !term.is_empty()
                 && term.iter().all(|r| match r {
-                    NodeRequirement::Label(l) => LabelSelector {
-                        requirements: vec![l.clone()],
-                    }
-                    .matches(labels),
+                    NodeRequirement::Label(l) => l.matches(labels),
                     NodeRequirement::Gt(k, n) => labels
                         .get(k)
                         .and_then(|v| v.parse::<i64>().ok())

@@ -225,6 +225,25 @@ async fn bench(o: &Opts, dir: &Path, sock: &Path) -> Result<(), String> {
         "{:>9} {:>7} {:<18} {:>10} {:>9} {:>9} {:>6}",
         "existing", "clients", "operation", "ops/s", "p50 ms", "p99 ms", "errors"
     );
+    // Warm up (connection, allocator, page cache, redb file growth) so the
+    // first measured cell is not penalised for being first.
+    for i in 0..64 {
+        let mut c = ctrl.clone();
+        let id = c
+            .create_volume(create_req(format!("warmup-{i}")))
+            .await
+            .map_err(|e| format!("warm-up CreateVolume: {e}"))?
+            .into_inner()
+            .volume
+            .map(|v| v.volume_id)
+            .unwrap_or_default();
+        c.delete_volume(csi::DeleteVolumeRequest {
+            volume_id: id,
+            ..Default::default()
+        })
+        .await
+        .map_err(|e| format!("warm-up DeleteVolume: {e}"))?;
+    }
     let mut existing = 0usize;
     let mut create_p99: Vec<(usize, usize, f64)> = Vec::new();
     let mut round = 0usize;
@@ -352,23 +371,23 @@ async fn bench(o: &Opts, dir: &Path, sock: &Path) -> Result<(), String> {
             }
         }
     }
-    if let (Some(&lo), Some(&hi)) = (o.existing.first(), o.existing.last()) {
-        if hi > lo {
-            println!();
-            for &clients in &o.clients {
-                let at = |n| {
-                    create_p99
-                        .iter()
-                        .find(|(e, c, _)| *e == n && *c == clients)
-                        .map(|t| t.2)
-                };
-                if let (Some(a), Some(b)) = (at(lo), at(hi)) {
-                    let ratio = if a > 0.0 { b / a } else { 0.0 };
-                    println!(
-                        "CreateVolume p99 at {clients:>2} clients: {a:.2} ms with {lo} volumes, {b:.2} ms with {hi} ({ratio:.2}x, target <= 2x: {})",
-                        if ratio <= 2.0 { "met" } else { "NOT met" }
-                    );
-                }
+    if let (Some(&lo), Some(&hi)) = (o.existing.first(), o.existing.last())
+        && hi > lo
+    {
+        println!();
+        for &clients in &o.clients {
+            let at = |n| {
+                create_p99
+                    .iter()
+                    .find(|(e, c, _)| *e == n && *c == clients)
+                    .map(|t| t.2)
+            };
+            if let (Some(a), Some(b)) = (at(lo), at(hi)) {
+                let ratio = if a > 0.0 { b / a } else { 0.0 };
+                println!(
+                    "CreateVolume p99 at {clients:>2} clients: {a:.2} ms with {lo} volumes, {b:.2} ms with {hi} ({ratio:.2}x, target <= 2x: {})",
+                    if ratio <= 2.0 { "met" } else { "NOT met" }
+                );
             }
         }
     }

@@ -9,6 +9,8 @@
 use std::borrow::Cow;
 use std::collections::BTreeMap;
 
+use rustc_hash::FxHashMap;
+
 use super::plan::Rejection;
 use super::snapshot::{Claim, ClaimClass, QuotaResource, ResourceQuota, Snapshot, StorageClass};
 use crate::model::AccessMode;
@@ -41,9 +43,48 @@ pub fn default_class(classes: &[StorageClass]) -> Option<&StorageClass> {
     })
 }
 
+/// What constrains claims in one namespace (indexes into the snapshot).
+#[derive(Default)]
+struct NamespacePolicy {
+    terminating: bool,
+    limit_ranges: Vec<usize>,
+    /// Sorted by quota name: the first exceeded quota is reported.
+    quotas: Vec<usize>,
+}
+
+fn policies(snapshot: &Snapshot) -> FxHashMap<&str, NamespacePolicy> {
+    let mut map: FxHashMap<&str, NamespacePolicy> = FxHashMap::default();
+    for n in snapshot.namespaces.iter().filter(|n| n.terminating) {
+        map.entry(n.name.as_str()).or_default().terminating = true;
+    }
+    for (i, lr) in snapshot.limit_ranges.iter().enumerate() {
+        map.entry(lr.key.namespace.as_str())
+            .or_default()
+            .limit_ranges
+            .push(i);
+    }
+    for (i, q) in snapshot.quotas.iter().enumerate() {
+        map.entry(q.key.namespace.as_str())
+            .or_default()
+            .quotas
+            .push(i);
+    }
+    for p in map.values_mut() {
+        p.quotas.sort_by(|&a, &b| {
+            snapshot.quotas[a]
+                .key
+                .name
+                .cmp(&snapshot.quotas[b].key.name)
+        });
+    }
+    map
+}
+
 /// Claims must be given in creation order.
 pub fn admit<'a>(snapshot: &Snapshot, claims: Vec<Cow<'a, Claim>>) -> Admission<'a> {
     let default = default_class(&snapshot.classes).map(|c| c.name.clone());
+    let policies = policies(snapshot);
+    let none = NamespacePolicy::default();
     let mut usage: Vec<BTreeMap<QuotaResource, Quantity>> =
         vec![BTreeMap::new(); snapshot.quotas.len()];
     let mut out = Admission::default();
@@ -58,8 +99,9 @@ pub fn admit<'a>(snapshot: &Snapshot, claims: Vec<Cow<'a, Claim>>) -> Admission<
             }
             (ClaimClass::Unset, _) => (String::new(), false),
         };
+        let policy = policies.get(claim.key.namespace.as_str()).unwrap_or(&none);
         if !claim.exists() {
-            if let Some(reason) = reject_reason(snapshot, &claim, &class, &usage) {
+            if let Some(reason) = reject_reason(snapshot, policy, &claim, &class, &usage) {
                 out.rejected.push(Rejection {
                     kind: "PersistentVolumeClaim",
                     object: claim.key.clone(),
@@ -68,7 +110,7 @@ pub fn admit<'a>(snapshot: &Snapshot, claims: Vec<Cow<'a, Claim>>) -> Admission<
                 continue;
             }
         }
-        charge(snapshot, &claim, &class, &mut usage);
+        charge(snapshot, policy, &claim, &class, &mut usage);
         out.admitted.push(Admitted {
             claim,
             class,
@@ -80,16 +122,13 @@ pub fn admit<'a>(snapshot: &Snapshot, claims: Vec<Cow<'a, Claim>>) -> Admission<
 
 fn reject_reason(
     snapshot: &Snapshot,
+    policy: &NamespacePolicy,
     claim: &Claim,
     class: &str,
     usage: &[BTreeMap<QuotaResource, Quantity>],
 ) -> Option<String> {
     let ns = &claim.key.namespace;
-    if snapshot
-        .namespaces
-        .iter()
-        .any(|n| &n.name == ns && n.terminating)
-    {
+    if policy.terminating {
         return Some(format!(
             "unable to create new content in namespace {ns} because it is being terminated"
         ));
@@ -101,13 +140,13 @@ fn reject_reason(
         ));
     }
     let request = claim.request?;
-    if let Some(msg) = limit_range_violation(snapshot, claim, request) {
+    if let Some(msg) = limit_range_violation(snapshot, policy, claim, request) {
         return Some(format!(
             "persistentvolumeclaims {:?} is forbidden: {msg}",
             claim.key.name
         ));
     }
-    if let Some(msg) = quota_violation(snapshot, claim, class, request, usage) {
+    if let Some(msg) = quota_violation(snapshot, policy, claim, class, request, usage) {
         return Some(format!(
             "persistentvolumeclaims {:?} is forbidden: {msg}",
             claim.key.name
@@ -136,12 +175,18 @@ fn validate(claim: &Claim) -> Option<String> {
     }
 }
 
-fn limit_range_violation(snapshot: &Snapshot, claim: &Claim, request: Quantity) -> Option<String> {
+fn limit_range_violation(
+    snapshot: &Snapshot,
+    policy: &NamespacePolicy,
+    claim: &Claim,
+    request: Quantity,
+) -> Option<String> {
     let mut errors = Vec::new();
-    for lr in snapshot
+    for lr in policy
         .limit_ranges
         .iter()
-        .filter(|lr| lr.key.namespace == claim.key.namespace && lr.seq < claim.seq)
+        .map(|&i| &snapshot.limit_ranges[i])
+        .filter(|lr| lr.seq < claim.seq)
     {
         for (min, max) in &lr.claim_limits {
             if let Some(min) = min {
@@ -190,20 +235,22 @@ fn applies(quota: &ResourceQuota, claim: &Claim) -> bool {
 
 fn quota_violation(
     snapshot: &Snapshot,
+    policy: &NamespacePolicy,
     claim: &Claim,
     class: &str,
     request: Quantity,
     usage: &[BTreeMap<QuotaResource, Quantity>],
 ) -> Option<String> {
+    if policy.quotas.is_empty() {
+        return None;
+    }
     let delta = delta(class, request);
-    let mut quotas: Vec<(usize, &ResourceQuota)> = snapshot
+    for (idx, quota) in policy
         .quotas
         .iter()
-        .enumerate()
+        .map(|&i| (i, &snapshot.quotas[i]))
         .filter(|(_, q)| applies(q, claim))
-        .collect();
-    quotas.sort_by(|a, b| a.1.key.name.cmp(&b.1.key.name));
-    for (idx, quota) in quotas {
+    {
         let mut requested = Vec::new();
         let mut used = Vec::new();
         let mut limited = Vec::new();
@@ -233,6 +280,7 @@ fn quota_violation(
 
 fn charge(
     snapshot: &Snapshot,
+    policy: &NamespacePolicy,
     claim: &Claim,
     class: &str,
     usage: &mut [BTreeMap<QuotaResource, Quantity>],
@@ -240,12 +288,14 @@ fn charge(
     let Some(request) = claim.request else {
         return;
     };
+    if policy.quotas.is_empty() {
+        return;
+    }
     let delta = delta(class, request);
-    for (idx, quota) in snapshot.quotas.iter().enumerate() {
+    for &idx in &policy.quotas {
+        let quota = &snapshot.quotas[idx];
         // Existing claims count toward every quota of their namespace.
-        let counts = quota.key.namespace == claim.key.namespace
-            && !quota.scoped
-            && (claim.exists() || quota.seq < claim.seq);
+        let counts = !quota.scoped && (claim.exists() || quota.seq < claim.seq);
         if !counts {
             continue;
         }

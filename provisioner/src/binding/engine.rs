@@ -1,7 +1,9 @@
 //! The decision loop: one claim at a time, as the PV controller and the
 //! scheduler's VolumeBinding plugin would decide it.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
+
+use rustc_hash::FxHashMap as HashMap;
 
 use super::admission::Admitted;
 use super::index::{Filter, VolumeIndex};
@@ -19,11 +21,11 @@ pub(super) struct Engine<'s> {
     pub(super) classes: HashMap<&'s str, &'s StorageClass>,
     pub(super) nodes: HashMap<&'s str, &'s Node>,
     pub(super) states: Vec<VolumeState>,
-    pub(super) taken: Vec<Option<ClaimKey>>,
+    /// Per volume: the index in `plan.bindings` of the binding that took it.
+    pub(super) taken: Vec<Option<u32>>,
     pub(super) index: VolumeIndex,
     pub(super) by_name: HashMap<&'s str, usize>,
     pub(super) reserved: HashMap<ClaimKey, Vec<usize>>,
-    pub(super) bound: HashMap<ClaimKey, usize>,
     /// Claim → pods using it, with their node if scheduled.
     pub(super) consumers: HashMap<ClaimKey, Vec<(ObjectKey, Option<String>)>>,
     /// WaitForFirstConsumer claims left for the scheduler path (admitted index).
@@ -39,7 +41,7 @@ impl<'s> Engine<'s> {
             .collect();
         let states = reclaim::volume_states(&snap.volumes, &claims);
         let index = VolumeIndex::build(&snap.volumes, |i| states[i] == VolumeState::Free);
-        let mut reserved: HashMap<ClaimKey, Vec<usize>> = HashMap::new();
+        let mut reserved: HashMap<ClaimKey, Vec<usize>> = HashMap::default();
         for (i, s) in states.iter().enumerate() {
             if let VolumeState::Reserved(k) = s {
                 reserved.entry(k.clone()).or_default().push(i);
@@ -59,17 +61,35 @@ impl<'s> Engine<'s> {
             states,
             index,
             reserved,
-            bound: HashMap::new(),
-            consumers: HashMap::new(),
+            consumers: HashMap::default(),
             deferred: BTreeMap::new(),
             plan: Plan::default(),
         }
     }
 
+    /// The claim that took a volume during planning.
+    pub(super) fn taken_by(&self, volume: usize) -> Option<&ClaimKey> {
+        self.taken[volume].map(|b| &self.plan.bindings[b as usize].claim)
+    }
+
+    /// (namespace, name) of each bound claim → its volume, for the passes
+    /// after decisions.
+    pub(super) fn bound(&self) -> HashMap<(&str, &str), usize> {
+        self.taken
+            .iter()
+            .enumerate()
+            .filter_map(|(v, b)| {
+                b.map(|b| {
+                    let k = &self.plan.bindings[b as usize].claim;
+                    ((k.namespace.as_str(), k.name.as_str()), v)
+                })
+            })
+            .collect()
+    }
+
     pub(super) fn bind(&mut self, claim: &ClaimKey, volume: usize, how: BindHow) {
-        self.taken[volume] = Some(claim.clone());
+        self.taken[volume] = Some(self.plan.bindings.len() as u32);
         self.index.take(volume);
-        self.bound.insert(claim.clone(), volume);
         self.plan.bindings.push(Binding {
             claim: claim.clone(),
             volume: self.snap.volumes[volume].name.clone(),
@@ -261,7 +281,8 @@ impl<'s> Engine<'s> {
         let Some(class) = self.classes.get(view.class).copied() else {
             return Err(PendingReason::ClassNotFound(view.class.to_string()));
         };
-        if class.provisioner == storage_classes::NO_PROVISIONER {
+        // The scheduler treats an empty provisioner like no-provisioner.
+        if class.provisioner.is_empty() || class.provisioner == storage_classes::NO_PROVISIONER {
             return Err(match node {
                 Some(n) if claim.selected_node.is_none() => PendingReason::NoVolumeOnNode {
                     node: n.to_string(),

@@ -7,8 +7,8 @@
 //! claims are created right after their owner, so they take its place in
 //! creation order.
 
+use rustc_hash::FxHashSet as HashSet;
 use std::borrow::Cow;
-use std::collections::HashSet;
 
 use super::snapshot::{Claim, ClaimSource, ClaimTemplate, Origin, Snapshot};
 use crate::model::{ClaimKey, ObjectKey};

@@ -125,7 +125,7 @@ pub fn explain(snapshot: &Snapshot, key: &ClaimKey) -> Option<Vec<String>> {
             let problems = mismatches(
                 v,
                 &outcome.states[i],
-                outcome.taken[i].as_ref(),
+                outcome.taken[i].map(|b| &plan.bindings[b as usize].claim),
                 &view,
                 None,
             );

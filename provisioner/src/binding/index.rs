@@ -10,27 +10,44 @@
 //! to map iteration order; berth makes it deterministic. Sets with the same
 //! number of modes (upstream: unspecified order) are tried in bitset order.
 //!
-//! Volumes taken during planning are skipped with a "next free" array with
-//! path compression, so binding n claims costs O(n log n) overall.
+//! Filters that reject most of a bucket (a label selector, a node for which
+//! only a few volumes have affinity) would make that search linear, and the
+//! whole plan quadratic. So a bucket also has *views*: the same sorted list
+//! restricted to one `key=value` label or to one node, built the first time
+//! a claim needs it and shared by every later claim.
+//!
+//! Taken volumes are skipped with a "next free" array per view, with path
+//! compression. Taking a volume only flags it; each view learns of it the
+//! first time a search steps on it, so every entry is skipped at most once
+//! per view and binding n claims costs O(n log n) overall.
 
-use std::collections::HashMap;
+use rustc_hash::FxHashMap;
 
 use super::snapshot::Volume;
-use crate::model::{AccessModes, LabelSelector, Labels, VolumeMode};
+use crate::model::{AccessModes, LabelRequirement, LabelSelector, Labels, VolumeMode};
 use crate::quantity::Quantity;
 
-/// Free volumes of one class, volume mode and access-mode set.
+/// Volume indexes sorted by (capacity, name), with their free-list.
 #[derive(Debug)]
-struct Bucket {
-    modes: AccessModes,
-    /// Volume indexes sorted by (capacity, name).
+struct View {
     entries: Vec<u32>,
     capacities: Vec<i128>,
-    /// `next[i]` points at or before the first free entry at or after `i`.
+    /// `next[i]` points at or before the first entry at or after `i` not known to be taken.
     next: Vec<u32>,
 }
 
-impl Bucket {
+impl View {
+    fn new(entries: Vec<u32>, volumes: &[Volume]) -> Self {
+        View {
+            capacities: entries
+                .iter()
+                .map(|&e| volumes[e as usize].capacity.map_or(0, |q| q.as_nanos()))
+                .collect(),
+            next: (0..entries.len() as u32).collect(),
+            entries,
+        }
+    }
+
     fn find_free(&mut self, mut i: usize) -> usize {
         let len = self.entries.len();
         let start = i;
@@ -47,16 +64,105 @@ impl Bucket {
         i
     }
 
-    fn take(&mut self, pos: usize) {
-        self.next[pos] = (pos + 1) as u32;
+    /// The first entry with capacity ≥ `request` that is free and accepted.
+    fn smallest(
+        &mut self,
+        volumes: &[Volume],
+        taken: &[bool],
+        request: Quantity,
+        accept: impl Fn(&Volume) -> bool,
+    ) -> Option<usize> {
+        let lower = self.capacities.partition_point(|&c| c < request.as_nanos());
+        let mut i = self.find_free(lower);
+        while i < self.entries.len() {
+            let v = self.entries[i] as usize;
+            if taken[v] {
+                self.next[i] = (i + 1) as u32;
+            } else if accept(&volumes[v]) {
+                return Some(v);
+            }
+            i = self.find_free(i + 1);
+        }
+        None
     }
 }
 
-/// Where a volume sits in the index.
-#[derive(Debug, Clone, Copy)]
-struct Slot {
-    bucket: u32,
-    pos: u32,
+/// Free volumes of one class, volume mode and access-mode set.
+#[derive(Debug)]
+struct Bucket {
+    modes: AccessModes,
+    all: View,
+    /// Built on the first node search of this bucket.
+    affinity: Option<AffinityIndex>,
+    /// label key → label value → the volumes carrying that label.
+    label_views: FxHashMap<String, FxHashMap<String, View>>,
+    /// node name → the volumes whose affinity admits that node.
+    node_views: FxHashMap<String, View>,
+}
+
+/// Positions (in `Bucket::all`) of volumes by the node label their affinity
+/// needs, so a node's view is assembled from a few lists, not a full scan.
+#[derive(Debug, Default)]
+struct AffinityIndex {
+    /// `key=value` → positions of volumes whose affinity is `key In (…value…)`.
+    by_label: FxHashMap<(String, String), Vec<u32>>,
+    keys: Vec<String>,
+    /// Volumes without affinity (every node) or with a more complex one
+    /// (tested one by one).
+    rest: Vec<u32>,
+}
+
+impl AffinityIndex {
+    fn build(all: &View, volumes: &[Volume]) -> Self {
+        let mut index = AffinityIndex::default();
+        for (pos, &e) in all.entries.iter().enumerate() {
+            match volumes[e as usize]
+                .node_affinity
+                .as_ref()
+                .and_then(|a| a.as_single_in())
+            {
+                Some((k, vs)) => {
+                    if !index.keys.iter().any(|x| x == k) {
+                        index.keys.push(k.to_string());
+                    }
+                    for v in vs {
+                        index
+                            .by_label
+                            .entry((k.to_string(), v.clone()))
+                            .or_default()
+                            .push(pos as u32);
+                    }
+                }
+                None => index.rest.push(pos as u32),
+            }
+        }
+        index
+    }
+
+    /// Positions of the volumes whose affinity admits the node, in order.
+    fn positions(&self, all: &View, volumes: &[Volume], node: &str, labels: &Labels) -> Vec<u32> {
+        let mut out: Vec<u32> = self
+            .rest
+            .iter()
+            .copied()
+            .filter(|&p| {
+                volumes[all.entries[p as usize] as usize]
+                    .node_affinity
+                    .as_ref()
+                    .is_none_or(|a| a.matches(node, labels))
+            })
+            .collect();
+        for k in &self.keys {
+            if let Some(v) = labels.get(k) {
+                if let Some(list) = self.by_label.get(&(k.clone(), v.clone())) {
+                    out.extend(list);
+                }
+            }
+        }
+        out.sort_unstable();
+        out.dedup();
+        out
+    }
 }
 
 /// Extra conditions a candidate must meet besides class/mode/size.
@@ -68,28 +174,39 @@ pub struct Filter<'a> {
 
 impl Filter<'_> {
     fn accepts(&self, v: &Volume) -> bool {
-        if let Some(sel) = self.selector {
-            if !sel.matches(&v.labels) {
-                return false;
-            }
-        }
-        if let Some((name, labels)) = self.node {
-            if let Some(aff) = &v.node_affinity {
-                if !aff.matches(name, labels) {
-                    return false;
-                }
-            }
-        }
-        true
+        let labels_ok = self.selector.is_none_or(|sel| sel.matches(&v.labels));
+        let node_ok = self.node.is_none_or(|(name, labels)| {
+            v.node_affinity
+                .as_ref()
+                .is_none_or(|aff| aff.matches(name, labels))
+        });
+        labels_ok && node_ok
+    }
+
+    /// One single-valued `In` requirement of the selector, whose label view
+    /// narrows the search.
+    fn label_in(&self) -> Option<(&str, &str)> {
+        self.selector?.requirements.iter().find_map(|r| match r {
+            LabelRequirement::In(k, vs) if vs.len() == 1 => Some((k.as_str(), vs[0].as_str())),
+            _ => None,
+        })
     }
 }
 
 #[derive(Debug, Default)]
 pub struct VolumeIndex {
     buckets: Vec<Bucket>,
-    /// (class, volume mode) → bucket ids sorted by (mode count, mode bits).
-    groups: HashMap<(String, VolumeMode), Vec<u32>>,
-    slots: Vec<Option<Slot>>,
+    /// class → per volume mode (Filesystem, Block) the bucket ids sorted by
+    /// (mode count, mode bits).
+    groups: FxHashMap<String, [Vec<u32>; 2]>,
+    taken: Vec<bool>,
+}
+
+fn mode_slot(m: VolumeMode) -> usize {
+    match m {
+        VolumeMode::Filesystem => 0,
+        VolumeMode::Block => 1,
+    }
 }
 
 fn set_order(m: AccessModes) -> (u32, u8) {
@@ -100,7 +217,8 @@ impl VolumeIndex {
     /// Indexes the volumes for which `free(i)` holds (Available, unclaimed, not
     /// being deleted, with a capacity).
     pub fn build(volumes: &[Volume], free: impl Fn(usize) -> bool) -> Self {
-        let mut keyed: HashMap<(String, VolumeMode, AccessModes), Vec<u32>> = HashMap::new();
+        let mut keyed: FxHashMap<(String, VolumeMode, AccessModes), Vec<u32>> =
+            FxHashMap::default();
         for (i, v) in volumes.iter().enumerate() {
             if !free(i) || v.capacity.is_none() {
                 continue;
@@ -111,7 +229,7 @@ impl VolumeIndex {
                 .push(i as u32);
         }
         let mut index = VolumeIndex {
-            slots: vec![None; volumes.len()],
+            taken: vec![false; volumes.len()],
             ..Default::default()
         };
         let mut keys: Vec<_> = keyed.into_iter().collect();
@@ -127,31 +245,20 @@ impl VolumeIndex {
                     .then_with(|| va.name.cmp(&vb.name))
             });
             let bucket_id = index.buckets.len() as u32;
-            for (pos, &e) in entries.iter().enumerate() {
-                index.slots[e as usize] = Some(Slot {
-                    bucket: bucket_id,
-                    pos: pos as u32,
-                });
-            }
-            let capacities = entries
-                .iter()
-                .map(|&e| volumes[e as usize].capacity.map_or(0, |q| q.as_nanos()))
-                .collect();
             index.buckets.push(Bucket {
                 modes,
-                next: (0..entries.len() as u32).collect(),
-                entries,
-                capacities,
+                all: View::new(entries, volumes),
+                affinity: None,
+                label_views: FxHashMap::default(),
+                node_views: FxHashMap::default(),
             });
-            index
-                .groups
-                .entry((class, mode))
-                .or_default()
-                .push(bucket_id);
+            index.groups.entry(class).or_default()[mode_slot(mode)].push(bucket_id);
         }
-        for ids in index.groups.values_mut() {
+        for pair in index.groups.values_mut() {
             let buckets = &index.buckets;
-            ids.sort_by_key(|&id| set_order(buckets[id as usize].modes));
+            for ids in pair {
+                ids.sort_by_key(|&id| set_order(buckets[id as usize].modes));
+            }
         }
         index
     }
@@ -173,8 +280,8 @@ impl VolumeIndex {
 
     fn group(&self, class: &str, mode: VolumeMode) -> &[u32] {
         self.groups
-            .get(&(class.to_string(), mode))
-            .map_or(&[], |v| v.as_slice())
+            .get(class)
+            .map_or(&[], |pair| pair[mode_slot(mode)].as_slice())
     }
 
     /// The smallest free volume of exactly the access-mode set `set` with at
@@ -203,19 +310,41 @@ impl VolumeIndex {
         request: Quantity,
         filter: &Filter<'_>,
     ) -> Option<usize> {
+        let taken = &self.taken;
         let bucket = &mut self.buckets[id as usize];
-        let lower = bucket
-            .capacities
-            .partition_point(|&c| c < request.as_nanos());
-        let mut i = bucket.find_free(lower);
-        while i < bucket.entries.len() {
-            let v = bucket.entries[i] as usize;
-            if filter.accepts(&volumes[v]) {
-                return Some(v);
+        let view = if let Some((node, labels)) = filter.node {
+            if !bucket.node_views.contains_key(node) {
+                let all = &bucket.all;
+                let entries = bucket
+                    .affinity
+                    .get_or_insert_with(|| AffinityIndex::build(all, volumes))
+                    .positions(all, volumes, node, labels)
+                    .into_iter()
+                    .map(|p| all.entries[p as usize])
+                    .collect();
+                bucket
+                    .node_views
+                    .insert(node.to_string(), View::new(entries, volumes));
             }
-            i = bucket.find_free(i + 1);
-        }
-        None
+            bucket.node_views.get_mut(node)
+        } else if let Some((k, val)) = filter.label_in() {
+            let by_value = bucket.label_views.entry(k.to_string()).or_default();
+            if !by_value.contains_key(val) {
+                let entries = bucket
+                    .all
+                    .entries
+                    .iter()
+                    .copied()
+                    .filter(|&e| volumes[e as usize].labels.get(k).map(String::as_str) == Some(val))
+                    .collect();
+                by_value.insert(val.to_string(), View::new(entries, volumes));
+            }
+            by_value.get_mut(val)
+        } else {
+            Some(&mut bucket.all)
+        };
+        let view = view?;
+        view.smallest(volumes, taken, request, |v| filter.accepts(v))
     }
 
     /// The scheduler's search: the smallest free volume of the class whose
@@ -238,17 +367,13 @@ impl VolumeIndex {
         let mut best: Option<usize> = None;
         for id in ids {
             if let Some(v) = self.smallest_in_bucket(volumes, id, request, filter) {
-                best = match best {
-                    Some(b) => {
-                        let (vb, vv) = (&volumes[b], &volumes[v]);
-                        if (vv.capacity, &vv.name) < (vb.capacity, &vb.name) {
-                            Some(v)
-                        } else {
-                            Some(b)
-                        }
-                    }
-                    None => Some(v),
-                };
+                let better = best.is_none_or(|b| {
+                    (volumes[v].capacity, &volumes[v].name)
+                        < (volumes[b].capacity, &volumes[b].name)
+                });
+                if better {
+                    best = Some(v);
+                }
             }
         }
         best
@@ -256,8 +381,8 @@ impl VolumeIndex {
 
     /// Marks a volume as bound so later searches skip it.
     pub fn take(&mut self, volume: usize) {
-        if let Some(Some(slot)) = self.slots.get(volume).copied() {
-            self.buckets[slot.bucket as usize].take(slot.pos as usize);
+        if let Some(t) = self.taken.get_mut(volume) {
+            *t = true;
         }
     }
 }

@@ -10,11 +10,12 @@
 //! node's instance type is used for a warning only, since the scheduler
 //! would not enforce it.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet};
+
+use rustc_hash::{FxHashMap, FxHashSet};
 
 use super::plan::Violation;
 use super::snapshot::{PodVolume, Snapshot};
-use crate::model::ClaimKey;
 
 /// What a claim resolves to for counting.
 pub enum ClaimUse<'a> {
@@ -29,10 +30,24 @@ pub enum ClaimUse<'a> {
 /// Distinct volumes per node and driver.
 pub type Usage = BTreeMap<String, BTreeMap<String, u32>>;
 
-/// Counts the distinct volumes each node's pods use, per driver.
-pub fn usage<'a>(snapshot: &'a Snapshot, resolve: impl Fn(&ClaimKey) -> ClaimUse<'a>) -> Usage {
-    // node → driver → distinct volume ids
-    let mut used: BTreeMap<&str, BTreeMap<String, BTreeSet<String>>> = BTreeMap::new();
+/// A volume's identity for counting, borrowed from the snapshot.
+#[derive(PartialEq, Eq, Hash)]
+enum VolumeId<'a> {
+    Handle(&'a str),
+    /// An unbound claim: (namespace, name).
+    Claim(&'a str, &'a str),
+    /// An inline volume: (handle, pod namespace, pod name).
+    Inline(&'a str, &'a str, &'a str),
+}
+
+/// Counts the distinct volumes each node's pods use, per driver. `resolve`
+/// gets a claim's namespace and name.
+pub fn usage<'a>(
+    snapshot: &'a Snapshot,
+    resolve: impl Fn(&'a str, &'a str) -> ClaimUse<'a>,
+) -> Usage {
+    // (node, driver) → distinct volume ids
+    let mut used: FxHashMap<(&str, &str), FxHashSet<VolumeId<'a>>> = FxHashMap::default();
     for pod in &snapshot.pods {
         let Some(node) = pod.node_name.as_deref() else {
             continue;
@@ -42,41 +57,33 @@ pub fn usage<'a>(snapshot: &'a Snapshot, resolve: impl Fn(&ClaimKey) -> ClaimUse
         }
         for vol in &pod.volumes {
             let (driver, id) = match vol {
-                PodVolume::InlineCsi { driver, handle } => {
-                    (driver.as_str(), format!("{driver}/{handle}/{}", pod.key))
-                }
-                PodVolume::Claim(name) => {
-                    let key = ClaimKey::new(pod.key.namespace.clone(), name.clone());
-                    match resolve(&key) {
-                        ClaimUse::Volume { driver, handle } => {
-                            (driver, format!("{driver}/{handle}"))
-                        }
-                        ClaimUse::Unbound { provisioner } => (provisioner, format!("claim:{key}")),
-                        ClaimUse::Uncounted => continue,
+                PodVolume::InlineCsi { driver, handle } => (
+                    driver.as_str(),
+                    VolumeId::Inline(handle, &pod.key.namespace, &pod.key.name),
+                ),
+                PodVolume::Claim(name) => match resolve(&pod.key.namespace, name) {
+                    ClaimUse::Volume { driver, handle } => (driver, VolumeId::Handle(handle)),
+                    ClaimUse::Unbound { provisioner } => {
+                        (provisioner, VolumeId::Claim(&pod.key.namespace, name))
                     }
-                }
+                    ClaimUse::Uncounted => continue,
+                },
             };
-            used.entry(node)
-                .or_default()
-                .entry(driver.to_string())
-                .or_default()
-                .insert(id);
+            used.entry((node, driver)).or_default().insert(id);
         }
     }
-    used.into_iter()
-        .map(|(node, drivers)| {
-            let counts = drivers
-                .into_iter()
-                .map(|(d, ids)| (d, ids.len() as u32))
-                .collect();
-            (node.to_string(), counts)
-        })
-        .collect()
+    let mut out = Usage::new();
+    for ((node, driver), ids) in used {
+        out.entry(node.to_string())
+            .or_default()
+            .insert(driver.to_string(), ids.len() as u32);
+    }
+    out
 }
 
 /// Nodes whose count for a driver exceeds the CSINode's allocatable count.
 pub fn violations(snapshot: &Snapshot, usage: &Usage) -> Vec<Violation> {
-    let limits: HashMap<(&str, &str), u32> = snapshot
+    let limits: FxHashMap<(&str, &str), u32> = snapshot
         .csi_nodes
         .iter()
         .flat_map(|n| {

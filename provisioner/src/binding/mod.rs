@@ -68,17 +68,27 @@ pub(crate) struct Outcome<'s> {
     pub plan: Plan,
     pub admitted: Vec<Admitted<'s>>,
     pub states: Vec<VolumeState>,
-    pub taken: Vec<Option<ClaimKey>>,
+    /// Per volume: the index in `plan.bindings` of the claim bound to it.
+    pub taken: Vec<Option<u32>>,
 }
 
 pub(crate) fn run<'s>(snap: &'s Snapshot, options: &Options) -> Outcome<'s> {
+    // Stage spans let `BERTH_LOG=berth=debug` show where planning time goes.
+    let stage = |name: &'static str| tracing::debug_span!("plan", stage = name).entered();
+    let s = stage("expand");
     let expanded = expand::expand(snap);
+    drop(s);
+    let s = stage("admission");
     let admission = admission::admit(snap, expanded.claims);
+    drop(s);
+    let s = stage("index");
     let mut engine = Engine::new(snap, &admission.admitted);
 
     engine.plan.rejected = admission.rejected;
     engine.plan.reclaim = reclaim::reclaim_actions(&snap.volumes, &engine.states);
 
+    drop(s);
+    let s = stage("consumers");
     // Consumers of each claim: real pods and the StatefulSet pods to come.
     for pod in &snap.pods {
         if pod.terminated {
@@ -106,30 +116,58 @@ pub(crate) fn run<'s>(snap: &'s Snapshot, options: &Options) -> Outcome<'s> {
         }
     }
 
+    drop(s);
+    let s = stage("decide");
     let mut order: Vec<usize> = (0..admission.admitted.len()).collect();
-    order.sort_by(|&a, &b| {
+    // Keys are unique, so an unstable sort is still deterministic.
+    order.sort_unstable_by(|&a, &b| {
         let (ca, cb) = (&admission.admitted[a].claim, &admission.admitted[b].claim);
         (ca.volume_name.is_none(), &ca.key).cmp(&(cb.volume_name.is_none(), &cb.key))
     });
     for i in order {
         engine.decide(i, &admission.admitted[i]);
     }
+    drop(s);
+    let s = stage("schedule");
     engine.schedule_deferred(&admission.admitted);
+    drop(s);
 
     if options.near_misses {
+        let _s = stage("near-misses");
         engine.fill_near_misses(&admission.admitted);
     }
-    let usage = engine.usage(&admission.admitted);
+    let s = stage("limits-and-warnings");
+    let (usage, warnings) = {
+        let bound = engine.bound();
+        let usage = engine.usage(&admission.admitted, &bound);
+        let warnings = engine.warnings(&admission.admitted, &usage, &bound);
+        (usage, warnings)
+    };
     engine.plan.violations = limits::violations(snap, &usage);
-    engine.add_warnings(&admission.admitted, &usage);
+    engine.plan.warnings = warnings;
 
+    drop(s);
     let Engine {
         mut plan,
         states,
         taken,
         ..
     } = engine;
-    plan.bindings.sort_by(|a, b| a.claim.cmp(&b.claim));
+    // Sort bindings by claim and keep `taken` pointing at the same bindings.
+    let mut tagged: Vec<(usize, Binding)> = std::mem::take(&mut plan.bindings)
+        .into_iter()
+        .enumerate()
+        .collect();
+    tagged.sort_by(|a, b| a.1.claim.cmp(&b.1.claim));
+    let mut new_pos = vec![0u32; tagged.len()];
+    for (new, (old, _)) in tagged.iter().enumerate() {
+        new_pos[*old] = new as u32;
+    }
+    plan.bindings = tagged.into_iter().map(|(_, b)| b).collect();
+    let taken = taken
+        .into_iter()
+        .map(|b| b.map(|b| new_pos[b as usize]))
+        .collect();
     plan.provisioning.sort_by(|a, b| a.claim.cmp(&b.claim));
     plan.pending.sort_by(|a, b| a.claim.cmp(&b.claim));
     Outcome {

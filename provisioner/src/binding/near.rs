@@ -5,7 +5,7 @@
 //! Only volumes near the request in capacity are examined, so this stays
 //! O(log n) per claim however large the cluster is.
 
-use std::collections::HashMap;
+use rustc_hash::FxHashMap as HashMap;
 
 use super::admission::Admitted;
 use super::engine::Engine;
@@ -25,7 +25,7 @@ impl Engine<'_> {
         }
         let volumes = &self.snap.volumes;
         // Every volume of each class, sorted by capacity (then name).
-        let mut by_class: HashMap<&str, Vec<usize>> = HashMap::new();
+        let mut by_class: HashMap<&str, Vec<usize>> = HashMap::default();
         for (i, v) in volumes.iter().enumerate() {
             by_class.entry(v.class.as_str()).or_default().push(i);
         }
@@ -76,7 +76,7 @@ impl Engine<'_> {
                     problems: mismatches(
                         &volumes[v],
                         &self.states[v],
-                        self.taken[v].as_ref(),
+                        self.taken_by(v),
                         &view,
                         None,
                     ),

@@ -10,7 +10,7 @@
 //!   deleter exists), Recycle scrubs it (only NFS and HostPath have recyclers),
 //!   an unknown policy fails it.
 
-use std::collections::HashMap;
+use rustc_hash::FxHashMap as HashMap;
 
 use super::matcher::VolumeState;
 use super::plan::{Reclaim, ReclaimVerb};

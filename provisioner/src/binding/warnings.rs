@@ -3,7 +3,7 @@
 //! berth does not apply, node-affinity conflicts; and the per-node volume
 //! counts handed to `limits`.
 
-use std::collections::HashMap;
+use rustc_hash::FxHashMap as HashMap;
 
 use super::admission::Admitted;
 use super::engine::Engine;
@@ -13,14 +13,24 @@ use crate::model::{ClaimKey, Labels};
 
 impl<'s> Engine<'s> {
     /// Volume counts per node and driver, for limits and their warnings.
-    pub(super) fn usage(&self, admitted: &[Admitted<'s>]) -> limits::Usage {
-        let classes: HashMap<&ClaimKey, &str> = admitted
+    pub(super) fn usage(
+        &self,
+        admitted: &[Admitted<'s>],
+        bound: &HashMap<(&str, &str), usize>,
+    ) -> limits::Usage {
+        let classes: HashMap<(&str, &str), &str> = admitted
             .iter()
-            .map(|a| (&a.claim.key, a.class.as_str()))
+            .map(|a| {
+                (
+                    (a.claim.key.namespace.as_str(), a.claim.key.name.as_str()),
+                    a.class.as_str(),
+                )
+            })
             .collect();
-        limits::usage(self.snap, |key| {
-            if let Some(&v) = self.bound.get(key) {
-                let vol = &self.snap.volumes[v];
+        let snap = self.snap;
+        limits::usage(snap, |ns, name| {
+            if let Some(&v) = bound.get(&(ns, name)) {
+                let vol = &snap.volumes[v];
                 return match (&vol.source.csi_driver, &vol.source.csi_handle) {
                     (Some(d), Some(h)) => ClaimUse::Volume {
                         driver: d.as_str(),
@@ -33,7 +43,7 @@ impl<'s> Engine<'s> {
                     _ => ClaimUse::Uncounted,
                 };
             }
-            match classes.get(key).and_then(|c| self.classes.get(c)) {
+            match classes.get(&(ns, name)).and_then(|c| self.classes.get(c)) {
                 Some(class) if class.provisioner != storage_classes::NO_PROVISIONER => {
                     ClaimUse::Unbound {
                         provisioner: class.provisioner.as_str(),
@@ -44,7 +54,12 @@ impl<'s> Engine<'s> {
         })
     }
 
-    pub(super) fn add_warnings(&mut self, admitted: &[Admitted<'s>], usage: &limits::Usage) {
+    pub(super) fn warnings(
+        &self,
+        admitted: &[Admitted<'s>],
+        usage: &limits::Usage,
+        bound: &HashMap<(&str, &str), usize>,
+    ) -> Vec<String> {
         let mut w: Vec<String> = self.snap.warnings.clone();
         w.extend(limits::catalog_warnings(self.snap, usage));
         for class in &self.snap.classes {
@@ -62,8 +77,10 @@ impl<'s> Engine<'s> {
                 q.key
             ));
         }
-        let known: HashMap<&ClaimKey, &Admitted<'s>> =
-            admitted.iter().map(|a| (&a.claim.key, a)).collect();
+        let known: rustc_hash::FxHashSet<(&str, &str)> = admitted
+            .iter()
+            .map(|a| (a.claim.key.namespace.as_str(), a.claim.key.name.as_str()))
+            .collect();
         for a in admitted {
             if let Some(n) = &a.claim.selected_node {
                 if !self.nodes.contains_key(n.as_str()) {
@@ -74,8 +91,12 @@ impl<'s> Engine<'s> {
                 }
             }
         }
-        let rejected: std::collections::HashSet<_> =
-            self.plan.rejected.iter().map(|r| &r.object).collect();
+        let rejected: rustc_hash::FxHashSet<(&str, &str)> = self
+            .plan
+            .rejected
+            .iter()
+            .map(|r| (r.object.namespace.as_str(), r.object.name.as_str()))
+            .collect();
         for pod in &self.snap.pods {
             let node = pod.node_name.as_deref();
             if let Some(n) = node {
@@ -88,15 +109,16 @@ impl<'s> Engine<'s> {
             }
             for v in &pod.volumes {
                 let PodVolume::Claim(name) = v else { continue };
-                let key = ClaimKey::new(pod.key.namespace.clone(), name.clone());
-                if !known.contains_key(&key) && !rejected.contains(&key) {
+                let id = (pod.key.namespace.as_str(), name.as_str());
+                if !known.contains(&id) && !rejected.contains(&id) {
+                    let key = ClaimKey::new(pod.key.namespace.clone(), name.clone());
                     w.push(format!(
                         "Pod {}: uses PersistentVolumeClaim {key}, which does not exist",
                         pod.key
                     ));
                     continue;
                 }
-                let (Some(n), Some(&vi)) = (node, self.bound.get(&key)) else {
+                let (Some(n), Some(&vi)) = (node, bound.get(&id)) else {
                     continue;
                 };
                 let labels = self.nodes.get(n).map_or(&EMPTY, |nd| &nd.labels);
@@ -107,13 +129,13 @@ impl<'s> Engine<'s> {
                     .is_some_and(|a| !a.matches(n, labels))
                 {
                     w.push(format!(
-                        "Pod {}: volume {} of claim {key} has a node affinity conflict with node {n:?}",
-                        pod.key, vol.name
+                        "Pod {}: volume {} of claim {}/{name} has a node affinity conflict with node {n:?}",
+                        pod.key, vol.name, pod.key.namespace
                     ));
                 }
             }
         }
-        self.plan.warnings = w;
+        w
     }
 }
 

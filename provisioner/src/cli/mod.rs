@@ -35,6 +35,8 @@ pub enum Command {
     Explain(explain::ExplainArgs),
     /// Run the CSI driver (`csi.berth.dev`) on a unix socket.
     Csi(crate::csi::CsiArgs),
+    /// Run the provisioning controller against a cluster.
+    Controller(crate::controller::ControllerArgs),
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -55,6 +57,7 @@ fn init_logging() {
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_span_events(tracing_subscriber::fmt::format::FmtSpan::CLOSE)
         .with_writer(std::io::stderr)
         .try_init();
 }
@@ -68,6 +71,13 @@ pub fn main(cli: Cli) -> ExitCode {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {
                 eprintln!("berth csi: {e}");
+                ExitCode::from(1)
+            }
+        },
+        Command::Controller(args) => match crate::controller::run(args) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("berth controller: {e}");
                 ExitCode::from(1)
             }
         },
