@@ -6,6 +6,7 @@
 
 pub mod binding;
 pub mod cli;
+pub mod controller;
 pub mod csi;
 pub mod manifest;
 pub mod model;

@@ -2,6 +2,8 @@
 //! text the way `berth dry-run` does, plan it, and read the result in the
 //! shape of the JSON contract.
 
+pub mod control_plane;
+
 use berth::binding::{self, Plan, Snapshot};
 use berth::manifest;
 

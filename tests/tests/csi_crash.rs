@@ -27,21 +27,30 @@ fn workspace_root() -> PathBuf {
 }
 
 /// The berth binary under test: $BERTH_BIN, else the workspace's release
-/// build, built on demand.
+/// build. If that is missing it is built on demand into a separate target
+/// dir, because the `cargo test` that runs us may still hold the lock on
+/// the shared one.
 fn berth_bin() -> PathBuf {
-    if let Ok(p) = std::env::var("BERTH_BIN") {
-        return PathBuf::from(p);
-    }
-    let bin = workspace_root().join("target/release/berth");
-    if !bin.exists() {
+    static BIN: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    BIN.get_or_init(|| {
+        if let Ok(p) = std::env::var("BERTH_BIN") {
+            return PathBuf::from(p);
+        }
+        let bin = workspace_root().join("target/release/berth");
+        if bin.exists() {
+            return bin;
+        }
+        let target_dir = workspace_root().join("target/csi-crash");
         let status = Command::new(env!("CARGO"))
-            .args(["build", "--release", "-p", "berth"])
+            .args(["build", "--release", "-p", "berth", "--target-dir"])
+            .arg(&target_dir)
             .current_dir(workspace_root())
             .status()
             .expect("running cargo build");
         assert!(status.success(), "cargo build --release -p berth failed");
-    }
-    bin
+        target_dir.join("release/berth")
+    })
+    .clone()
 }
 
 /// Tiny xorshift PRNG: reproducible from the printed seed, no extra crate.
@@ -78,7 +87,7 @@ impl Env {
     }
     fn start(&self) -> Child {
         let _ = std::fs::remove_file(&self.sock);
-        let child = Command::new(berth_bin())
+        let child = Command::new(self.dir.join("berth"))
             .arg("csi")
             .arg("--endpoint")
             .arg(format!("unix://{}", self.sock.display()))
@@ -230,14 +239,14 @@ async fn one_op(
                 // A restored volume keeps its snapshot's layout, whatever we ask.
                 req.volume_capabilities = vec![mount_cap("")];
             }
-            if let Ok(r) = ctrl.create_volume(req).await {
-                if let Some(v) = r.into_inner().volume {
-                    model
-                        .lock()
-                        .unwrap()
-                        .live
-                        .insert(name, (v.volume_id, block));
-                }
+            if let Ok(r) = ctrl.create_volume(req).await
+                && let Some(v) = r.into_inner().volume
+            {
+                model
+                    .lock()
+                    .unwrap()
+                    .live
+                    .insert(name, (v.volume_id, block));
             }
         }
         (4..=5, Some((id, _))) => {
@@ -259,19 +268,17 @@ async fn one_op(
         }
         (6, Some((id, _))) => {
             let snap = format!("t{task}s{}", rng.below(NAMES as u64));
-            if model.lock().unwrap().snapshots.contains_key(&snap) {
-                let sid = model.lock().unwrap().snapshots.remove(&snap);
-                if let Some(sid) = sid {
-                    if ctrl
-                        .delete_snapshot(csi::DeleteSnapshotRequest {
-                            snapshot_id: sid.clone(),
-                            ..Default::default()
-                        })
-                        .await
-                        .is_ok()
-                    {
-                        model.lock().unwrap().deleted_snapshots.insert(sid);
-                    }
+            let existing = model.lock().unwrap().snapshots.remove(&snap);
+            if let Some(sid) = existing {
+                if ctrl
+                    .delete_snapshot(csi::DeleteSnapshotRequest {
+                        snapshot_id: sid.clone(),
+                        ..Default::default()
+                    })
+                    .await
+                    .is_ok()
+                {
+                    model.lock().unwrap().deleted_snapshots.insert(sid);
                 }
             } else if let Ok(r) = ctrl
                 .create_snapshot(csi::CreateSnapshotRequest {
@@ -280,10 +287,9 @@ async fn one_op(
                     ..Default::default()
                 })
                 .await
+                && let Some(s) = r.into_inner().snapshot
             {
-                if let Some(s) = r.into_inner().snapshot {
-                    model.lock().unwrap().snapshots.insert(snap, s.snapshot_id);
-                }
+                model.lock().unwrap().snapshots.insert(snap, s.snapshot_id);
             }
         }
         (7, Some((id, _))) => {
@@ -348,14 +354,14 @@ fn loops_under(dir: &Path) -> Vec<String> {
     let mut out = Vec::new();
     if let Ok(rd) = std::fs::read_dir("/sys/block") {
         for e in rd.flatten() {
-            if let Ok(b) = std::fs::read_to_string(e.path().join("loop/backing_file")) {
-                if Path::new(b.trim().trim_end_matches(" (deleted)")).starts_with(dir) {
-                    out.push(format!(
-                        "{} -> {}",
-                        e.file_name().to_string_lossy(),
-                        b.trim()
-                    ));
-                }
+            if let Ok(b) = std::fs::read_to_string(e.path().join("loop/backing_file"))
+                && Path::new(b.trim().trim_end_matches(" (deleted)")).starts_with(dir)
+            {
+                out.push(format!(
+                    "{} -> {}",
+                    e.file_name().to_string_lossy(),
+                    b.trim()
+                ));
             }
         }
     }
@@ -420,6 +426,9 @@ fn kill_dash_nine_at_random_points_leaves_no_orphans() {
         sock: dir.join("csi.sock"),
         dir: dir.clone(),
     };
+    // Run a private copy: a concurrent `cargo build` elsewhere in the
+    // workspace may replace target/release/berth mid-test.
+    std::fs::copy(berth_bin(), dir.join("berth")).expect("copying the berth binary");
     let staging_root = dir.join("staging");
     std::fs::create_dir_all(&staging_root).expect("creating staging root");
     let seed = std::env::var("CSI_CRASH_SEED")
@@ -499,47 +508,50 @@ fn kill_dash_nine_at_random_points_leaves_no_orphans() {
                     "iteration {iter}: snapshot records and data differ"
                 );
 
-                let mut m = model.lock().unwrap();
-                for (name, (id, _)) in &m.live {
-                    assert!(
-                        listed.contains(id),
-                        "iteration {iter}: acknowledged volume {name} ({id}) lost"
-                    );
-                }
-                for id in &m.deleted {
-                    assert!(
-                        !listed.contains(id),
-                        "iteration {iter}: deleted volume {id} came back"
-                    );
-                }
-                for id in m.snapshots.values() {
-                    assert!(
-                        snaps.contains(id),
-                        "iteration {iter}: acknowledged snapshot {id} lost"
-                    );
-                }
-                for id in &m.deleted_snapshots {
-                    assert!(
-                        !snaps.contains(id),
-                        "iteration {iter}: deleted snapshot {id} came back"
-                    );
-                }
-                // Acknowledged stages survive the crash...
-                let loops = loops_under(&env.data());
-                let mounts = mounts_under(&staging_root);
-                for id in &m.staged {
-                    let staged_somewhere = loops.iter().any(|l| l.contains(id.as_str()))
-                        || mounts.iter().any(|p| p.contains(id.as_str()));
-                    assert!(
-                        staged_somewhere,
-                        "iteration {iter}: acknowledged stage of {id} lost"
-                    );
-                }
-                // ...and unstaging everything through the driver leaves no
-                // loop device or mount behind: anything left was orphaned.
-                let attempted: Vec<String> = m.stage_attempted.drain().collect();
-                m.staged.clear();
-                drop(m);
+                // Check the model, and take the stage targets out of it, with
+                // the lock released before any further RPC.
+                let attempted: Vec<String> = {
+                    let mut m = model.lock().unwrap();
+                    for (name, (id, _)) in &m.live {
+                        assert!(
+                            listed.contains(id),
+                            "iteration {iter}: acknowledged volume {name} ({id}) lost"
+                        );
+                    }
+                    for id in &m.deleted {
+                        assert!(
+                            !listed.contains(id),
+                            "iteration {iter}: deleted volume {id} came back"
+                        );
+                    }
+                    for id in m.snapshots.values() {
+                        assert!(
+                            snaps.contains(id),
+                            "iteration {iter}: acknowledged snapshot {id} lost"
+                        );
+                    }
+                    for id in &m.deleted_snapshots {
+                        assert!(
+                            !snaps.contains(id),
+                            "iteration {iter}: deleted snapshot {id} came back"
+                        );
+                    }
+                    // Acknowledged stages survive the crash...
+                    let loops = loops_under(&env.data());
+                    let mounts = mounts_under(&staging_root);
+                    for id in &m.staged {
+                        let staged_somewhere = loops.iter().any(|l| l.contains(id.as_str()))
+                            || mounts.iter().any(|p| p.contains(id.as_str()));
+                        assert!(
+                            staged_somewhere,
+                            "iteration {iter}: acknowledged stage of {id} lost"
+                        );
+                    }
+                    // ...and unstaging everything through the driver leaves no
+                    // loop device or mount behind: anything left was orphaned.
+                    m.staged.clear();
+                    m.stage_attempted.drain().collect()
+                };
                 for id in attempted {
                     node.node_unstage_volume(csi::NodeUnstageVolumeRequest {
                         staging_target_path: staging_root.join(&id).to_string_lossy().into_owned(),
@@ -579,10 +591,9 @@ fn kill_dash_nine_at_random_points_leaves_no_orphans() {
     // half-done work to roll back.
     let log = std::fs::read_to_string(dir.join("driver.log")).unwrap_or_default();
     let rollbacks = log.matches("rolling back interrupted").count();
-    let orphans = log.matches("removing data without a record").count()
-        + log.matches("detaching orphaned loop device").count();
+    let loops = log.matches("detaching orphaned loop device").count();
     eprintln!(
-        "csi_crash: {ITERATIONS} kill -9 cycles in {:.1}s; reconciliation rolled back {rollbacks} interrupted operations and removed {orphans} orphans",
+        "csi_crash: {ITERATIONS} kill -9 cycles in {:.1}s; reconciliation rolled back {rollbacks} interrupted operations and detached {loops} unrecorded loop devices",
         started.elapsed().as_secs_f64()
     );
     if result.is_ok() && std::env::var_os("CSI_CRASH_KEEP").is_none() {

@@ -18,7 +18,7 @@ use tonic::{Request, Response, Status};
 use super::Ctx;
 use super::error::CsiError;
 use super::format;
-use super::store::{ContentSource, Layout, SnapshotRecord, VolumeRecord};
+use super::store::{ContentSource, Layout, Publication, SnapshotRecord, VolumeRecord};
 use super::volumes::{Driver, validate_id};
 
 /// Size given to volumes created without a capacity range.
@@ -223,7 +223,7 @@ fn decode_token(token: &str) -> Result<Option<String>, CsiError> {
         return Ok(None);
     }
     let bad = || CsiError::BadToken(token.to_string());
-    if token.len() % 2 != 0 || !token.is_ascii() {
+    if !token.len().is_multiple_of(2) || !token.is_ascii() {
         return Err(bad());
     }
     let bytes = (0..token.len())
@@ -319,13 +319,13 @@ impl Driver {
         }
         let caps = summarize_caps(&req.volume_capabilities)?;
         for cap in &req.volume_capabilities {
-            if let Some(m) = &cap.access_mode {
-                if !mode_supported(m.mode) {
-                    return Err(CsiError::InvalidArgument(format!(
-                        "access mode {:?} is not supported (node-local volumes)",
-                        Mode::try_from(m.mode).unwrap_or(Mode::Unknown)
-                    )));
-                }
+            if let Some(m) = &cap.access_mode
+                && !mode_supported(m.mode)
+            {
+                return Err(CsiError::InvalidArgument(format!(
+                    "access mode {:?} is not supported (node-local volumes)",
+                    Mode::try_from(m.mode).unwrap_or(Mode::Unknown)
+                )));
             }
         }
         let param_fs = parse_parameters(&req.parameters)?;
@@ -333,13 +333,14 @@ impl Driver {
             check_fs_type(fs)?;
         }
         let (required, limit) = range_bytes(req.capacity_range.as_ref())?;
-        if let Some(tr) = &req.accessibility_requirements {
-            if !tr.requisite.is_empty() && !tr.requisite.iter().any(|t| self.topology_matches(t)) {
-                return Err(CsiError::ResourceExhausted(format!(
-                    "no requisite topology matches node {}",
-                    self.cfg.node_id
-                )));
-            }
+        if let Some(tr) = &req.accessibility_requirements
+            && !tr.requisite.is_empty()
+            && !tr.requisite.iter().any(|t| self.topology_matches(t))
+        {
+            return Err(CsiError::ResourceExhausted(format!(
+                "no requisite topology matches node {}",
+                self.cfg.node_id
+            )));
         }
 
         let mut fs_type = caps.fs_type.clone().or(param_fs);
@@ -477,6 +478,9 @@ impl Driver {
                 self.cfg.node_id
             )));
         }
+        if self.store.publication(id)?.is_some() {
+            self.store.remove_publication(id)?;
+        }
         self.store.remove_volume(&rec)?;
         if let Err(e) = self.remove_volume_data(id) {
             // Keep the volume visible so the CO retries the delete; a
@@ -493,6 +497,93 @@ impl Driver {
         self.store
             .volume(id)?
             .ok_or_else(|| CsiError::NotFound(format!("volume {id} not found")))
+    }
+
+    pub fn controller_publish(
+        &self,
+        req: csi::ControllerPublishVolumeRequest,
+    ) -> Result<csi::ControllerPublishVolumeResponse, CsiError> {
+        validate_id("volume id", &req.volume_id)?;
+        if req.node_id.is_empty() {
+            return Err(CsiError::InvalidArgument("node_id is required".into()));
+        }
+        let Some(cap) = req.volume_capability.as_ref() else {
+            return Err(CsiError::InvalidArgument(
+                "volume_capability is required".into(),
+            ));
+        };
+        let caps = summarize_caps(std::slice::from_ref(cap))?;
+        let rec = self.ready_volume(&req.volume_id)?;
+        if req.node_id != self.cfg.node_id {
+            return Err(CsiError::NotFound(format!(
+                "node {} does not exist",
+                req.node_id
+            )));
+        }
+        if cap
+            .access_mode
+            .as_ref()
+            .is_some_and(|m| !mode_supported(m.mode))
+        {
+            return Err(CsiError::InvalidArgument(
+                "access mode is not supported".into(),
+            ));
+        }
+        if caps.block && rec.layout == Layout::Dir {
+            return Err(CsiError::InvalidArgument(
+                "block access requested for a filesystem-directory volume".into(),
+            ));
+        }
+        let _lock = self.lock(format!("volume:{}", req.volume_id))?;
+        let want = Publication {
+            volume_id: req.volume_id.clone(),
+            node_id: req.node_id.clone(),
+            readonly: req.readonly,
+            block: caps.block,
+        };
+        let context = || csi::ControllerPublishVolumeResponse {
+            publish_context: [("readonly".to_string(), req.readonly.to_string())].into(),
+        };
+        if let Some(existing) = self.store.publication(&req.volume_id)? {
+            return if existing == want {
+                Ok(context())
+            } else {
+                Err(CsiError::AlreadyExists(format!(
+                    "volume {} is already published with different attributes",
+                    req.volume_id
+                )))
+            };
+        }
+        let max = self.cfg.max_volumes_per_node;
+        if max > 0 && self.store.publication_count()? >= u64::try_from(max).unwrap_or(u64::MAX) {
+            return Err(CsiError::ResourceExhausted(format!(
+                "node {} already has its maximum of {max} volumes attached",
+                self.cfg.node_id
+            )));
+        }
+        self.store.put_publication(&want)?;
+        Ok(context())
+    }
+
+    pub fn controller_unpublish(&self, volume_id: &str, node_id: &str) -> Result<(), CsiError> {
+        validate_id("volume id", volume_id)?;
+        let _lock = self.lock(format!("volume:{volume_id}"))?;
+        match self.store.publication(volume_id)? {
+            // An empty node_id means "from every node".
+            Some(p) if node_id.is_empty() || p.node_id == node_id => {
+                self.store.remove_publication(volume_id)
+            }
+            _ => Ok(()),
+        }
+    }
+
+    fn published_nodes(&self, volume_id: &str) -> Result<Vec<String>, CsiError> {
+        Ok(self
+            .store
+            .publication(volume_id)?
+            .map(|p| p.node_id)
+            .into_iter()
+            .collect())
     }
 
     pub fn validate_capabilities(
@@ -551,14 +642,16 @@ impl Driver {
         };
         let entries = page
             .iter()
-            .map(|v| csi::list_volumes_response::Entry {
-                volume: Some(self.volume_message(v)),
-                status: Some(csi::list_volumes_response::VolumeStatus {
-                    published_node_ids: Vec::new(),
-                    volume_condition: Some(self.volume_condition(&v.id)),
-                }),
+            .map(|v| {
+                Ok(csi::list_volumes_response::Entry {
+                    volume: Some(self.volume_message(v)),
+                    status: Some(csi::list_volumes_response::VolumeStatus {
+                        published_node_ids: self.published_nodes(&v.id)?,
+                        volume_condition: Some(self.volume_condition(&v.id)),
+                    }),
+                })
             })
-            .collect();
+            .collect::<Result<_, CsiError>>()?;
         Ok(csi::ListVolumesResponse {
             entries,
             next_token,
@@ -570,7 +663,7 @@ impl Driver {
         Ok(csi::ControllerGetVolumeResponse {
             volume: Some(self.volume_message(&rec)),
             status: Some(csi::controller_get_volume_response::VolumeStatus {
-                published_node_ids: Vec::new(),
+                published_node_ids: self.published_nodes(id)?,
                 volume_condition: Some(self.volume_condition(id)),
             }),
         })
@@ -757,8 +850,11 @@ impl ControllerService {
 }
 
 /// Capabilities the controller advertises; every one of them is implemented.
-const CONTROLLER_CAPS: [CtrlCap; 10] = [
+const CONTROLLER_CAPS: [CtrlCap; 13] = [
     CtrlCap::CreateDeleteVolume,
+    CtrlCap::PublishUnpublishVolume,
+    CtrlCap::PublishReadonly,
+    CtrlCap::ListVolumesPublishedNodes,
     CtrlCap::ListVolumes,
     CtrlCap::GetCapacity,
     CtrlCap::CreateDeleteSnapshot,
@@ -802,12 +898,11 @@ impl csi::controller_server::Controller for ControllerService {
         &self,
         req: Request<csi::ControllerPublishVolumeRequest>,
     ) -> Result<Response<csi::ControllerPublishVolumeResponse>, Status> {
-        let id = req.into_inner().volume_id;
+        let req = req.into_inner();
+        let id = req.volume_id.clone();
         self.ctx
-            .rpc("ControllerPublishVolume", &id, |_| {
-                Err(CsiError::Unimplemented(
-                    "PUBLISH_UNPUBLISH_VOLUME is not advertised: volumes are node-local".into(),
-                ))
+            .rpc("ControllerPublishVolume", &id, move |d| {
+                d.controller_publish(req)
             })
             .await
     }
@@ -816,12 +911,12 @@ impl csi::controller_server::Controller for ControllerService {
         &self,
         req: Request<csi::ControllerUnpublishVolumeRequest>,
     ) -> Result<Response<csi::ControllerUnpublishVolumeResponse>, Status> {
-        let id = req.into_inner().volume_id;
+        let req = req.into_inner();
+        let id = req.volume_id.clone();
         self.ctx
-            .rpc("ControllerUnpublishVolume", &id, |_| {
-                Err(CsiError::Unimplemented(
-                    "PUBLISH_UNPUBLISH_VOLUME is not advertised: volumes are node-local".into(),
-                ))
+            .rpc("ControllerUnpublishVolume", &id, move |d| {
+                d.controller_unpublish(&req.volume_id, &req.node_id)
+                    .map(|()| csi::ControllerUnpublishVolumeResponse {})
             })
             .await
     }

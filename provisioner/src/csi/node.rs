@@ -48,13 +48,13 @@ fn check_capability(
     let cap =
         cap.ok_or_else(|| CsiError::InvalidArgument("volume_capability is required".into()))?;
     summarize_caps(std::slice::from_ref(cap))?;
-    if let Some(m) = &cap.access_mode {
-        if !mode_supported(m.mode) {
-            return Err(CsiError::InvalidArgument(format!(
-                "access mode {} is not supported",
-                m.mode
-            )));
-        }
+    if let Some(m) = &cap.access_mode
+        && !mode_supported(m.mode)
+    {
+        return Err(CsiError::InvalidArgument(format!(
+            "access mode {} is not supported",
+            m.mode
+        )));
     }
     Ok(cap)
 }
@@ -311,10 +311,8 @@ impl Driver {
         if layout == Layout::Image {
             for dev in loopdev::devices_for(&data) {
                 loopdev::refresh_capacity(&dev)?;
-                if !block {
-                    if let Some(fs) = format::probe(&dev)? {
-                        format::grow(&dev, path, &fs)?;
-                    }
+                if !block && let Some(fs) = format::probe(&dev)? {
+                    format::grow(&dev, path, &fs)?;
                 }
             }
         }

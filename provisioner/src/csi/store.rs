@@ -25,6 +25,7 @@ const VOLUME_NAMES: TableDefinition<&str, &str> = TableDefinition::new("volume_n
 const SNAPSHOTS: TableDefinition<&str, &[u8]> = TableDefinition::new("snapshots");
 const SNAPSHOT_NAMES: TableDefinition<&str, &str> = TableDefinition::new("snapshot_names");
 const STAGES: TableDefinition<&str, &[u8]> = TableDefinition::new("stages");
+const PUBLICATIONS: TableDefinition<&str, &[u8]> = TableDefinition::new("publications");
 
 /// How a volume's bytes are laid out under the data dir.
 #[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq)]
@@ -97,6 +98,15 @@ enum Op {
 }
 
 type Reply = mpsc::SyncSender<Result<(), String>>;
+
+/// A ControllerPublishVolume grant: which node may use the volume, how.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+pub struct Publication {
+    pub volume_id: String,
+    pub node_id: String,
+    pub readonly: bool,
+    pub block: bool,
+}
 
 pub struct Store {
     db: Arc<Database>,
@@ -198,6 +208,7 @@ impl Store {
         txn.open_table(SNAPSHOTS).map_err(store_err)?;
         txn.open_table(SNAPSHOT_NAMES).map_err(store_err)?;
         txn.open_table(STAGES).map_err(store_err)?;
+        txn.open_table(PUBLICATIONS).map_err(store_err)?;
         txn.commit().map_err(store_err)?;
         let db = Arc::new(db);
         let (tx, rx) = mpsc::channel();
@@ -231,7 +242,7 @@ impl Store {
     pub fn healthy(&self) -> bool {
         self.db
             .begin_read()
-            .and_then(|t| Ok(t.open_table(VOLUMES).is_ok()))
+            .map(|t| t.open_table(VOLUMES).is_ok())
             .unwrap_or(false)
     }
 
@@ -393,6 +404,32 @@ impl Store {
     pub fn stage_count(&self) -> Result<u64, CsiError> {
         let txn = self.db.begin_read().map_err(store_err)?;
         let t = txn.open_table(STAGES).map_err(store_err)?;
+        t.len().map_err(store_err)
+    }
+
+    pub fn publication(&self, volume_id: &str) -> Result<Option<Publication>, CsiError> {
+        self.get(PUBLICATIONS, volume_id)
+    }
+    pub fn put_publication(&self, rec: &Publication) -> Result<(), CsiError> {
+        self.write(Op::Put {
+            table: PUBLICATIONS,
+            names: None,
+            id: rec.volume_id.clone(),
+            name: String::new(),
+            bytes: encode(rec)?,
+        })
+    }
+    pub fn remove_publication(&self, volume_id: &str) -> Result<(), CsiError> {
+        self.write(Op::Remove {
+            table: PUBLICATIONS,
+            names: None,
+            id: volume_id.to_string(),
+            name: String::new(),
+        })
+    }
+    pub fn publication_count(&self) -> Result<u64, CsiError> {
+        let txn = self.db.begin_read().map_err(store_err)?;
+        let t = txn.open_table(PUBLICATIONS).map_err(store_err)?;
         t.len().map_err(store_err)
     }
 }

@@ -241,16 +241,31 @@ impl Driver {
             }
         }
         let volumes_dir = self.data_dir.join("volumes");
-        for (dev, backing) in loopdev::attached() {
-            // Devices detached just above can linger in sysfs for a moment;
-            // detaching again is harmless but they are not orphans.
-            if backing.starts_with(&volumes_dir)
-                && !keep.contains(&dev)
-                && !rolled_back.contains(&dev)
-            {
-                tracing::warn!(device = %dev.display(), backing = %backing.display(), "detaching orphaned loop device");
+        // LOOP_CLR_FD only schedules the detach while anything else still
+        // holds the device open (e.g. a helper killed along with the old
+        // driver that has not finished exiting), so keep detaching until
+        // sysfs shows the devices gone before serving.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+        loop {
+            let stray: Vec<_> = loopdev::attached()
+                .into_iter()
+                .filter(|(dev, backing)| backing.starts_with(&volumes_dir) && !keep.contains(dev))
+                .collect();
+            if stray.is_empty() {
+                break;
+            }
+            if std::time::Instant::now() > deadline {
+                tracing::error!(devices = ?stray, "loop devices still attached after repeated detaches");
+                break;
+            }
+            for (dev, backing) in stray {
+                if !rolled_back.contains(&dev) {
+                    tracing::warn!(device = %dev.display(), backing = %backing.display(), "detaching orphaned loop device");
+                    rolled_back.insert(dev.clone());
+                }
                 loopdev::detach(&dev)?;
             }
+            std::thread::sleep(std::time::Duration::from_millis(20));
         }
         Ok(())
     }

@@ -1,0 +1,66 @@
+//! Kubernetes Events the controller writes, and the one place their reasons
+//! are spelled. The reasons are upstream's, so `kubectl describe` reads the
+//! same as with the CSI external-provisioner.
+
+use k8s_openapi::api::core::v1::ObjectReference;
+use kube::runtime::events::{Event, EventType, Recorder};
+
+pub const PROVISIONING: &str = "Provisioning";
+pub const PROVISIONING_SUCCEEDED: &str = "ProvisioningSucceeded";
+pub const PROVISIONING_FAILED: &str = "ProvisioningFailed";
+pub const VOLUME_DELETED: &str = "VolumeDeleted";
+pub const VOLUME_FAILED_DELETE: &str = "VolumeFailedDelete";
+
+#[derive(Clone)]
+pub struct Events {
+    recorder: Recorder,
+}
+
+impl Events {
+    pub fn new(recorder: Recorder) -> Self {
+        Events { recorder }
+    }
+
+    pub async fn normal(&self, on: &ObjectReference, reason: &str, action: &str, note: String) {
+        self.publish(on, EventType::Normal, reason, action, note)
+            .await
+    }
+
+    pub async fn warning(&self, on: &ObjectReference, reason: &str, action: &str, note: String) {
+        self.publish(on, EventType::Warning, reason, action, note)
+            .await
+    }
+
+    async fn publish(
+        &self,
+        on: &ObjectReference,
+        type_: EventType,
+        reason: &str,
+        action: &str,
+        note: String,
+    ) {
+        let ev = Event {
+            type_,
+            reason: reason.to_string(),
+            // The Events API caps a note at 1 kB.
+            note: Some(truncate(note, 1000)),
+            action: action.to_string(),
+            secondary: None,
+        };
+        // An event is best effort: failing to write one must not fail the work.
+        if let Err(e) = self.recorder.publish(&ev, on).await {
+            tracing::warn!(reason, error = %e, "writing event failed");
+        }
+    }
+}
+
+fn truncate(mut s: String, max: usize) -> String {
+    if s.len() > max {
+        let mut cut = max;
+        while !s.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        s.truncate(cut);
+    }
+    s
+}

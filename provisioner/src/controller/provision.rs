@@ -1,0 +1,670 @@
+//! Dynamic provisioning: a claim whose class names our provisioner gets a
+//! CSI volume named `pvc-<claim uid>` (so a restarted controller finds, not
+//! duplicates, its work) and a PV pre-bound to the claim.
+//!
+//! The flow follows the CSI external-provisioner: wait for
+//! `volume.kubernetes.io/selected-node` under WaitForFirstConsumer, pass the
+//! class parameters, topology (selected node, else allowedTopologies) and
+//! mount options, and on ResourceExhausted for a selected node hand the claim
+//! back to the scheduler by removing the annotation.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+use std::time::Instant;
+
+use k8s_openapi::api::core::v1::{Node, PersistentVolume, PersistentVolumeClaim};
+use k8s_openapi::api::storage::v1::{CSINode, StorageClass};
+use kube::api::{Api, ListParams, Patch, PatchParams, PostParams};
+use kube::runtime::controller::Action;
+use kube::{Resource, ResourceExt};
+
+use super::Context;
+use super::events::{PROVISIONING, PROVISIONING_FAILED, PROVISIONING_SUCCEEDED};
+use crate::quantity::Quantity;
+
+pub const ANN_STORAGE_PROVISIONER: &str = "volume.kubernetes.io/storage-provisioner";
+pub const ANN_BETA_STORAGE_PROVISIONER: &str = "volume.beta.kubernetes.io/storage-provisioner";
+pub const ANN_SELECTED_NODE: &str = "volume.kubernetes.io/selected-node";
+pub const ANN_PROVISIONED_BY: &str = "pv.kubernetes.io/provisioned-by";
+pub const PV_FINALIZER: &str = "external-provisioner.volume.kubernetes.io/finalizer";
+/// Class parameters under this prefix are Kubernetes' own, never the driver's.
+const RESERVED_PREFIX: &str = "csi.storage.k8s.io/";
+
+#[derive(Debug, thiserror::Error)]
+pub enum ProvisionError {
+    #[error("Kubernetes API: {0}")]
+    Kube(#[from] kube::Error),
+    #[error("StorageClass {0:?} not found")]
+    ClassNotFound(String),
+    #[error("claim {claim}: {field}: {message}")]
+    InvalidClaim {
+        claim: String,
+        field: &'static str,
+        message: String,
+    },
+    #[error("node {node:?} has not registered driver {driver:?} (no CSINode entry yet)")]
+    NodeNotRegistered { node: String, driver: String },
+    #[error("node {node:?} lacks topology label {key:?}")]
+    NodeTopology { node: String, key: String },
+    #[error("node {node:?} is at its volume limit: {used} of {limit} {driver} volumes")]
+    NodeFull {
+        node: String,
+        driver: String,
+        used: usize,
+        limit: i32,
+    },
+    #[error(
+        "failed to provision volume with StorageClass {class:?}: rpc error: code = {code:?} desc = {message}"
+    )]
+    Csi {
+        class: String,
+        code: tonic::Code,
+        message: String,
+    },
+}
+
+impl ProvisionError {
+    /// Final errors will fail again until someone edits the claim or class;
+    /// they are still retried, but only on the capped backoff.
+    pub fn outcome(&self) -> &'static str {
+        match self {
+            ProvisionError::ClassNotFound(_) | ProvisionError::InvalidClaim { .. } => "final_error",
+            // The driver rejected the request itself: retrying the same
+            // request cannot succeed (InvalidArgument, OutOfRange, ...).
+            ProvisionError::Csi { code, .. } if is_final_code(*code) => "final_error",
+            _ => "transient_error",
+        }
+    }
+}
+
+fn is_final_code(code: tonic::Code) -> bool {
+    use tonic::Code::*;
+    matches!(
+        code,
+        InvalidArgument
+            | OutOfRange
+            | AlreadyExists
+            | FailedPrecondition
+            | Unimplemented
+            | PermissionDenied
+    )
+}
+
+fn key(pvc: &PersistentVolumeClaim) -> String {
+    format!("{}/{}", pvc.namespace().unwrap_or_default(), pvc.name_any())
+}
+
+/// The provisioner a claim asks for, if any (GA annotation first, then beta).
+fn requested_provisioner(pvc: &PersistentVolumeClaim) -> Option<&str> {
+    let a = pvc.metadata.annotations.as_ref()?;
+    a.get(ANN_STORAGE_PROVISIONER)
+        .or_else(|| a.get(ANN_BETA_STORAGE_PROVISIONER))
+        .map(String::as_str)
+}
+
+fn selected_node(pvc: &PersistentVolumeClaim) -> Option<&str> {
+    pvc.metadata
+        .annotations
+        .as_ref()?
+        .get(ANN_SELECTED_NODE)
+        .map(String::as_str)
+}
+
+/// Name of the volume and PV for a claim: stable across restarts.
+pub fn volume_name(pvc: &PersistentVolumeClaim) -> Option<String> {
+    pvc.metadata.uid.as_ref().map(|u| format!("pvc-{u}"))
+}
+
+pub async fn reconcile(
+    pvc: Arc<PersistentVolumeClaim>,
+    ctx: Arc<Context>,
+) -> Result<Action, ProvisionError> {
+    let k = key(&pvc);
+    let wants_us = pvc.metadata.deletion_timestamp.is_none()
+        && pvc
+            .spec
+            .as_ref()
+            .and_then(|s| s.volume_name.as_deref())
+            .unwrap_or("")
+            .is_empty()
+        && requested_provisioner(&pvc) == Some(ctx.provisioner.as_str());
+    if !wants_us {
+        ctx.done(&k);
+        return Ok(Action::await_change());
+    }
+    let Some(pv_name) = volume_name(&pvc) else {
+        return Ok(Action::await_change());
+    };
+    let class_name = pvc
+        .spec
+        .as_ref()
+        .and_then(|s| s.storage_class_name.clone())
+        .unwrap_or_default();
+    let class = Api::<StorageClass>::all(ctx.client.clone())
+        .get_opt(&class_name)
+        .await?
+        .ok_or_else(|| ProvisionError::ClassNotFound(class_name.clone()));
+    let class = match class {
+        Ok(c) => c,
+        Err(e) => return Err(ctx.fail(&pvc, e).await),
+    };
+    if class.provisioner != ctx.provisioner {
+        ctx.done(&k);
+        return Ok(Action::await_change());
+    }
+    let wffc = class.volume_binding_mode.as_deref() == Some("WaitForFirstConsumer");
+    let node = selected_node(&pvc).map(str::to_string);
+    if wffc && node.is_none() {
+        // The scheduler has not picked a node yet; the annotation's arrival
+        // is a change to this claim and wakes us up.
+        return Ok(Action::await_change());
+    }
+    let pvs: Api<PersistentVolume> = Api::all(ctx.client.clone());
+    if pvs.get_opt(&pv_name).await?.is_some() {
+        ctx.done(&k);
+        return Ok(Action::await_change());
+    }
+    ctx.pending.insert(k.clone(), ());
+    ctx.metrics.queue_depth.set(ctx.pending.len() as i64);
+
+    let request = match build_request(&pvc, &class, &pv_name, node.as_deref(), &ctx).await {
+        Ok(r) => r,
+        Err(e @ ProvisionError::NodeFull { .. }) => {
+            ctx.metrics
+                .observe_provision("transient_error", std::time::Duration::ZERO);
+            return Err(reschedule(&pvc, e, &ctx).await);
+        }
+        Err(e) => return Err(ctx.fail(&pvc, e).await),
+    };
+
+    let pvc_ref = pvc.object_ref(&());
+    ctx.events
+        .normal(
+            &pvc_ref,
+            PROVISIONING,
+            "Provision",
+            format!("External provisioner is provisioning volume for claim \"{k}\""),
+        )
+        .await;
+    let started = Instant::now();
+    let volume = match ctx.csi.create_volume(request).await {
+        Ok(v) => v,
+        Err(status) => {
+            let e = ProvisionError::Csi {
+                class: class_name.clone(),
+                code: status.code(),
+                message: status.message().to_string(),
+            };
+            ctx.metrics
+                .observe_provision(e.outcome(), started.elapsed());
+            if status.code() == tonic::Code::ResourceExhausted && node.is_some() {
+                return Err(reschedule(&pvc, e, &ctx).await);
+            }
+            return Err(ctx.fail(&pvc, e).await);
+        }
+    };
+
+    // The claim may have been deleted while the driver worked: then the
+    // volume has no owner and must not outlive this call.
+    let claims: Api<PersistentVolumeClaim> =
+        Api::namespaced(ctx.client.clone(), &pvc.namespace().unwrap_or_default());
+    let current = claims.get_opt(&pvc.name_any()).await?;
+    let still_wanted = current.as_ref().is_some_and(|c| {
+        c.metadata.uid == pvc.metadata.uid && c.metadata.deletion_timestamp.is_none()
+    });
+    if !still_wanted {
+        tracing::info!(claim = %k, volume = %volume.volume_id, "claim deleted during provisioning; deleting the volume");
+        if let Err(status) = ctx.csi.delete_volume(&volume.volume_id).await {
+            ctx.metrics
+                .observe_provision("transient_error", started.elapsed());
+            return Err(ProvisionError::Csi {
+                class: class_name,
+                code: status.code(),
+                message: format!(
+                    "deleting the volume of a deleted claim: {}",
+                    status.message()
+                ),
+            });
+        }
+        ctx.done(&k);
+        return Ok(Action::await_change());
+    }
+
+    let pv = build_pv(
+        &pvc,
+        &class,
+        &pv_name,
+        &volume,
+        &ctx.provisioner,
+        &ctx.driver,
+    )?;
+    match pvs.create(&PostParams::default(), &pv).await {
+        Ok(_) => {}
+        Err(kube::Error::Api(s)) if s.code == 409 => {}
+        Err(e) => {
+            ctx.metrics
+                .observe_provision("transient_error", started.elapsed());
+            return Err(ctx.fail(&pvc, e.into()).await);
+        }
+    }
+    ctx.metrics.observe_provision("success", started.elapsed());
+    tracing::info!(claim = %k, volume = %pv_name, "provisioned");
+    ctx.events
+        .normal(
+            &pvc_ref,
+            PROVISIONING_SUCCEEDED,
+            "Provision",
+            format!("Successfully provisioned volume {pv_name}"),
+        )
+        .await;
+    ctx.done(&k);
+    Ok(Action::await_change())
+}
+
+pub fn error_policy(
+    pvc: Arc<PersistentVolumeClaim>,
+    err: &ProvisionError,
+    ctx: Arc<Context>,
+) -> Action {
+    let delay = ctx.backoff.next(&key(&pvc));
+    tracing::warn!(claim = %key(&pvc), error = %err, retry_in = ?delay, "provisioning failed");
+    Action::requeue(delay)
+}
+
+/// The selected node cannot take the volume: drop `selected-node` so the
+/// scheduler picks again, and say why on the claim.
+async fn reschedule(
+    pvc: &PersistentVolumeClaim,
+    err: ProvisionError,
+    ctx: &Context,
+) -> ProvisionError {
+    let claims: Api<PersistentVolumeClaim> =
+        Api::namespaced(ctx.client.clone(), &pvc.namespace().unwrap_or_default());
+    let patch = serde_json::json!({ "metadata": { "annotations": { ANN_SELECTED_NODE: null } } });
+    if let Err(e) = claims
+        .patch(
+            &pvc.name_any(),
+            &PatchParams::default(),
+            &Patch::Merge(&patch),
+        )
+        .await
+    {
+        tracing::warn!(claim = %key(pvc), error = %e, "removing selected-node failed");
+    }
+    ctx.fail(pvc, err).await
+}
+
+impl Context {
+    /// Records a failed attempt on the claim (Warning event) and returns the error.
+    async fn fail(&self, pvc: &PersistentVolumeClaim, err: ProvisionError) -> ProvisionError {
+        self.events
+            .warning(
+                &pvc.object_ref(&()),
+                PROVISIONING_FAILED,
+                "Provision",
+                err.to_string(),
+            )
+            .await;
+        err
+    }
+
+    fn done(&self, key: &str) {
+        self.backoff.reset(key);
+        self.pending.remove(key);
+        self.metrics.queue_depth.set(self.pending.len() as i64);
+    }
+}
+
+fn invalid(pvc: &PersistentVolumeClaim, field: &'static str, message: String) -> ProvisionError {
+    ProvisionError::InvalidClaim {
+        claim: key(pvc),
+        field,
+        message,
+    }
+}
+
+fn bytes(pvc: &PersistentVolumeClaim, field: &'static str, q: &str) -> Result<i64, ProvisionError> {
+    let parsed = Quantity::parse(q).map_err(|e| invalid(pvc, field, e.to_string()))?;
+    i64::try_from(parsed.value_ceil())
+        .map_err(|_| invalid(pvc, field, format!("{q} is out of range")))
+}
+
+fn access_mode(mode: &str) -> Option<i32> {
+    use csi_proto::volume_capability::access_mode::Mode;
+    let m = match mode {
+        "ReadWriteOnce" => Mode::SingleNodeWriter,
+        "ReadOnlyMany" => Mode::MultiNodeReaderOnly,
+        "ReadWriteMany" => Mode::MultiNodeMultiWriter,
+        "ReadWriteOncePod" => Mode::SingleNodeSingleWriter,
+        _ => return None,
+    };
+    Some(m as i32)
+}
+
+fn fs_type(class: &StorageClass) -> Option<String> {
+    let p = class.parameters.as_ref()?;
+    p.get("csi.storage.k8s.io/fstype")
+        .or_else(|| p.get("fsType"))
+        .cloned()
+}
+
+async fn build_request(
+    pvc: &PersistentVolumeClaim,
+    class: &StorageClass,
+    pv_name: &str,
+    node: Option<&str>,
+    ctx: &Context,
+) -> Result<csi_proto::CreateVolumeRequest, ProvisionError> {
+    use csi_proto::volume_capability::{AccessMode, AccessType, BlockVolume, MountVolume};
+    let spec = pvc.spec.clone().unwrap_or_default();
+    let resources = spec.resources.unwrap_or_default();
+    let request = resources
+        .requests
+        .as_ref()
+        .and_then(|r| r.get("storage"))
+        .ok_or_else(|| invalid(pvc, "spec.resources.requests.storage", "missing".into()))?;
+    let required = bytes(pvc, "spec.resources.requests.storage", &request.0)?;
+    let limit = match resources.limits.as_ref().and_then(|l| l.get("storage")) {
+        Some(q) => bytes(pvc, "spec.resources.limits.storage", &q.0)?,
+        None => 0,
+    };
+    let block = spec.volume_mode.as_deref() == Some("Block");
+    let access_type = if block {
+        AccessType::Block(BlockVolume {})
+    } else {
+        AccessType::Mount(MountVolume {
+            fs_type: fs_type(class).unwrap_or_default(),
+            mount_flags: class.mount_options.clone().unwrap_or_default(),
+            volume_mount_group: String::new(),
+        })
+    };
+    let mut capabilities = Vec::new();
+    for mode in spec.access_modes.unwrap_or_default() {
+        let mode = access_mode(&mode).ok_or_else(|| {
+            invalid(
+                pvc,
+                "spec.accessModes",
+                format!("unknown access mode {mode:?}"),
+            )
+        })?;
+        capabilities.push(csi_proto::VolumeCapability {
+            access_type: Some(access_type.clone()),
+            access_mode: Some(AccessMode { mode }),
+        });
+    }
+    if capabilities.is_empty() {
+        return Err(invalid(pvc, "spec.accessModes", "empty".into()));
+    }
+
+    let mut parameters: HashMap<String, String> = class
+        .parameters
+        .clone()
+        .unwrap_or_default()
+        .into_iter()
+        .filter(|(k, _)| !k.starts_with(RESERVED_PREFIX))
+        .collect();
+    // What the external-provisioner passes with --extra-create-metadata.
+    parameters.insert("csi.storage.k8s.io/pvc/name".into(), pvc.name_any());
+    parameters.insert(
+        "csi.storage.k8s.io/pvc/namespace".into(),
+        pvc.namespace().unwrap_or_default(),
+    );
+    parameters.insert("csi.storage.k8s.io/pv/name".into(), pv_name.to_string());
+
+    let accessibility = match node {
+        Some(node) => Some(node_topology(node, ctx).await?),
+        None => allowed_topologies(class),
+    };
+    Ok(csi_proto::CreateVolumeRequest {
+        name: pv_name.to_string(),
+        capacity_range: Some(csi_proto::CapacityRange {
+            required_bytes: required,
+            limit_bytes: limit,
+        }),
+        volume_capabilities: capabilities,
+        parameters,
+        accessibility_requirements: accessibility,
+        ..Default::default()
+    })
+}
+
+/// The selected node's segment for our driver's topology keys (as the
+/// kubelet registered them in CSINode), after checking the node's volume
+/// limit from the same CSINode entry.
+async fn node_topology(
+    node: &str,
+    ctx: &Context,
+) -> Result<csi_proto::TopologyRequirement, ProvisionError> {
+    let not_registered = || ProvisionError::NodeNotRegistered {
+        node: node.to_string(),
+        driver: ctx.driver.clone(),
+    };
+    let csinode = Api::<CSINode>::all(ctx.client.clone())
+        .get_opt(node)
+        .await?
+        .ok_or_else(not_registered)?;
+    let entry = csinode
+        .spec
+        .drivers
+        .iter()
+        .find(|d| d.name == ctx.driver)
+        .ok_or_else(not_registered)?;
+    let labels = Api::<Node>::all(ctx.client.clone())
+        .get(node)
+        .await?
+        .metadata
+        .labels
+        .unwrap_or_default();
+    let mut segments = HashMap::new();
+    for key in entry.topology_keys.clone().unwrap_or_default() {
+        let value = labels
+            .get(&key)
+            .ok_or_else(|| ProvisionError::NodeTopology {
+                node: node.to_string(),
+                key: key.clone(),
+            })?;
+        segments.insert(key, value.clone());
+    }
+    if let Some(limit) = entry.allocatable.as_ref().and_then(|a| a.count) {
+        let used = volumes_on_node(&labels, ctx).await?;
+        if used >= usize::try_from(limit).unwrap_or(0) {
+            return Err(ProvisionError::NodeFull {
+                node: node.to_string(),
+                driver: ctx.driver.clone(),
+                used,
+                limit,
+            });
+        }
+    }
+    let topology = csi_proto::Topology { segments };
+    Ok(csi_proto::TopologyRequirement {
+        requisite: vec![topology.clone()],
+        preferred: vec![topology],
+    })
+}
+
+/// Our driver's volumes whose node affinity a node with `labels` satisfies.
+async fn volumes_on_node(
+    labels: &BTreeMap<String, String>,
+    ctx: &Context,
+) -> Result<usize, ProvisionError> {
+    let pvs = Api::<PersistentVolume>::all(ctx.client.clone())
+        .list(&ListParams::default())
+        .await?;
+    let count = pvs
+        .items
+        .iter()
+        .filter(|pv| {
+            let spec = pv.spec.as_ref();
+            spec.and_then(|s| s.csi.as_ref())
+                .is_some_and(|c| c.driver == ctx.driver)
+                && spec
+                    .and_then(|s| s.node_affinity.as_ref())
+                    .and_then(|a| a.required.as_ref())
+                    .is_some_and(|sel| {
+                        sel.node_selector_terms.iter().any(|term| {
+                            term.match_expressions.iter().flatten().all(|e| {
+                                e.operator == "In"
+                                    && labels
+                                        .get(&e.key)
+                                        .is_some_and(|v| e.values.iter().flatten().any(|x| x == v))
+                            })
+                        })
+                    })
+        })
+        .count();
+    Ok(count)
+}
+
+/// allowedTopologies as CSI requisite segments: each term's label
+/// requirements multiplied out (a term with `zone in [a,b]` gives two).
+fn allowed_topologies(class: &StorageClass) -> Option<csi_proto::TopologyRequirement> {
+    let terms = class
+        .allowed_topologies
+        .as_ref()
+        .filter(|t| !t.is_empty())?;
+    let mut requisite = Vec::new();
+    for term in terms {
+        let mut combos: Vec<HashMap<String, String>> = vec![HashMap::new()];
+        for expr in term.match_label_expressions.iter().flatten() {
+            let mut next = Vec::new();
+            for combo in &combos {
+                for v in &expr.values {
+                    let mut c = combo.clone();
+                    c.insert(expr.key.clone(), v.clone());
+                    next.push(c);
+                }
+            }
+            combos = next;
+        }
+        requisite.extend(
+            combos
+                .into_iter()
+                .filter(|c| !c.is_empty())
+                .map(|segments| csi_proto::Topology { segments }),
+        );
+    }
+    if requisite.is_empty() {
+        return None;
+    }
+    Some(csi_proto::TopologyRequirement {
+        preferred: requisite.clone(),
+        requisite,
+    })
+}
+
+fn build_pv(
+    pvc: &PersistentVolumeClaim,
+    class: &StorageClass,
+    pv_name: &str,
+    volume: &csi_proto::Volume,
+    provisioner: &str,
+    driver: &str,
+) -> Result<PersistentVolume, ProvisionError> {
+    let spec = pvc.spec.clone().unwrap_or_default();
+    let terms: Vec<serde_json::Value> = volume
+        .accessible_topology
+        .iter()
+        .map(|t| {
+            let mut keys: Vec<_> = t.segments.iter().collect();
+            keys.sort();
+            let exprs: Vec<_> = keys
+                .into_iter()
+                .map(|(k, v)| serde_json::json!({ "key": k, "operator": "In", "values": [v] }))
+                .collect();
+            serde_json::json!({ "matchExpressions": exprs })
+        })
+        .collect();
+    let mut pv_spec = serde_json::json!({
+        "capacity": { "storage": volume.capacity_bytes.to_string() },
+        "accessModes": spec.access_modes.clone().unwrap_or_default(),
+        "volumeMode": spec.volume_mode.clone().unwrap_or_else(|| "Filesystem".into()),
+        "storageClassName": class.metadata.name.clone().unwrap_or_default(),
+        "persistentVolumeReclaimPolicy": class.reclaim_policy.clone().unwrap_or_else(|| "Delete".into()),
+        "claimRef": {
+            "apiVersion": "v1",
+            "kind": "PersistentVolumeClaim",
+            "namespace": pvc.namespace(),
+            "name": pvc.name_any(),
+            "uid": pvc.metadata.uid,
+            "resourceVersion": pvc.metadata.resource_version,
+        },
+        "csi": {
+            "driver": driver,
+            "volumeHandle": volume.volume_id,
+            "volumeAttributes": volume.volume_context,
+        },
+    });
+    if volume.capacity_bytes == 0 {
+        // A driver may report 0 for "unknown": the claim's request is the size.
+        pv_spec["capacity"]["storage"] = serde_json::json!(
+            spec.resources
+                .and_then(|r| r.requests)
+                .and_then(|r| r.get("storage").map(|q| q.0.clone()))
+        );
+    }
+    if let Some(fs) = fs_type(class) {
+        pv_spec["csi"]["fsType"] = serde_json::json!(fs);
+    }
+    if let Some(opts) = class.mount_options.as_ref().filter(|o| !o.is_empty()) {
+        pv_spec["mountOptions"] = serde_json::json!(opts);
+    }
+    if !terms.is_empty() {
+        pv_spec["nodeAffinity"] = serde_json::json!({ "required": { "nodeSelectorTerms": terms } });
+    }
+    let pv = serde_json::json!({
+        "apiVersion": "v1",
+        "kind": "PersistentVolume",
+        "metadata": {
+            "name": pv_name,
+            "annotations": { ANN_PROVISIONED_BY: provisioner },
+            "finalizers": [PV_FINALIZER],
+        },
+        "spec": pv_spec,
+    });
+    serde_json::from_value(pv).map_err(|e| invalid(pvc, "persistentVolume", e.to_string()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn class(yaml: serde_json::Value) -> StorageClass {
+        serde_json::from_value(yaml).unwrap()
+    }
+
+    #[test]
+    fn allowed_topologies_multiply_out_each_term() {
+        let c = class(serde_json::json!({
+            "metadata": {"name": "c"}, "provisioner": "p",
+            "allowedTopologies": [{"matchLabelExpressions": [
+                {"key": "zone", "values": ["a", "b"]},
+                {"key": "rack", "values": ["1"]},
+            ]}],
+        }));
+        let req = allowed_topologies(&c).unwrap();
+        assert_eq!(req.requisite.len(), 2);
+        assert!(req.requisite.iter().all(|t| t.segments["rack"] == "1"));
+    }
+
+    #[test]
+    fn no_allowed_topologies_means_no_requirement() {
+        let c = class(serde_json::json!({"metadata": {"name": "c"}, "provisioner": "p"}));
+        assert!(allowed_topologies(&c).is_none());
+    }
+
+    #[test]
+    fn driver_rejections_are_final_and_outages_transient() {
+        let csi = |code| ProvisionError::Csi {
+            class: "c".into(),
+            code,
+            message: String::new(),
+        };
+        assert_eq!(csi(tonic::Code::InvalidArgument).outcome(), "final_error");
+        assert_eq!(csi(tonic::Code::Unavailable).outcome(), "transient_error");
+        assert_eq!(
+            csi(tonic::Code::ResourceExhausted).outcome(),
+            "transient_error"
+        );
+    }
+}

@@ -1,0 +1,843 @@
+//! A real Kubernetes control plane on loopback for the end-to-end suites:
+//! etcd, kube-apiserver, kube-controller-manager and kube-scheduler built by
+//! `tests/k8s/build.sh` (at the versions in `tests/k8s/versions.env`), started
+//! on free 127.0.0.1 ports with throwaway certificates made here with `rcgen`,
+//! and torn down (killed and reaped) when the [`ControlPlane`] is dropped —
+//! also when the test panics, and via `PR_SET_PDEATHSIG` when the test
+//! process itself dies.
+//!
+//! There are no kubelets: [`ControlPlane::create_node`] writes Node objects
+//! with a Ready condition, and the node-lifecycle controller is off so nothing
+//! marks them NotReady or taints them. [`ControlPlane::register_csi_node`]
+//! writes the CSINode a kubelet would after a CSI plugin registered.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::fs;
+use std::net::{Ipv4Addr, TcpListener};
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use k8s_openapi::api::core::v1::{Node, ServiceAccount};
+use k8s_openapi::api::storage::v1::CSINode;
+use kube::api::{Api, PostParams};
+use kube::config::{KubeConfigOptions, Kubeconfig};
+use kube::{Client, Config};
+use nix::sys::signal::{self, Signal};
+use nix::unistd::Pid;
+use rcgen::{
+    BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair,
+    KeyUsagePurpose,
+};
+use tempfile::TempDir;
+
+/// How long the whole control plane may take to become ready.
+const READY_TIMEOUT: Duration = Duration::from_secs(120);
+
+#[derive(Debug)]
+pub enum ControlPlaneError {
+    /// `tests/k8s/build.sh` failed or printed no directory.
+    Build(String),
+    Io(String, std::io::Error),
+    Certs(rcgen::Error),
+    /// A component exited or did not become ready; carries its log tail.
+    NotReady(String),
+    Kube(String),
+}
+
+impl fmt::Display for ControlPlaneError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Build(m) => write!(f, "building the control plane: {m}"),
+            Self::Io(what, e) => write!(f, "{what}: {e}"),
+            Self::Certs(e) => write!(f, "generating certificates: {e}"),
+            Self::NotReady(m) => write!(f, "control plane not ready: {m}"),
+            Self::Kube(m) => write!(f, "kubernetes API: {m}"),
+        }
+    }
+}
+
+impl std::error::Error for ControlPlaneError {}
+
+impl From<rcgen::Error> for ControlPlaneError {
+    fn from(e: rcgen::Error) -> Self {
+        Self::Certs(e)
+    }
+}
+
+fn io(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> ControlPlaneError {
+    let what = what.into();
+    move |e| ControlPlaneError::Io(what, e)
+}
+
+/// Which controllers run; the defaults are the stock cluster.
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// Run kube-controller-manager's PV binder. Off for berth's `--bind` mode.
+    pub stock_binder: bool,
+    /// Run kube-scheduler (needed for WaitForFirstConsumer).
+    pub scheduler: bool,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options {
+            stock_binder: true,
+            scheduler: true,
+        }
+    }
+}
+
+struct Process {
+    name: &'static str,
+    child: Child,
+    log: PathBuf,
+}
+
+/// A running control plane. Dropping it stops every process it started.
+pub struct ControlPlane {
+    dir: TempDir,
+    processes: Vec<Process>,
+    /// `https://127.0.0.1:PORT`.
+    pub server: String,
+    /// Admin kubeconfig (client certificate in `system:masters`).
+    pub kubeconfig: PathBuf,
+    /// PEM of the cluster CA (serving and client certificates).
+    pub ca_pem: String,
+}
+
+/// Directory holding the binaries for the pinned versions, built on demand.
+pub fn binaries() -> Result<PathBuf, ControlPlaneError> {
+    static BUILT: Mutex<Option<PathBuf>> = Mutex::new(None);
+    let mut built = BUILT.lock().unwrap_or_else(|p| p.into_inner());
+    if let Some(dir) = built.as_ref() {
+        return Ok(dir.clone());
+    }
+    let script = repo_root().join("tests/k8s/build.sh");
+    // build.sh returns at once when the cached binaries exist, and holds a
+    // file lock so test binaries running side by side build only once.
+    let out = Command::new("bash")
+        .arg(&script)
+        .stderr(Stdio::inherit())
+        .output()
+        .map_err(io(format!("running {}", script.display())))?;
+    if !out.status.success() {
+        return Err(ControlPlaneError::Build(format!(
+            "{} exited with {}",
+            script.display(),
+            out.status
+        )));
+    }
+    let dir = PathBuf::from(
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .last()
+            .unwrap_or("")
+            .trim(),
+    );
+    if !dir.join("kube-apiserver").is_file() {
+        return Err(ControlPlaneError::Build(format!(
+            "no kube-apiserver in {dir:?}"
+        )));
+    }
+    *built = Some(dir.clone());
+    Ok(dir)
+}
+
+fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("tests/ has a parent")
+        .to_path_buf()
+}
+
+/// A port that was free a moment ago on 127.0.0.1.
+pub fn free_port() -> u16 {
+    let l = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).expect("bind 127.0.0.1:0");
+    l.local_addr().expect("local addr").port()
+}
+
+struct Pki {
+    ca_pem: String,
+    serving_cert: String,
+    serving_key: String,
+    admin_cert: String,
+    admin_key: String,
+    sa_key: String,
+    sa_pub: String,
+}
+
+fn make_pki() -> Result<Pki, ControlPlaneError> {
+    let ca_key = KeyPair::generate()?;
+    let mut ca_params = CertificateParams::new(Vec::<String>::new())?;
+    ca_params
+        .distinguished_name
+        .push(DnType::CommonName, "berth-test-ca");
+    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    ca_params.key_usages = vec![
+        KeyUsagePurpose::KeyCertSign,
+        KeyUsagePurpose::CrlSign,
+        KeyUsagePurpose::DigitalSignature,
+    ];
+    let ca_cert = ca_params.self_signed(&ca_key)?;
+    let ca = Issuer::new(ca_params, ca_key);
+
+    let serving_key = KeyPair::generate()?;
+    let mut serving = CertificateParams::new(vec![
+        "127.0.0.1".to_string(),
+        "localhost".to_string(),
+        "kubernetes".to_string(),
+        "kubernetes.default.svc".to_string(),
+        "10.0.0.1".to_string(),
+    ])?;
+    serving
+        .distinguished_name
+        .push(DnType::CommonName, "kube-apiserver");
+    serving.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
+    serving.key_usages = vec![
+        KeyUsagePurpose::DigitalSignature,
+        KeyUsagePurpose::KeyEncipherment,
+    ];
+    let serving_cert = serving.signed_by(&serving_key, &ca)?;
+
+    let admin_key = KeyPair::generate()?;
+    let mut admin = CertificateParams::new(Vec::<String>::new())?;
+    admin
+        .distinguished_name
+        .push(DnType::CommonName, "berth-test-admin");
+    admin
+        .distinguished_name
+        .push(DnType::OrganizationName, "system:masters");
+    admin.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
+    admin.key_usages = vec![
+        KeyUsagePurpose::DigitalSignature,
+        KeyUsagePurpose::KeyEncipherment,
+    ];
+    let admin_cert = admin.signed_by(&admin_key, &ca)?;
+
+    let sa = KeyPair::generate()?;
+    Ok(Pki {
+        ca_pem: ca_cert.pem(),
+        serving_cert: serving_cert.pem(),
+        serving_key: serving_key.serialize_pem(),
+        admin_cert: admin_cert.pem(),
+        admin_key: admin_key.serialize_pem(),
+        sa_key: sa.serialize_pem(),
+        sa_pub: sa.public_key_pem(),
+    })
+}
+
+fn b64(data: &str) -> String {
+    const T: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let bytes = data.as_bytes();
+    let mut out = String::with_capacity(bytes.len().div_ceil(3) * 4);
+    for chunk in bytes.chunks(3) {
+        let n = (chunk[0] as u32) << 16
+            | (*chunk.get(1).unwrap_or(&0) as u32) << 8
+            | *chunk.get(2).unwrap_or(&0) as u32;
+        for i in 0..4 {
+            if i <= chunk.len() {
+                out.push(T[(n >> (18 - 6 * i) & 63) as usize] as char);
+            } else {
+                out.push('=');
+            }
+        }
+    }
+    out
+}
+
+/// A kubeconfig for `server` trusting `ca_pem`, authenticating either with a
+/// client certificate or a bearer token.
+pub fn kubeconfig_yaml(server: &str, ca_pem: &str, user: KubeconfigUser<'_>) -> String {
+    let user = match user {
+        KubeconfigUser::Cert { cert_pem, key_pem } => format!(
+            "    client-certificate-data: {}\n    client-key-data: {}\n",
+            b64(cert_pem),
+            b64(key_pem)
+        ),
+        KubeconfigUser::Token(token) => format!("    token: {token}\n"),
+    };
+    format!(
+        "apiVersion: v1\nkind: Config\nclusters:\n- name: test\n  cluster:\n    server: {server}\n    certificate-authority-data: {}\ncontexts:\n- name: test\n  context:\n    cluster: test\n    user: test\ncurrent-context: test\nusers:\n- name: test\n  user:\n{user}",
+        b64(ca_pem)
+    )
+}
+
+pub enum KubeconfigUser<'a> {
+    Cert { cert_pem: &'a str, key_pem: &'a str },
+    Token(&'a str),
+}
+
+/// A kube client from a kubeconfig file.
+pub async fn client_from(kubeconfig: &Path) -> Result<Client, ControlPlaneError> {
+    let kc =
+        Kubeconfig::read_from(kubeconfig).map_err(|e| ControlPlaneError::Kube(e.to_string()))?;
+    let config = Config::from_custom_kubeconfig(kc, &KubeConfigOptions::default())
+        .await
+        .map_err(|e| ControlPlaneError::Kube(e.to_string()))?;
+    Client::try_from(config).map_err(|e| ControlPlaneError::Kube(e.to_string()))
+}
+
+impl ControlPlane {
+    /// Starts a stock control plane (PV binder and scheduler on).
+    pub async fn start() -> Result<ControlPlane, ControlPlaneError> {
+        Self::start_with(Options::default()).await
+    }
+
+    pub async fn start_with(options: Options) -> Result<ControlPlane, ControlPlaneError> {
+        let bin = binaries()?;
+        let dir = tempfile::Builder::new()
+            .prefix("berth-cp.")
+            .tempdir()
+            .map_err(io("creating the control plane's directory"))?;
+        let d = dir.path().to_path_buf();
+        let pki = make_pki()?;
+        let write = |name: &str, data: &str| -> Result<String, ControlPlaneError> {
+            let p = d.join(name);
+            fs::write(&p, data).map_err(io(format!("writing {}", p.display())))?;
+            Ok(p.display().to_string())
+        };
+        let ca = write("ca.crt", &pki.ca_pem)?;
+        let tls_cert = write("apiserver.crt", &pki.serving_cert)?;
+        let tls_key = write("apiserver.key", &pki.serving_key)?;
+        let sa_key = write("sa.key", &pki.sa_key)?;
+        let sa_pub = write("sa.pub", &pki.sa_pub)?;
+
+        let etcd_client = free_port();
+        let etcd_peer = free_port();
+        let api_port = free_port();
+        let server = format!("https://127.0.0.1:{api_port}");
+        let kubeconfig = d.join("admin.kubeconfig");
+        let admin = kubeconfig_yaml(
+            &server,
+            &pki.ca_pem,
+            KubeconfigUser::Cert {
+                cert_pem: &pki.admin_cert,
+                key_pem: &pki.admin_key,
+            },
+        );
+        let kc = write("admin.kubeconfig", &admin)?;
+
+        let mut cp = ControlPlane {
+            dir,
+            processes: Vec::new(),
+            server,
+            kubeconfig,
+            ca_pem: pki.ca_pem.clone(),
+        };
+
+        let etcd_url = format!("http://127.0.0.1:{etcd_client}");
+        let peer_url = format!("http://127.0.0.1:{etcd_peer}");
+        cp.spawn(
+            "etcd",
+            &bin.join("etcd"),
+            &[
+                "--name=default".into(),
+                format!("--data-dir={}", d.join("etcd").display()),
+                format!("--listen-client-urls={etcd_url}"),
+                format!("--advertise-client-urls={etcd_url}"),
+                format!("--listen-peer-urls={peer_url}"),
+                format!("--initial-advertise-peer-urls={peer_url}"),
+                format!("--initial-cluster=default={peer_url}"),
+                "--unsafe-no-fsync=true".into(),
+                "--log-level=warn".into(),
+            ],
+        )?;
+        cp.spawn(
+            "kube-apiserver",
+            &bin.join("kube-apiserver"),
+            &[
+                format!("--etcd-servers={etcd_url}"),
+                "--bind-address=127.0.0.1".into(),
+                "--advertise-address=127.0.0.1".into(),
+                format!("--secure-port={api_port}"),
+                "--endpoint-reconciler-type=none".into(),
+                format!("--cert-dir={}", d.join("certs").display()),
+                format!("--tls-cert-file={tls_cert}"),
+                format!("--tls-private-key-file={tls_key}"),
+                format!("--client-ca-file={ca}"),
+                "--service-account-issuer=https://kubernetes.default.svc.cluster.local".into(),
+                format!("--service-account-key-file={sa_pub}"),
+                format!("--service-account-signing-key-file={sa_key}"),
+                "--service-cluster-ip-range=10.0.0.0/24".into(),
+                "--authorization-mode=Node,RBAC".into(),
+                "--allow-privileged=true".into(),
+                "--v=1".into(),
+            ],
+        )?;
+
+        let client = client_from(&cp.kubeconfig).await?;
+        cp.wait_ready(&client, "/readyz").await?;
+
+        let mut controllers = "*,-node-lifecycle-controller".to_string();
+        if !options.stock_binder {
+            controllers.push_str(",-persistentvolume-binder-controller");
+        }
+        cp.spawn(
+            "kube-controller-manager",
+            &bin.join("kube-controller-manager"),
+            &[
+                format!("--kubeconfig={kc}"),
+                "--leader-elect=false".into(),
+                "--bind-address=127.0.0.1".into(),
+                format!("--secure-port={}", free_port()),
+                format!("--controllers={controllers}"),
+                format!("--service-account-private-key-file={sa_key}"),
+                format!("--root-ca-file={ca}"),
+                "--use-service-account-credentials=false".into(),
+                "--v=1".into(),
+            ],
+        )?;
+        if options.scheduler {
+            cp.spawn(
+                "kube-scheduler",
+                &bin.join("kube-scheduler"),
+                &[
+                    format!("--kubeconfig={kc}"),
+                    "--leader-elect=false".into(),
+                    "--bind-address=127.0.0.1".into(),
+                    format!("--secure-port={}", free_port()),
+                    "--v=1".into(),
+                ],
+            )?;
+        }
+        // The controller manager is working once it made the default
+        // namespace's ServiceAccount (pods cannot be created before that).
+        cp.wait_for_default_service_account(&client).await?;
+        Ok(cp)
+    }
+
+    fn spawn(
+        &mut self,
+        name: &'static str,
+        bin: &Path,
+        args: &[String],
+    ) -> Result<(), ControlPlaneError> {
+        let log = self.dir.path().join(format!("{name}.log"));
+        let out = fs::File::create(&log).map_err(io(format!("creating {}", log.display())))?;
+        let err = out.try_clone().map_err(io("cloning a log handle"))?;
+        let mut cmd = Command::new(bin);
+        cmd.args(args).stdin(Stdio::null()).stdout(out).stderr(err);
+        let child = spawn_tied(&mut cmd).map_err(io(format!("starting {}", bin.display())))?;
+        self.processes.push(Process { name, child, log });
+        Ok(())
+    }
+
+    /// Fails with the log tail of the first component that exited.
+    fn check_alive(&mut self) -> Result<(), ControlPlaneError> {
+        for p in &mut self.processes {
+            if let Ok(Some(status)) = p.child.try_wait() {
+                return Err(ControlPlaneError::NotReady(format!(
+                    "{} exited ({status}):\n{}",
+                    p.name,
+                    log_tail(&p.log, 40)
+                )));
+            }
+        }
+        Ok(())
+    }
+
+    async fn wait_ready(&mut self, client: &Client, path: &str) -> Result<(), ControlPlaneError> {
+        let deadline = Instant::now() + READY_TIMEOUT;
+        loop {
+            self.check_alive()?;
+            let req = http::Request::get(path)
+                .body(Vec::new())
+                .expect("a valid request");
+            match client.request_text(req).await {
+                Ok(body) if body.trim() == "ok" => return Ok(()),
+                _ if Instant::now() > deadline => {
+                    return Err(ControlPlaneError::NotReady(format!(
+                        "{path} not ok after {READY_TIMEOUT:?}:\n{}",
+                        self.logs()
+                    )));
+                }
+                _ => tokio::time::sleep(Duration::from_millis(250)).await,
+            }
+        }
+    }
+
+    async fn wait_for_default_service_account(
+        &mut self,
+        client: &Client,
+    ) -> Result<(), ControlPlaneError> {
+        let sas: Api<ServiceAccount> = Api::namespaced(client.clone(), "default");
+        let deadline = Instant::now() + READY_TIMEOUT;
+        loop {
+            self.check_alive()?;
+            if let Ok(Some(_)) = sas.get_opt("default").await {
+                return Ok(());
+            }
+            if Instant::now() > deadline {
+                return Err(ControlPlaneError::NotReady(format!(
+                    "no default ServiceAccount after {READY_TIMEOUT:?}:\n{}",
+                    self.logs()
+                )));
+            }
+            tokio::time::sleep(Duration::from_millis(250)).await;
+        }
+    }
+
+    /// An admin client.
+    pub async fn client(&self) -> Result<Client, ControlPlaneError> {
+        client_from(&self.kubeconfig).await
+    }
+
+    /// A scratch directory that lives as long as the control plane.
+    pub fn dir(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// Process ids of the components, to check that none survives.
+    pub fn pids(&self) -> Vec<u32> {
+        self.processes.iter().map(|p| p.child.id()).collect()
+    }
+
+    /// The last lines of every component's log, for failure messages.
+    pub fn logs(&self) -> String {
+        self.processes
+            .iter()
+            .map(|p| format!("--- {} ---\n{}", p.name, log_tail(&p.log, 20)))
+            .collect::<Vec<_>>()
+            .join("\n")
+    }
+
+    /// Writes a kubeconfig that authenticates with `token` and returns its path.
+    pub fn token_kubeconfig(&self, name: &str, token: &str) -> Result<PathBuf, ControlPlaneError> {
+        let p = self.dir.path().join(format!("{name}.kubeconfig"));
+        let yaml = kubeconfig_yaml(&self.server, &self.ca_pem, KubeconfigUser::Token(token));
+        fs::write(&p, yaml).map_err(io(format!("writing {}", p.display())))?;
+        Ok(p)
+    }
+
+    /// Creates a Node that looks like a registered, Ready kubelet's, with room
+    /// for pods. Nothing marks it NotReady later (node-lifecycle is off).
+    pub async fn create_node(
+        &self,
+        name: &str,
+        labels: &BTreeMap<String, String>,
+    ) -> Result<Node, ControlPlaneError> {
+        let client = self.client().await?;
+        let nodes: Api<Node> = Api::all(client);
+        let mut all_labels = labels.clone();
+        all_labels.insert("kubernetes.io/hostname".into(), name.into());
+        all_labels.insert("kubernetes.io/os".into(), "linux".into());
+        all_labels.insert("kubernetes.io/arch".into(), "amd64".into());
+        let node: Node = serde_json::from_value(serde_json::json!({
+            "apiVersion": "v1",
+            "kind": "Node",
+            "metadata": { "name": name, "labels": all_labels },
+            "spec": {},
+        }))
+        .expect("a valid Node");
+        nodes
+            .create(&PostParams::default(), &node)
+            .await
+            .map_err(|e| ControlPlaneError::Kube(format!("creating node {name}: {e}")))?;
+        let now = k8s_openapi::jiff::Timestamp::now().to_string();
+        let status = serde_json::json!({
+            "status": {
+                "capacity": { "cpu": "8", "memory": "32Gi", "pods": "110", "ephemeral-storage": "100Gi" },
+                "allocatable": { "cpu": "8", "memory": "32Gi", "pods": "110", "ephemeral-storage": "100Gi" },
+                "conditions": [{
+                    "type": "Ready", "status": "True", "reason": "KubeletReady",
+                    "message": "kubelet is posting ready status",
+                    "lastHeartbeatTime": now, "lastTransitionTime": now,
+                }],
+                "addresses": [{ "type": "InternalIP", "address": "127.0.0.1" }, { "type": "Hostname", "address": name }],
+                "nodeInfo": {
+                    "architecture": "amd64", "bootID": "", "containerRuntimeVersion": "fake://0",
+                    "kernelVersion": "", "kubeProxyVersion": "", "kubeletVersion": "v1.36.3",
+                    "machineID": "", "operatingSystem": "linux", "osImage": "fake", "systemUUID": "",
+                },
+            }
+        });
+        nodes
+            .patch_status(
+                name,
+                &kube::api::PatchParams::default(),
+                &kube::api::Patch::Merge(&status),
+            )
+            .await
+            .map_err(|e| ControlPlaneError::Kube(format!("setting node {name} Ready: {e}")))?;
+        // The TaintNodesByCondition admission plugin gives every new Node the
+        // node.kubernetes.io/not-ready:NoSchedule taint; the node-lifecycle
+        // controller (off here) would lift it once the node is Ready.
+        let untaint = serde_json::json!({ "spec": { "taints": null } });
+        nodes
+            .patch(
+                name,
+                &kube::api::PatchParams::default(),
+                &kube::api::Patch::Merge(&untaint),
+            )
+            .await
+            .map_err(|e| ControlPlaneError::Kube(format!("untainting node {name}: {e}")))
+    }
+
+    /// Writes (or replaces) the CSINode a kubelet writes after `driver`'s node
+    /// plugin registered: its node id, topology keys and volume limit.
+    pub async fn register_csi_node(
+        &self,
+        node: &str,
+        driver: &str,
+        node_id: &str,
+        topology_keys: &[&str],
+        allocatable_count: Option<i32>,
+    ) -> Result<CSINode, ControlPlaneError> {
+        let client = self.client().await?;
+        let owner = Api::<Node>::all(client.clone())
+            .get(node)
+            .await
+            .map_err(|e| ControlPlaneError::Kube(format!("reading node {node}: {e}")))?;
+        let uid = owner.metadata.uid.unwrap_or_default();
+        let mut drv =
+            serde_json::json!({ "name": driver, "nodeID": node_id, "topologyKeys": topology_keys });
+        if let Some(count) = allocatable_count {
+            drv["allocatable"] = serde_json::json!({ "count": count });
+        }
+        let csinode: CSINode = serde_json::from_value(serde_json::json!({
+            "apiVersion": "storage.k8s.io/v1",
+            "kind": "CSINode",
+            "metadata": {
+                "name": node,
+                "ownerReferences": [{ "apiVersion": "v1", "kind": "Node", "name": node, "uid": uid }],
+            },
+            "spec": { "drivers": [drv] },
+        }))
+        .expect("a valid CSINode");
+        let api: Api<CSINode> = Api::all(client);
+        let pp = kube::api::PatchParams::apply("berth-test-kubelet").force();
+        api.patch(node, &pp, &kube::api::Patch::Apply(&csinode))
+            .await
+            .map_err(|e| ControlPlaneError::Kube(format!("writing CSINode {node}: {e}")))
+    }
+
+    /// Stops every component (scheduler first, etcd last) and reaps it.
+    pub fn stop(&mut self) {
+        while let Some(mut p) = self.processes.pop() {
+            stop_child(&mut p.child, Duration::from_secs(5));
+        }
+    }
+}
+
+impl Drop for ControlPlane {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// Spawns `cmd` so that it is SIGKILLed if the spawning thread's process
+/// dies: a crashed test run leaves no component behind.
+pub fn spawn_tied(cmd: &mut Command) -> std::io::Result<Child> {
+    // SAFETY: prctl is async-signal-safe; the closure allocates nothing.
+    unsafe {
+        cmd.pre_exec(|| {
+            nix::sys::prctl::set_pdeathsig(Signal::SIGKILL).map_err(std::io::Error::from)
+        });
+    }
+    cmd.spawn()
+}
+
+/// A helper process of a test (a CSI driver, a controller) whose output
+/// goes to a log file; stopped and reaped on drop.
+pub struct Daemon {
+    pub name: String,
+    child: Child,
+    pub log: PathBuf,
+}
+
+impl Daemon {
+    pub fn start(name: &str, bin: &Path, args: &[String], log: PathBuf) -> std::io::Result<Daemon> {
+        let out = fs::File::create(&log)?;
+        let err = out.try_clone()?;
+        let mut cmd = Command::new(bin);
+        cmd.args(args).stdin(Stdio::null()).stdout(out).stderr(err);
+        let child = spawn_tied(&mut cmd)?;
+        Ok(Daemon {
+            name: name.to_string(),
+            child,
+            log,
+        })
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// True while the process runs.
+    pub fn running(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(None))
+    }
+
+    /// The last lines of its log.
+    pub fn log_tail(&self, lines: usize) -> String {
+        format!("--- {} ---\n{}", self.name, log_tail(&self.log, lines))
+    }
+
+    /// SIGKILL, no grace: a crash.
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// SIGTERM, then SIGKILL after a grace period.
+    pub fn stop(&mut self) {
+        stop_child(&mut self.child, Duration::from_secs(10));
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// SIGTERM, then SIGKILL after `grace`; always reaps.
+pub fn stop_child(child: &mut Child, grace: Duration) {
+    if let Ok(Some(_)) = child.try_wait() {
+        return;
+    }
+    let _ = signal::kill(Pid::from_raw(child.id() as i32), Signal::SIGTERM);
+    let deadline = Instant::now() + grace;
+    while Instant::now() < deadline {
+        if let Ok(Some(_)) = child.try_wait() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+}
+
+/// True while a process with this id exists (zombies included).
+pub fn process_exists(pid: u32) -> bool {
+    Path::new(&format!("/proc/{pid}")).exists()
+}
+
+fn log_tail(path: &Path, lines: usize) -> String {
+    let text = fs::read_to_string(path).unwrap_or_default();
+    let all: Vec<&str> = text.lines().collect();
+    all[all.len().saturating_sub(lines)..].join("\n")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::b64;
+
+    #[test]
+    fn base64_pads_like_the_standard_alphabet() {
+        assert_eq!(b64(""), "");
+        assert_eq!(b64("f"), "Zg==");
+        assert_eq!(b64("fo"), "Zm8=");
+        assert_eq!(b64("foo"), "Zm9v");
+        assert_eq!(b64("foobar"), "Zm9vYmFy");
+    }
+}
+
+/// The berth binary under test: `$BERTH_BIN`, else the workspace's release
+/// build (built on demand).
+pub fn berth_bin() -> PathBuf {
+    if let Ok(p) = std::env::var("BERTH_BIN") {
+        return PathBuf::from(p);
+    }
+    static BUILT: Mutex<bool> = Mutex::new(false);
+    let mut built = BUILT.lock().unwrap_or_else(|p| p.into_inner());
+    let bin = repo_root().join("target/release/berth");
+    if !*built && !bin.exists() {
+        let status = Command::new(env!("CARGO"))
+            .args(["build", "--release", "-p", "berth"])
+            .current_dir(repo_root())
+            .status()
+            .expect("running cargo build");
+        assert!(status.success(), "cargo build --release -p berth failed");
+    }
+    *built = true;
+    bin
+}
+
+/// berth's own processes on a [`ControlPlane`]: `berth csi` (all services,
+/// one node) and `berth controller`, sharing a socket as in the Deployment.
+pub struct Berth {
+    pub driver: Option<Daemon>,
+    pub controllers: Vec<Daemon>,
+    pub socket: PathBuf,
+    pub node_id: String,
+    dir: PathBuf,
+    kubeconfig: PathBuf,
+    driver_runs: usize,
+}
+
+impl Berth {
+    /// Starts the driver for `node_id` and one controller with `extra` flags.
+    pub fn start(cp: &ControlPlane, node_id: &str, extra: &[&str]) -> std::io::Result<Berth> {
+        let dir = cp.dir().join("berth");
+        fs::create_dir_all(dir.join("state"))?;
+        fs::create_dir_all(dir.join("data"))?;
+        let mut b = Berth {
+            driver: None,
+            controllers: Vec::new(),
+            socket: dir.join("csi.sock"),
+            node_id: node_id.to_string(),
+            dir,
+            kubeconfig: cp.kubeconfig.clone(),
+            driver_runs: 0,
+        };
+        b.restart_driver()?;
+        b.add_controller(extra)?;
+        Ok(b)
+    }
+
+    /// (Re)starts the CSI driver on the same socket and state.
+    pub fn restart_driver(&mut self) -> std::io::Result<()> {
+        if let Some(d) = self.driver.as_mut() {
+            d.stop();
+        }
+        self.driver_runs += 1;
+        let args = vec![
+            format!("--endpoint=unix://{}", self.socket.display()),
+            format!("--node-id={}", self.node_id),
+            format!("--state-dir={}", self.dir.join("state").display()),
+            format!("--data-dir={}", self.dir.join("data").display()),
+        ];
+        let log = self.dir.join(format!("csi-{}.log", self.driver_runs));
+        let args = [vec!["csi".to_string()], args].concat();
+        self.driver = Some(Daemon::start("berth-csi", &berth_bin(), &args, log)?);
+        Ok(())
+    }
+
+    /// Starts another controller replica (e.g. after killing one, or a standby).
+    pub fn add_controller(&mut self, extra: &[&str]) -> std::io::Result<&mut Daemon> {
+        self.add_controller_with(&self.kubeconfig.clone(), extra)
+    }
+
+    /// A controller replica authenticating with another kubeconfig.
+    pub fn add_controller_with(
+        &mut self,
+        kubeconfig: &Path,
+        extra: &[&str],
+    ) -> std::io::Result<&mut Daemon> {
+        let n = self.controllers.len() + 1;
+        let mut args = vec![
+            "controller".to_string(),
+            format!("--kubeconfig={}", kubeconfig.display()),
+            format!("--csi-endpoint=unix://{}", self.socket.display()),
+            "--retry-interval-start-ms=200".to_string(),
+            "--retry-interval-max-secs=5".to_string(),
+        ];
+        args.extend(extra.iter().map(|s| s.to_string()));
+        let log = self.dir.join(format!("controller-{n}.log"));
+        let d = Daemon::start(&format!("berth-controller-{n}"), &berth_bin(), &args, log)?;
+        self.controllers.push(d);
+        Ok(self.controllers.last_mut().expect("just pushed"))
+    }
+
+    /// Logs of the driver and every controller, for failure messages.
+    pub fn logs(&self) -> String {
+        let mut out: Vec<String> = self.driver.iter().map(|d| d.log_tail(30)).collect();
+        out.extend(self.controllers.iter().map(|c| c.log_tail(30)));
+        out.join("\n")
+    }
+}
