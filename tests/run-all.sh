@@ -1,9 +1,13 @@
 #!/usr/bin/env bash
 # berth's whole test suite, as CI runs it (needs root for the CSI suites):
 #   1. formatting;
-#   2. every Rust test of the workspace (unit, table-driven, property tests,
-#      CLI contract, CSI crash test) in release mode;
-#   3. the upstream csi-sanity conformance suite against `berth csi`.
+#   2. the real control plane's binaries (etcd, kube-apiserver,
+#      kube-controller-manager, kube-scheduler), built from the Go module
+#      proxy and cached under .cache/ (a warm run takes well under a second);
+#   3. every Rust test of the workspace (unit, table-driven, property tests,
+#      CLI contract, CSI crash test, end-to-end against the control plane) in
+#      release mode, all using the one `berth` binary built first;
+#   4. the upstream csi-sanity conformance suite against `berth csi`.
 # Prints a closing "berth: N passed, N failed" line and exits non-zero on any failure.
 set -uo pipefail
 
@@ -20,6 +24,22 @@ step "cargo fmt --check"
 if ! cargo fmt --all -- --check; then
     echo "formatting differs: run cargo fmt --all" >&2
     STATUS=1
+fi
+
+step "control plane binaries (tests/k8s/build.sh)"
+if ! bash tests/k8s/build.sh; then
+    echo "building the control plane failed" >&2
+    STATUS=1
+    FAILED=$((FAILED + 1))
+fi
+
+step "cargo build --release -p berth"
+if cargo build --release -p berth; then
+    # Every suite runs this binary; none rebuilds it.
+    export BERTH_BIN="$REPO/target/release/berth"
+else
+    STATUS=1
+    FAILED=$((FAILED + 1))
 fi
 
 step "cargo test --workspace --release"

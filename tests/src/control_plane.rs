@@ -737,26 +737,7 @@ mod tests {
     }
 }
 
-/// The berth binary under test: `$BERTH_BIN`, else the workspace's release
-/// build (built on demand).
-pub fn berth_bin() -> PathBuf {
-    if let Ok(p) = std::env::var("BERTH_BIN") {
-        return PathBuf::from(p);
-    }
-    static BUILT: Mutex<bool> = Mutex::new(false);
-    let mut built = BUILT.lock().unwrap_or_else(|p| p.into_inner());
-    let bin = repo_root().join("target/release/berth");
-    if !*built && !bin.exists() {
-        let status = Command::new(env!("CARGO"))
-            .args(["build", "--release", "-p", "berth"])
-            .current_dir(repo_root())
-            .status()
-            .expect("running cargo build");
-        assert!(status.success(), "cargo build --release -p berth failed");
-    }
-    *built = true;
-    bin
-}
+pub use crate::berth_bin;
 
 /// berth's own processes on a [`ControlPlane`]: `berth csi` (all services,
 /// one node) and `berth controller`, sharing a socket as in the Deployment.

@@ -93,27 +93,33 @@ pub fn pvc(
     )
 }
 
-/// The release `berth` binary, built once per test process so the tests
-/// always run the code in this tree (`cargo build` is a no-op when fresh).
+/// The `berth` binary under test: `$BERTH_BIN` (what `tests/run-all.sh`
+/// sets after building it), else the workspace's release build, built on
+/// demand when it is missing. Tests never rebuild a binary that exists:
+/// `cargo test --workspace` unifies features differently from
+/// `cargo build -p berth`, so a rebuild would recompile every dependency.
 pub fn berth_bin() -> std::path::PathBuf {
     use std::sync::OnceLock;
     static BIN: OnceLock<std::path::PathBuf> = OnceLock::new();
     BIN.get_or_init(|| {
-        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-            .parent()
-            .expect("tests/ lives in the workspace")
-            .to_path_buf();
-        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-        let status = std::process::Command::new(cargo)
-            .args(["build", "--release", "-p", "berth"])
-            .current_dir(&root)
-            .status()
-            .expect("run cargo build");
-        assert!(status.success(), "cargo build --release -p berth failed");
+        if let Ok(p) = std::env::var("BERTH_BIN") {
+            return std::path::PathBuf::from(p);
+        }
+        let root = repo_root();
         let target = std::env::var("CARGO_TARGET_DIR")
             .map(std::path::PathBuf::from)
             .unwrap_or_else(|_| root.join("target"));
-        target.join("release").join("berth")
+        let bin = target.join("release").join("berth");
+        if !bin.exists() {
+            let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+            let status = std::process::Command::new(cargo)
+                .args(["build", "--release", "-p", "berth"])
+                .current_dir(&root)
+                .status()
+                .expect("run cargo build");
+            assert!(status.success(), "cargo build --release -p berth failed");
+        }
+        bin
     })
     .clone()
 }

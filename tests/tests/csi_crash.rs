@@ -26,32 +26,7 @@ fn workspace_root() -> PathBuf {
         .to_path_buf()
 }
 
-/// The berth binary under test: $BERTH_BIN, else the workspace's release
-/// build. If that is missing it is built on demand into a separate target
-/// dir, because the `cargo test` that runs us may still hold the lock on
-/// the shared one.
-fn berth_bin() -> PathBuf {
-    static BIN: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
-    BIN.get_or_init(|| {
-        if let Ok(p) = std::env::var("BERTH_BIN") {
-            return PathBuf::from(p);
-        }
-        let bin = workspace_root().join("target/release/berth");
-        if bin.exists() {
-            return bin;
-        }
-        let target_dir = workspace_root().join("target/csi-crash");
-        let status = Command::new(env!("CARGO"))
-            .args(["build", "--release", "-p", "berth", "--target-dir"])
-            .arg(&target_dir)
-            .current_dir(workspace_root())
-            .status()
-            .expect("running cargo build");
-        assert!(status.success(), "cargo build --release -p berth failed");
-        target_dir.join("release/berth")
-    })
-    .clone()
-}
+use berth_tests::berth_bin;
 
 /// Tiny xorshift PRNG: reproducible from the printed seed, no extra crate.
 struct Rng(u64);
