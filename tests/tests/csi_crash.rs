@@ -19,12 +19,6 @@ use tonic::transport::Channel;
 const ITERATIONS: usize = 300;
 const NAMES: usize = 24;
 
-fn workspace_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .expect("tests crate sits inside the workspace")
-        .to_path_buf()
-}
 
 use berth_tests::berth_bin;
 
