@@ -19,7 +19,6 @@ use tonic::transport::Channel;
 const ITERATIONS: usize = 300;
 const NAMES: usize = 24;
 
-
 use berth_tests::berth_bin;
 
 /// Tiny xorshift PRNG: reproducible from the printed seed, no extra crate.

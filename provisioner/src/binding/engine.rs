@@ -12,7 +12,6 @@ use super::plan::*;
 use super::reclaim;
 use super::snapshot::{self, Claim, Node, Snapshot, StorageClass};
 use crate::model::{BindingMode, ClaimKey, Labels, ObjectKey};
-use crate::quantity::Quantity;
 
 const EMPTY_LABELS: &Labels = &Labels::new();
 
@@ -108,12 +107,7 @@ impl<'s> Engine<'s> {
     /// Decides one claim; `i` is its position in `admitted`.
     pub(super) fn decide(&mut self, i: usize, a: &Admitted<'s>) {
         let claim = a.claim.as_ref();
-        let request = claim.request.unwrap_or_else(Quantity::zero);
-        let view = ClaimView {
-            claim,
-            class: &a.class,
-            request,
-        };
+        let view = ClaimView::of(a);
         if let Some(name) = &claim.volume_name {
             self.decide_named(&view, name);
             return;
@@ -352,11 +346,7 @@ impl<'s> Engine<'s> {
             for i in mine {
                 let a = &admitted[i];
                 let claim = a.claim.as_ref();
-                let view = ClaimView {
-                    claim,
-                    class: &a.class,
-                    request: claim.request.unwrap_or_else(Quantity::zero),
-                };
+                let view = ClaimView::of(a);
                 let filter = Filter {
                     selector: claim.selector.as_ref(),
                     node: Some((node, labels)),

@@ -112,11 +112,7 @@ pub fn explain(snapshot: &Snapshot, key: &ClaimKey) -> Option<Vec<String>> {
         out.push(format!("  decision: Pending: {}", p.reason));
     }
 
-    let view = ClaimView {
-        claim,
-        class: &a.class,
-        request,
-    };
+    let view = ClaimView::of(a);
     let mut rows: Vec<(usize, String)> = snapshot
         .volumes
         .iter()

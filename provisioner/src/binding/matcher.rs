@@ -5,6 +5,7 @@
 //! The index answers "which volume" quickly; this module answers "why not"
 //! for a given pair, for pending reasons, near misses and `explain`.
 
+use super::admission::Admitted;
 use super::plan::Mismatch;
 use super::snapshot::{Claim, Volume};
 use crate::model::{ClaimKey, Labels};
@@ -29,6 +30,19 @@ pub struct ClaimView<'a> {
     pub claim: &'a Claim,
     pub class: &'a str,
     pub request: Quantity,
+}
+
+impl<'a> ClaimView<'a> {
+    /// The view of an admitted claim; a missing request reads as zero (such
+    /// claims were rejected, unless they already existed).
+    pub fn of(a: &'a Admitted<'_>) -> Self {
+        let claim = a.claim.as_ref();
+        ClaimView {
+            claim,
+            class: &a.class,
+            request: claim.request.unwrap_or_else(Quantity::zero),
+        }
+    }
 }
 
 /// Upstream `IsVolumeBoundToClaim`: name and namespace match, and the uid

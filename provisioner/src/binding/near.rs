@@ -12,7 +12,6 @@ use super::engine::Engine;
 use super::matcher::{ClaimView, mismatches};
 use super::plan::NearMiss;
 use crate::model::ClaimKey;
-use crate::quantity::Quantity;
 
 /// How many volumes to examine on each side of the request, and to report.
 const EACH_SIDE: usize = 4;
@@ -44,12 +43,8 @@ impl Engine<'_> {
                 continue;
             };
             let claim = a.claim.as_ref();
-            let request = claim.request.unwrap_or_else(Quantity::zero);
-            let view = ClaimView {
-                claim,
-                class: &a.class,
-                request,
-            };
+            let view = ClaimView::of(a);
+            let request = view.request;
             let mut candidates: Vec<usize> = Vec::new();
             if let Some(list) = by_class.get(a.class.as_str()) {
                 let lower = list.partition_point(|&i| volumes[i].capacity < Some(request));
