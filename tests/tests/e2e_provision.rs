@@ -469,12 +469,16 @@ async fn killing_the_leader_hands_over_to_the_standby() {
         standby_metrics.contains("berth_controller_leader 0"),
         "{standby_metrics}"
     );
-    assert!(
-        http_get(ports[1 - leader_idx], "/readyz")
-            .await
-            .ends_with("ok"),
-        "a standby is ready"
-    );
+    // The standby turns ready once its own CSI probe succeeds, which may
+    // take a few retries on a loaded machine.
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while !http_get(ports[1 - leader_idx], "/readyz")
+        .await
+        .ends_with("ok")
+    {
+        assert!(std::time::Instant::now() < deadline, "a standby is ready");
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
 
     env.berth.controllers[leader_idx].kill();
     env.claim("ha", "second", "fast").await;
