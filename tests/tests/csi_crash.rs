@@ -86,16 +86,7 @@ impl Env {
 async fn connect(sock: &Path) -> Channel {
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
-        let sock = sock.to_path_buf();
-        let result = tonic::transport::Endpoint::from_static("http://[::1]:1")
-            .connect_with_connector(tower::service_fn(move |_| {
-                let sock = sock.clone();
-                async move {
-                    let s = tokio::net::UnixStream::connect(sock).await?;
-                    Ok::<_, std::io::Error>(hyper_util::rt::TokioIo::new(s))
-                }
-            }))
-            .await;
+        let result = csi_proto::connect_unix(sock).await;
         match result {
             Ok(ch) => return ch,
             Err(e) if Instant::now() < deadline => {

@@ -66,16 +66,7 @@ fn parse_opts() -> Result<Opts, String> {
 async fn connect(sock: &Path) -> Result<Channel, String> {
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
-        let sock = sock.to_path_buf();
-        let r = tonic::transport::Endpoint::from_static("http://[::1]:1")
-            .connect_with_connector(tower::service_fn(move |_| {
-                let sock = sock.clone();
-                async move {
-                    let s = tokio::net::UnixStream::connect(sock).await?;
-                    Ok::<_, std::io::Error>(hyper_util::rt::TokioIo::new(s))
-                }
-            }))
-            .await;
+        let r = csi_proto::connect_unix(sock).await;
         match r {
             Ok(c) => return Ok(c),
             Err(_) if Instant::now() < deadline => {

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use csi_proto::controller_client::ControllerClient;
 use csi_proto::identity_client::IdentityClient;
-use tonic::transport::{Channel, Endpoint};
+use tonic::transport::Channel;
 
 /// How long one CreateVolume/DeleteVolume may take before it counts as a
 /// transient failure (the driver keeps working; the retry is idempotent).
@@ -34,17 +34,10 @@ impl CsiClient {
             .filter(|p| p.starts_with('/'))
             .map(PathBuf::from)
             .ok_or_else(|| CsiClientError::Endpoint(endpoint.to_string()))?;
-        // The URI is never dialled: the connector below opens the socket.
-        let channel = Endpoint::from_static("http://[::1]:1")
-            .timeout(RPC_TIMEOUT)
-            .connect_timeout(Duration::from_secs(5))
-            .connect_with_connector_lazy(tower::service_fn(move |_| {
-                let path = path.clone();
-                async move {
-                    let stream = tokio::net::UnixStream::connect(path).await?;
-                    Ok::<_, std::io::Error>(hyper_util::rt::TokioIo::new(stream))
-                }
-            }));
+        let channel = csi_proto::connect_unix_lazy(path, |e| {
+            e.timeout(RPC_TIMEOUT)
+                .connect_timeout(Duration::from_secs(5))
+        });
         Ok(CsiClient { channel })
     }
 
