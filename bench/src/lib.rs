@@ -15,6 +15,8 @@
 //! selectors, claimRef pre-binding, `spec.volumeName`, already-bound pairs,
 //! Released volumes, local volumes with node affinity and scheduled pods.
 
+pub mod report;
+
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 
