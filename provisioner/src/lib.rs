@@ -2,10 +2,12 @@
 //!
 //! - [`binding`]: the pure binding core (`plan(&Snapshot) -> Plan`);
 //! - [`manifest`]: reading manifests into a typed [`binding::Snapshot`];
+//! - [`cluster`]: a live cluster read into the same snapshot;
 //! - [`cli`]: the `berth` command line.
 
 pub mod binding;
 pub mod cli;
+pub mod cluster;
 pub mod controller;
 pub mod csi;
 pub mod manifest;

@@ -1,26 +1,24 @@
-//! `berth dry-run -f PATH… [-o table|json|yaml]`.
+//! `berth dry-run [-f PATH…] [--from-cluster [--kubeconfig F]] [-o table|json|yaml]`.
 
 use std::io::Write;
-use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::Args;
 
-use super::{OutputFormat, output, read_snapshot};
+use super::{InputArgs, OutputFormat, output, read_snapshot};
 use crate::binding;
 
 #[derive(Debug, Args)]
 pub struct DryRunArgs {
-    /// Manifest file, directory or `-` for standard input (repeatable).
-    #[arg(short = 'f', long = "filename", required = true)]
-    pub files: Vec<PathBuf>,
+    #[command(flatten)]
+    pub input: InputArgs,
     /// Output format.
     #[arg(short = 'o', long = "output", value_enum, default_value = "table")]
     pub output: OutputFormat,
 }
 
 pub fn run(args: DryRunArgs) -> ExitCode {
-    let snapshot = match read_snapshot(&args.files) {
+    let snapshot = match read_snapshot(&args.input) {
         Ok(s) => s,
         Err(e) => {
             eprintln!("error: {e}");

@@ -1,11 +1,10 @@
 //! `berth explain pvc NAME -n NS -f PATH`: the reasoning for one claim.
 
-use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Args, ValueEnum};
 
-use super::read_snapshot;
+use super::{InputArgs, read_snapshot};
 use crate::binding::explain::explain;
 use crate::model::ClaimKey;
 
@@ -24,13 +23,12 @@ pub struct ExplainArgs {
     /// The claim's namespace.
     #[arg(short = 'n', long = "namespace", default_value = "default")]
     pub namespace: String,
-    /// Manifest file, directory or `-` (repeatable).
-    #[arg(short = 'f', long = "filename", required = true)]
-    pub files: Vec<PathBuf>,
+    #[command(flatten)]
+    pub input: InputArgs,
 }
 
 pub fn run(args: ExplainArgs) -> ExitCode {
-    let snapshot = match read_snapshot(&args.files) {
+    let snapshot = match read_snapshot(&args.input) {
         Ok(s) => s,
         Err(e) => {
             eprintln!("error: {e}");

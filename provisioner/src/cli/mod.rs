@@ -46,10 +46,62 @@ pub enum OutputFormat {
     Yaml,
 }
 
-/// Reads and types the manifests named by `-f`.
-pub(crate) fn read_snapshot(files: &[PathBuf]) -> Result<Snapshot, ManifestError> {
-    let docs = manifest::load_paths(files)?;
-    Ok(manifest::to_snapshot(docs)?)
+/// Where a plan's input comes from: manifests, a live cluster, or both (the
+/// manifests then act as if applied on top of the cluster).
+#[derive(Debug, Clone, clap::Args)]
+pub struct InputArgs {
+    /// Manifest file, directory or `-` for standard input (repeatable).
+    #[arg(
+        short = 'f',
+        long = "filename",
+        required_unless_present = "from_cluster"
+    )]
+    pub files: Vec<PathBuf>,
+    /// Read the cluster's current objects through the kubeconfig.
+    #[arg(long)]
+    pub from_cluster: bool,
+    /// Kubeconfig for `--from-cluster` (default: $KUBECONFIG, ~/.kube/config, in-cluster).
+    #[arg(long, requires = "from_cluster")]
+    pub kubeconfig: Option<PathBuf>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum InputError {
+    #[error(transparent)]
+    Manifest(#[from] ManifestError),
+    #[error(transparent)]
+    Cluster(#[from] crate::cluster::ReadError),
+    #[error(transparent)]
+    Live(#[from] crate::cluster::objects::LiveError),
+    #[error("starting the async runtime: {0}")]
+    Runtime(std::io::Error),
+}
+
+/// Reads and types the input: cluster objects first (oldest first), then
+/// the manifests named by `-f`, whose objects replace same-named ones.
+pub(crate) fn read_snapshot(input: &InputArgs) -> Result<Snapshot, InputError> {
+    let mut docs = Vec::new();
+    if input.from_cluster {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map_err(InputError::Runtime)?;
+        let (server, objects) = rt.block_on(async {
+            let config = crate::cluster::read::config(input.kubeconfig.as_deref()).await?;
+            let server = config.cluster_url.to_string();
+            let client = kube::Client::try_from(config)
+                .map_err(|e| crate::cluster::ReadError::Client(e.to_string()))?;
+            let objects = crate::cluster::read(&client, true).await?;
+            Ok::<_, crate::cluster::ReadError>((server, objects))
+        })?;
+        docs = objects
+            .documents(&server)
+            .map_err(crate::cluster::objects::LiveError::Encode)?;
+    }
+    if !input.files.is_empty() {
+        docs.extend(manifest::load_paths(&input.files).map_err(ManifestError::from)?);
+    }
+    Ok(manifest::to_snapshot(docs).map_err(ManifestError::from)?)
 }
 
 fn init_logging() {

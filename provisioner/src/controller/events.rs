@@ -5,11 +5,42 @@
 use k8s_openapi::api::core::v1::ObjectReference;
 use kube::runtime::events::{Event, EventType, Recorder};
 
+use crate::binding::PendingReason;
+
 pub const PROVISIONING: &str = "Provisioning";
 pub const PROVISIONING_SUCCEEDED: &str = "ProvisioningSucceeded";
 pub const PROVISIONING_FAILED: &str = "ProvisioningFailed";
 pub const VOLUME_DELETED: &str = "VolumeDeleted";
 pub const VOLUME_FAILED_DELETE: &str = "VolumeFailedDelete";
+// The PV controller's reasons, written by the binder (`--bind`).
+pub const FAILED_BINDING: &str = "FailedBinding";
+pub const VOLUME_MISMATCH: &str = "VolumeMismatch";
+pub const WAIT_FOR_FIRST_CONSUMER: &str = "WaitForFirstConsumer";
+pub const EXTERNAL_PROVISIONING: &str = "ExternalProvisioning";
+pub const CLAIM_LOST: &str = "ClaimLost";
+pub const VOLUME_FAILED_RECYCLE: &str = "VolumeFailedRecycle";
+
+/// The event a waiting claim gets, as the PV controller (or, for topology,
+/// the scheduler) would write it: whether it is a warning, and its reason.
+pub fn for_pending(reason: &PendingReason) -> (bool, &'static str) {
+    match reason {
+        PendingReason::WaitingForFirstConsumer | PendingReason::WaitingForPodScheduled(_) => {
+            (false, WAIT_FOR_FIRST_CONSUMER)
+        }
+        // Upstream says this one as a Normal event: nothing is broken yet.
+        PendingReason::NoClass => (false, FAILED_BINDING),
+        PendingReason::ClassNotFound(_)
+        | PendingReason::NoProvisioner(_)
+        | PendingReason::SelectorNotProvisionable
+        | PendingReason::AccessModeUnsupported { .. } => (true, PROVISIONING_FAILED),
+        PendingReason::VolumeMismatch { .. } => (true, VOLUME_MISMATCH),
+        PendingReason::Lost(_) => (true, CLAIM_LOST),
+        PendingReason::VolumeNotFound(_)
+        | PendingReason::VolumeBoundElsewhere(_)
+        | PendingReason::NoVolumeOnNode { .. }
+        | PendingReason::TopologyNotAllowed { .. } => (true, FAILED_BINDING),
+    }
+}
 
 #[derive(Clone)]
 pub struct Events {

@@ -1,0 +1,233 @@
+//! The typed objects of a live cluster that the planner reads, and their
+//! conversion to manifest [`Document`]s in creation order.
+//!
+//! Going through the manifest converter (rather than a second typed path)
+//! keeps one place that knows how a Kubernetes object becomes a snapshot
+//! value; the JSON round trip costs milliseconds per thousand objects.
+
+use std::sync::Arc;
+
+use k8s_openapi::api::apps::v1::StatefulSet;
+use k8s_openapi::api::core::v1::{
+    LimitRange, Namespace, Node, PersistentVolume, PersistentVolumeClaim, Pod, ResourceQuota,
+};
+use k8s_openapi::api::storage::v1::{CSINode, StorageClass};
+use kube::ResourceExt;
+use serde::Serialize;
+
+use crate::binding::Snapshot;
+use crate::manifest::{Document, InputError, to_snapshot};
+
+/// Everything the planner looks at, as the API server returned it.
+#[derive(Debug, Clone, Default)]
+pub struct LiveObjects {
+    pub namespaces: Vec<Arc<Namespace>>,
+    pub classes: Vec<Arc<StorageClass>>,
+    pub nodes: Vec<Arc<Node>>,
+    pub csi_nodes: Vec<Arc<CSINode>>,
+    pub volumes: Vec<Arc<PersistentVolume>>,
+    pub claims: Vec<Arc<PersistentVolumeClaim>>,
+    pub pods: Vec<Arc<Pod>>,
+    /// Left empty by the binder: it binds the claims that exist, and the
+    /// StatefulSet controller creates the rest. `dry-run --from-cluster`
+    /// reads them to predict the claims still to come.
+    pub stateful_sets: Vec<Arc<StatefulSet>>,
+    pub limit_ranges: Vec<Arc<LimitRange>>,
+    pub quotas: Vec<Arc<ResourceQuota>>,
+}
+
+/// Pods matter to the planner only through their volumes (consumers of
+/// claims, inline CSI volumes for node limits); the rest are skipped so a
+/// busy cluster's pods do not dominate the snapshot.
+pub fn pod_uses_volumes(pod: &Pod) -> bool {
+    pod.spec.as_ref().is_some_and(|s| {
+        s.volumes.iter().flatten().any(|v| {
+            v.persistent_volume_claim.is_some() || v.ephemeral.is_some() || v.csi.is_some()
+        })
+    })
+}
+
+/// Sort key: creation time, then kind rank, namespace and name, so a
+/// cluster read twice gives the same documents in the same order.
+type Order = (i64, u8, String, String);
+
+struct Entry {
+    order: Order,
+    value: serde_json::Value,
+}
+
+fn push<T>(out: &mut Vec<Entry>, rank: u8, items: &[Arc<T>]) -> Result<(), serde_json::Error>
+where
+    T: kube::Resource + Serialize,
+{
+    for item in items {
+        let meta = item.meta();
+        let created = meta
+            .creation_timestamp
+            .as_ref()
+            .map_or(i64::MIN, |t| t.0.as_second());
+        let order = (
+            created,
+            rank,
+            meta.namespace.clone().unwrap_or_default(),
+            item.name_any(),
+        );
+        let mut value = serde_json::to_value(&**item)?;
+        // Server-side bookkeeping the converter would only warn about.
+        if let Some(m) = value.get_mut("metadata").and_then(|m| m.as_object_mut()) {
+            m.remove("managedFields");
+        }
+        out.push(Entry { order, value });
+    }
+    Ok(())
+}
+
+impl LiveObjects {
+    pub fn len(&self) -> usize {
+        self.namespaces.len()
+            + self.classes.len()
+            + self.nodes.len()
+            + self.csi_nodes.len()
+            + self.volumes.len()
+            + self.claims.len()
+            + self.pods.len()
+            + self.stateful_sets.len()
+            + self.limit_ranges.len()
+            + self.quotas.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The objects as documents named after `source` (the API server's
+    /// address), oldest first: admission replays creation order.
+    pub fn documents(&self, source: &str) -> Result<Vec<Document>, serde_json::Error> {
+        let mut entries = Vec::with_capacity(self.len());
+        // Ranks order objects created in the same second the way they
+        // depend on each other: namespaces and classes before claims.
+        push(&mut entries, 0, &self.namespaces)?;
+        push(&mut entries, 1, &self.classes)?;
+        push(&mut entries, 2, &self.nodes)?;
+        push(&mut entries, 3, &self.csi_nodes)?;
+        push(&mut entries, 4, &self.limit_ranges)?;
+        push(&mut entries, 5, &self.quotas)?;
+        push(&mut entries, 6, &self.volumes)?;
+        push(&mut entries, 7, &self.stateful_sets)?;
+        push(&mut entries, 8, &self.claims)?;
+        push(&mut entries, 9, &self.pods)?;
+        entries.sort_by(|a, b| a.order.cmp(&b.order));
+        Ok(entries
+            .into_iter()
+            .enumerate()
+            .map(|(i, e)| Document {
+                source: source.to_string(),
+                index: i + 1,
+                item: None,
+                value: e.value,
+            })
+            .collect())
+    }
+
+    /// The snapshot the planner takes. Objects the API server accepted can
+    /// still fail here (e.g. a quantity berth cannot represent); the error
+    /// names the object and the field as for manifests.
+    pub fn snapshot(&self, source: &str) -> Result<Snapshot, LiveError> {
+        let docs = self.documents(source).map_err(LiveError::Encode)?;
+        Ok(to_snapshot(docs)?)
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum LiveError {
+    #[error("encoding a cluster object: {0}")]
+    Encode(serde_json::Error),
+    #[error(transparent)]
+    Input(#[from] InputError),
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::binding;
+    use crate::model::ClaimKey;
+
+    fn obj<T: serde::de::DeserializeOwned>(v: serde_json::Value) -> Arc<T> {
+        Arc::new(serde_json::from_value(v).expect("valid test object"))
+    }
+
+    fn objects() -> LiveObjects {
+        LiveObjects {
+            classes: vec![obj(serde_json::json!({
+                "metadata": {"name": "static", "creationTimestamp": "2026-01-01T00:00:00Z"},
+                "provisioner": "kubernetes.io/no-provisioner",
+            }))],
+            volumes: vec![
+                obj(serde_json::json!({
+                    "metadata": {"name": "pv-big", "creationTimestamp": "2026-01-01T00:00:01Z",
+                                 "managedFields": [{"manager": "kubectl"}]},
+                    "spec": {"capacity": {"storage": "10Gi"}, "accessModes": ["ReadWriteOnce"],
+                             "storageClassName": "static", "hostPath": {"path": "/tmp/a"}},
+                    "status": {"phase": "Available"},
+                })),
+                obj(serde_json::json!({
+                    "metadata": {"name": "pv-small", "creationTimestamp": "2026-01-01T00:00:01Z"},
+                    "spec": {"capacity": {"storage": "1Gi"}, "accessModes": ["ReadWriteOnce"],
+                             "storageClassName": "static", "hostPath": {"path": "/tmp/b"}},
+                })),
+            ],
+            claims: vec![obj(serde_json::json!({
+                "metadata": {"name": "data", "namespace": "app", "uid": "u-1",
+                             "creationTimestamp": "2026-01-01T00:00:00Z"},
+                "spec": {"storageClassName": "static", "accessModes": ["ReadWriteOnce"],
+                         "resources": {"requests": {"storage": "1Gi"}}},
+            }))],
+            ..LiveObjects::default()
+        }
+    }
+
+    #[test]
+    fn documents_come_oldest_first_with_classes_before_claims_of_the_same_second() {
+        let docs = objects()
+            .documents("https://127.0.0.1:6443")
+            .expect("encode");
+        let names: Vec<&str> = docs
+            .iter()
+            .map(|d| d.value["metadata"]["name"].as_str().unwrap_or(""))
+            .collect();
+        assert_eq!(names, ["static", "data", "pv-big", "pv-small"]);
+        assert_eq!(docs[0].value["kind"], "StorageClass");
+        assert_eq!(docs[3].index, 4);
+        assert!(
+            docs[2].value["metadata"].get("managedFields").is_none(),
+            "server bookkeeping is dropped"
+        );
+    }
+
+    #[test]
+    fn a_live_cluster_plans_like_its_manifests() {
+        let snap = objects().snapshot("cluster").expect("snapshot");
+        assert!(snap.warnings.is_empty(), "{:?}", snap.warnings);
+        let plan = binding::plan(&snap);
+        assert_eq!(plan.bindings.len(), 1);
+        assert_eq!(plan.bindings[0].claim, ClaimKey::new("app", "data"));
+        assert_eq!(plan.bindings[0].volume, "pv-small");
+    }
+
+    #[test]
+    fn pods_without_volumes_are_not_inputs() {
+        let plain: Pod = serde_json::from_value(serde_json::json!({
+            "metadata": {"name": "web"},
+            "spec": {"containers": [{"name": "c"}], "volumes": [{"name": "tmp", "emptyDir": {}}]},
+        }))
+        .expect("pod");
+        let with_claim: Pod = serde_json::from_value(serde_json::json!({
+            "metadata": {"name": "db"},
+            "spec": {"containers": [{"name": "c"}],
+                     "volumes": [{"name": "d", "persistentVolumeClaim": {"claimName": "data"}}]},
+        }))
+        .expect("pod");
+        assert!(!pod_uses_volumes(&plain));
+        assert!(pod_uses_volumes(&with_claim));
+    }
+}

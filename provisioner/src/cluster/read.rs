@@ -1,0 +1,107 @@
+//! Reading a live cluster through a kubeconfig: one LIST per kind the
+//! planner uses.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use kube::api::{Api, ListParams};
+use kube::config::{KubeConfigOptions, Kubeconfig};
+use kube::{Client, Config, Resource};
+use serde::de::DeserializeOwned;
+
+use super::LiveObjects;
+use super::objects::pod_uses_volumes;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ReadError {
+    #[error("reading kubeconfig {path}: {message}")]
+    Kubeconfig { path: PathBuf, message: String },
+    #[error("Kubernetes client: {0}")]
+    Client(String),
+    #[error("listing {kind}: {source}")]
+    List {
+        kind: &'static str,
+        #[source]
+        source: kube::Error,
+    },
+}
+
+/// Client configuration from `kubeconfig`, or inferred (`$KUBECONFIG`,
+/// `~/.kube/config`, then in-cluster) when absent.
+pub async fn config(kubeconfig: Option<&Path>) -> Result<Config, ReadError> {
+    match kubeconfig {
+        Some(path) => {
+            let err = |e: &dyn std::fmt::Display| ReadError::Kubeconfig {
+                path: path.to_path_buf(),
+                message: e.to_string(),
+            };
+            let kc = Kubeconfig::read_from(path).map_err(|e| err(&e))?;
+            Config::from_custom_kubeconfig(kc, &KubeConfigOptions::default())
+                .await
+                .map_err(|e| err(&e))
+        }
+        None => Config::infer()
+            .await
+            .map_err(|e| ReadError::Client(e.to_string())),
+    }
+}
+
+/// A client for `kubeconfig` (see [`config`]).
+pub async fn connect(kubeconfig: Option<&Path>) -> Result<Client, ReadError> {
+    let config = config(kubeconfig).await?;
+    Client::try_from(config).map_err(|e| ReadError::Client(e.to_string()))
+}
+
+async fn list_all<K>(client: &Client, kind: &'static str) -> Result<Vec<Arc<K>>, ReadError>
+where
+    K: Resource<DynamicType = ()> + Clone + DeserializeOwned + std::fmt::Debug,
+{
+    let api: Api<K> = Api::all(client.clone());
+    list(api, kind).await
+}
+
+async fn list<K>(api: Api<K>, kind: &'static str) -> Result<Vec<Arc<K>>, ReadError>
+where
+    K: Resource<DynamicType = ()> + Clone + DeserializeOwned + std::fmt::Debug,
+{
+    // Pages keep one response small on big clusters; the continue token
+    // makes the pages one consistent list.
+    let mut out = Vec::new();
+    let mut params = ListParams::default().limit(500);
+    loop {
+        let page = api
+            .list(&params)
+            .await
+            .map_err(|source| ReadError::List { kind, source })?;
+        out.extend(page.items.into_iter().map(Arc::new));
+        match page.metadata.continue_ {
+            Some(token) if !token.is_empty() => params = params.continue_token(&token),
+            _ => break,
+        }
+    }
+    Ok(out)
+}
+
+/// Lists every kind the planner uses. StatefulSets are read only when
+/// `with_stateful_sets`: a prediction wants the claims still to come, the
+/// binder only the claims that exist.
+pub async fn read(client: &Client, with_stateful_sets: bool) -> Result<LiveObjects, ReadError> {
+    let mut pods = list_all(client, "Pod").await?;
+    pods.retain(|p| pod_uses_volumes(p));
+    Ok(LiveObjects {
+        namespaces: list_all(client, "Namespace").await?,
+        classes: list_all(client, "StorageClass").await?,
+        nodes: list_all(client, "Node").await?,
+        csi_nodes: list_all(client, "CSINode").await?,
+        volumes: list_all(client, "PersistentVolume").await?,
+        claims: list_all(client, "PersistentVolumeClaim").await?,
+        pods,
+        stateful_sets: if with_stateful_sets {
+            list_all(client, "StatefulSet").await?
+        } else {
+            Vec::new()
+        },
+        limit_ranges: list_all(client, "LimitRange").await?,
+        quotas: list_all(client, "ResourceQuota").await?,
+    })
+}

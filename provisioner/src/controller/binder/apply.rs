@@ -1,0 +1,362 @@
+//! Carrying out the binder's [`Effect`]s against the API server, with
+//! upstream's writes, in upstream's order, so a crash between two writes
+//! leaves a state the next round finishes (the PV's claimRef is written
+//! first: a volume reserved for a claim is never given to another one).
+//!
+//! Object writes use the resourceVersion the binder planned from, so a
+//! plan made on stale objects fails with a conflict instead of undoing
+//! someone else's change; status writes are merge patches of the phase.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use k8s_openapi::api::core::v1::{ObjectReference, PersistentVolume, PersistentVolumeClaim};
+use kube::api::{Api, Patch, PatchParams, PostParams};
+use kube::{Client, Resource, ResourceExt};
+use serde_json::json;
+
+use super::effects::Effect;
+use super::overlay::Overlay;
+use crate::controller::events::{self, Events};
+use crate::controller::provision::{ANN_BETA_STORAGE_PROVISIONER, ANN_STORAGE_PROVISIONER};
+use crate::model::{ClaimKey, VolumePhase};
+
+pub const ANN_BIND_COMPLETED: &str = "pv.kubernetes.io/bind-completed";
+pub const ANN_BOUND_BY_CONTROLLER: &str = "pv.kubernetes.io/bound-by-controller";
+
+#[derive(Debug, thiserror::Error)]
+pub enum ApplyError {
+    #[error("{what}: {source}")]
+    Kube {
+        what: String,
+        #[source]
+        source: kube::Error,
+    },
+    #[error("{0} is no longer in the cluster")]
+    Gone(String),
+}
+
+impl ApplyError {
+    /// Someone changed the object since the plan was made: retry soon,
+    /// from fresh objects.
+    pub fn is_conflict(&self) -> bool {
+        matches!(self, ApplyError::Kube { source: kube::Error::Api(s), .. } if s.code == 409)
+            || matches!(self, ApplyError::Gone(_))
+    }
+}
+
+fn kube(what: impl Into<String>) -> impl FnOnce(kube::Error) -> ApplyError {
+    let what = what.into();
+    move |source| ApplyError::Kube { what, source }
+}
+
+/// The objects a round was planned from, by name.
+pub struct Objects {
+    pub volumes: HashMap<String, Arc<PersistentVolume>>,
+    pub claims: HashMap<ClaimKey, Arc<PersistentVolumeClaim>>,
+}
+
+pub struct Applier {
+    client: Client,
+    events: Events,
+    pub volumes: Overlay<PersistentVolume>,
+    pub claims: Overlay<PersistentVolumeClaim>,
+    /// The last event note written per claim, so a waiting claim gets one
+    /// event per distinct reason rather than one per round.
+    said: Mutex<HashMap<ClaimKey, String>>,
+}
+
+fn phase_name(p: VolumePhase) -> &'static str {
+    match p {
+        VolumePhase::Pending => "Pending",
+        VolumePhase::Available => "Available",
+        VolumePhase::Bound => "Bound",
+        VolumePhase::Released => "Released",
+        VolumePhase::Failed => "Failed",
+    }
+}
+
+fn has_annotation(
+    meta: &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta,
+    key: &str,
+    value: &str,
+) -> bool {
+    meta.annotations
+        .as_ref()
+        .and_then(|a| a.get(key))
+        .is_some_and(|v| v == value)
+}
+
+impl Applier {
+    pub fn new(client: Client, events: Events) -> Self {
+        Applier {
+            client,
+            events,
+            volumes: Overlay::default(),
+            claims: Overlay::default(),
+            said: Mutex::new(HashMap::new()),
+        }
+    }
+
+    pub async fn apply(&self, effect: &Effect, objects: &Objects) -> Result<(), ApplyError> {
+        let volume = |name: &str| {
+            objects
+                .volumes
+                .get(name)
+                .cloned()
+                .ok_or_else(|| ApplyError::Gone(format!("PersistentVolume {name}")))
+        };
+        let claim = |key: &ClaimKey| {
+            objects
+                .claims
+                .get(key)
+                .cloned()
+                .ok_or_else(|| ApplyError::Gone(format!("PersistentVolumeClaim {key}")))
+        };
+        match effect {
+            Effect::Bind {
+                claim: key,
+                volume: name,
+                chosen,
+            } => self.bind(volume(name)?, claim(key)?, *chosen).await,
+            Effect::Provision {
+                claim: key,
+                provisioner,
+            } => self.hand_to_provisioner(claim(key)?, provisioner).await,
+            Effect::Wait { claim: key, reason } => {
+                let pvc = claim(key)?;
+                let (warning, why) = events::for_pending(reason);
+                self.say_once(key, &pvc, warning, why, reason.to_string())
+                    .await;
+                Ok(())
+            }
+            Effect::Lost { claim: key, .. } => {
+                let pvc = claim(key)?;
+                self.claim_status(&pvc, json!({ "status": { "phase": "Lost" } }))
+                    .await?;
+                self.say_once(
+                    key,
+                    &pvc,
+                    true,
+                    events::CLAIM_LOST,
+                    "Bound claim has lost its PersistentVolume. Data on the volume is lost!".into(),
+                )
+                .await;
+                Ok(())
+            }
+            Effect::VolumePhase {
+                volume: name,
+                phase,
+                message,
+            } => {
+                let pv = volume(name)?;
+                let mut status = json!({ "phase": phase_name(*phase) });
+                if let Some(m) = message {
+                    status["message"] = json!(m);
+                }
+                self.volume_status(&pv, json!({ "status": status })).await?;
+                if let (VolumePhase::Failed, Some(m)) = (phase, message) {
+                    let reason = if m.contains("recycle") {
+                        events::VOLUME_FAILED_RECYCLE
+                    } else {
+                        events::VOLUME_FAILED_DELETE
+                    };
+                    self.events
+                        .warning(&pv.object_ref(&()), reason, "Reclaim", m.clone())
+                        .await;
+                }
+                Ok(())
+            }
+        }
+    }
+
+    /// Upstream's `bind`: PV claimRef, PV phase, claim volumeName and
+    /// annotations, claim phase/capacity/access modes; each only if missing.
+    async fn bind(
+        &self,
+        pv: Arc<PersistentVolume>,
+        pvc: Arc<PersistentVolumeClaim>,
+        chosen: bool,
+    ) -> Result<(), ApplyError> {
+        let pv_name = pv.name_any();
+        let ns = pvc.namespace().unwrap_or_default();
+        let pvc_name = pvc.name_any();
+        let uid = pvc.uid();
+        let pvs: Api<PersistentVolume> = Api::all(self.client.clone());
+        let claims: Api<PersistentVolumeClaim> = Api::namespaced(self.client.clone(), &ns);
+
+        let claim_ref = pv.spec.as_ref().and_then(|s| s.claim_ref.as_ref());
+        let names_claim = claim_ref.is_some_and(|r| {
+            r.name.as_deref() == Some(pvc_name.as_str())
+                && r.namespace.as_deref() == Some(ns.as_str())
+        });
+        let uid_matches = claim_ref.is_some_and(|r| r.uid == uid);
+        let mut pv = pv;
+        if !(names_claim && uid_matches) {
+            let mut next = (*pv).clone();
+            next.spec.get_or_insert_with(Default::default).claim_ref = Some(ObjectReference {
+                api_version: Some("v1".into()),
+                kind: Some("PersistentVolumeClaim".into()),
+                namespace: Some(ns.clone()),
+                name: Some(pvc_name.clone()),
+                uid: uid.clone(),
+                resource_version: pvc.resource_version(),
+                ..Default::default()
+            });
+            // A claimRef the user wrote is a pre-binding, not our choice.
+            if !names_claim {
+                next.annotations_mut()
+                    .insert(ANN_BOUND_BY_CONTROLLER.into(), "yes".into());
+            }
+            let written = pvs
+                .replace(&pv_name, &PostParams::default(), &next)
+                .await
+                .map_err(kube(format!("binding PersistentVolume {pv_name}")))?;
+            pv = self.volumes.record(&pv, written);
+        }
+        let pv_phase = pv.status.as_ref().and_then(|s| s.phase.as_deref());
+        if pv_phase != Some("Bound") {
+            pv = self
+                .volume_status(&pv, json!({ "status": { "phase": "Bound" } }))
+                .await?;
+        }
+
+        let spec = pvc.spec.clone().unwrap_or_default();
+        let needs_spec = spec.volume_name.as_deref() != Some(pv_name.as_str())
+            || !has_annotation(&pvc.metadata, ANN_BIND_COMPLETED, "yes")
+            || (chosen && !has_annotation(&pvc.metadata, ANN_BOUND_BY_CONTROLLER, "yes"));
+        let mut pvc = pvc;
+        if needs_spec {
+            let mut next = (*pvc).clone();
+            next.spec.get_or_insert_with(Default::default).volume_name = Some(pv_name.clone());
+            let ann = next.annotations_mut();
+            ann.insert(ANN_BIND_COMPLETED.into(), "yes".into());
+            if chosen {
+                ann.insert(ANN_BOUND_BY_CONTROLLER.into(), "yes".into());
+            }
+            let written = claims
+                .replace(&pvc_name, &PostParams::default(), &next)
+                .await
+                .map_err(kube(format!(
+                    "binding PersistentVolumeClaim {ns}/{pvc_name}"
+                )))?;
+            pvc = self.claims.record(&pvc, written);
+        }
+        let status = pvc.status.clone().unwrap_or_default();
+        let pv_spec = pv.spec.clone().unwrap_or_default();
+        if status.phase.as_deref() != Some("Bound")
+            || status.capacity != pv_spec.capacity
+            || status.access_modes != pv_spec.access_modes
+        {
+            self.claim_status(
+                &pvc,
+                json!({ "status": {
+                    "phase": "Bound",
+                    "capacity": pv_spec.capacity,
+                    "accessModes": pv_spec.access_modes,
+                } }),
+            )
+            .await?;
+        }
+        tracing::info!(claim = %format!("{ns}/{pvc_name}"), volume = %pv_name, "bound");
+        Ok(())
+    }
+
+    /// Upstream annotates the claim with its provisioner (GA and beta keys)
+    /// and says so; the provisioner watches for the annotation.
+    async fn hand_to_provisioner(
+        &self,
+        pvc: Arc<PersistentVolumeClaim>,
+        provisioner: &str,
+    ) -> Result<(), ApplyError> {
+        let key = ClaimKey::new(pvc.namespace().unwrap_or_default(), pvc.name_any());
+        if !has_annotation(&pvc.metadata, ANN_STORAGE_PROVISIONER, provisioner)
+            || !has_annotation(&pvc.metadata, ANN_BETA_STORAGE_PROVISIONER, provisioner)
+        {
+            let claims: Api<PersistentVolumeClaim> =
+                Api::namespaced(self.client.clone(), &key.namespace);
+            let patch = json!({ "metadata": {
+                "resourceVersion": pvc.resource_version(),
+                "annotations": {
+                    ANN_STORAGE_PROVISIONER: provisioner,
+                    ANN_BETA_STORAGE_PROVISIONER: provisioner,
+                },
+            } });
+            let written = claims
+                .patch(&key.name, &PatchParams::default(), &Patch::Merge(&patch))
+                .await
+                .map_err(kube(format!("annotating PersistentVolumeClaim {key}")))?;
+            self.claims.record(&pvc, written);
+        }
+        self.say_once(
+            &key,
+            &pvc,
+            false,
+            events::EXTERNAL_PROVISIONING,
+            format!(
+                "Waiting for a volume to be created either by the external provisioner '{provisioner}' or manually by the system administrator. If volume creation is delayed, please verify that your external provisioner is running and correctly registered."
+            ),
+        )
+        .await;
+        Ok(())
+    }
+
+    async fn volume_status(
+        &self,
+        pv: &Arc<PersistentVolume>,
+        patch: serde_json::Value,
+    ) -> Result<Arc<PersistentVolume>, ApplyError> {
+        let name = pv.name_any();
+        let pvs: Api<PersistentVolume> = Api::all(self.client.clone());
+        let written = pvs
+            .patch_status(&name, &PatchParams::default(), &Patch::Merge(&patch))
+            .await
+            .map_err(kube(format!("status of PersistentVolume {name}")))?;
+        Ok(self.volumes.record(pv, written))
+    }
+
+    async fn claim_status(
+        &self,
+        pvc: &Arc<PersistentVolumeClaim>,
+        patch: serde_json::Value,
+    ) -> Result<Arc<PersistentVolumeClaim>, ApplyError> {
+        let ns = pvc.namespace().unwrap_or_default();
+        let name = pvc.name_any();
+        let claims: Api<PersistentVolumeClaim> = Api::namespaced(self.client.clone(), &ns);
+        let written = claims
+            .patch_status(&name, &PatchParams::default(), &Patch::Merge(&patch))
+            .await
+            .map_err(kube(format!("status of PersistentVolumeClaim {ns}/{name}")))?;
+        Ok(self.claims.record(pvc, written))
+    }
+
+    async fn say_once(
+        &self,
+        key: &ClaimKey,
+        pvc: &PersistentVolumeClaim,
+        warning: bool,
+        reason: &str,
+        note: String,
+    ) {
+        let line = format!("{reason}: {note}");
+        {
+            let mut said = self.said.lock().unwrap_or_else(|e| e.into_inner());
+            if said.get(key) == Some(&line) {
+                return;
+            }
+            said.insert(key.clone(), line);
+        }
+        let on = pvc.object_ref(&());
+        if warning {
+            self.events.warning(&on, reason, "Binding", note).await;
+        } else {
+            self.events.normal(&on, reason, "Binding", note).await;
+        }
+    }
+
+    /// Forgets what was said about claims that no longer exist.
+    pub fn forget_except(&self, live: &HashMap<ClaimKey, Arc<PersistentVolumeClaim>>) {
+        let mut said = self.said.lock().unwrap_or_else(|e| e.into_inner());
+        said.retain(|k, _| live.contains_key(k));
+    }
+}

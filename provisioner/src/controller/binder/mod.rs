@@ -1,0 +1,240 @@
+//! `berth controller --bind`: the binding core drives binding in a cluster
+//! whose kube-controller-manager runs without its PV binder.
+//!
+//! Reflectors keep the objects the planner reads; every change (coalesced
+//! over a short window) starts a round: snapshot → `binding::plan` →
+//! [`effects`] → [`apply`]. Rounds are sequential, so one plan's writes are
+//! all done (or failed) before the next plan is made; our own writes are
+//! laid over the stores until their watch events arrive ([`overlay`]). The
+//! same converter and planner run behind `berth dry-run`, so the cluster
+//! binds exactly what dry-run predicts for the same objects.
+
+pub mod apply;
+pub mod effects;
+pub mod overlay;
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::{StreamExt, stream};
+use k8s_openapi::api::core::v1::{Namespace, Node, PersistentVolume, PersistentVolumeClaim, Pod};
+use k8s_openapi::api::storage::v1::{CSINode, StorageClass};
+use kube::api::Api;
+use kube::runtime::reflector::{self, Store};
+use kube::runtime::{WatchStreamExt, watcher};
+use kube::{Client, Resource, ResourceExt};
+use serde::de::DeserializeOwned;
+use tokio::sync::Notify;
+
+use crate::binding::{self, Options, Snapshot};
+use crate::cluster::LiveObjects;
+use crate::cluster::objects::pod_uses_volumes;
+use crate::manifest::to_snapshot;
+use crate::model::ClaimKey;
+use apply::{Applier, Objects};
+use effects::effects;
+
+use super::events::Events;
+
+/// How long a burst of changes is gathered before planning: long enough to
+/// take a `kubectl apply` of many objects in one round, short enough not to
+/// be felt.
+const COALESCE: Duration = Duration::from_millis(50);
+/// A round also runs this often without changes (retries after conflicts
+/// are sooner, see [`RETRY`]).
+const RESYNC: Duration = Duration::from_secs(30);
+const RETRY: Duration = Duration::from_millis(250);
+
+/// Source name of live objects in error messages.
+const SOURCE: &str = "cluster";
+
+struct Stores {
+    namespaces: Store<Namespace>,
+    classes: Store<StorageClass>,
+    nodes: Store<Node>,
+    csi_nodes: Store<CSINode>,
+    volumes: Store<PersistentVolume>,
+    claims: Store<PersistentVolumeClaim>,
+    pods: Store<Pod>,
+}
+
+/// Starts a reflector for `K`; every event pokes `changed`.
+fn reflect<K>(client: &Client, changed: &Arc<Notify>) -> Store<K>
+where
+    K: Resource<DynamicType = ()>
+        + Clone
+        + DeserializeOwned
+        + std::fmt::Debug
+        + Send
+        + Sync
+        + 'static,
+{
+    let (store, writer) = reflector::store();
+    let api: Api<K> = Api::all(client.clone());
+    let changed = changed.clone();
+    let events = reflector::reflector(writer, watcher(api, watcher::Config::default()))
+        .default_backoff()
+        .for_each(move |event| {
+            if let Err(e) = event {
+                tracing::warn!(kind = %K::kind(&()), error = %e, "watch failed; retrying");
+            }
+            changed.notify_one();
+            futures::future::ready(())
+        });
+    tokio::spawn(events);
+    store
+}
+
+/// Runs binding rounds until the future is dropped (shutdown, lost lease).
+pub async fn run(client: Client, events: Events, workers: usize) {
+    let changed = Arc::new(Notify::new());
+    let stores = Stores {
+        namespaces: reflect(&client, &changed),
+        classes: reflect(&client, &changed),
+        nodes: reflect(&client, &changed),
+        csi_nodes: reflect(&client, &changed),
+        volumes: reflect(&client, &changed),
+        claims: reflect(&client, &changed),
+        pods: reflect(&client, &changed),
+    };
+    // Planning from a half-listed cluster could bind a claim to a worse
+    // volume than one not yet listed: wait for every first list.
+    let ready = async {
+        stores.namespaces.wait_until_ready().await?;
+        stores.classes.wait_until_ready().await?;
+        stores.nodes.wait_until_ready().await?;
+        stores.csi_nodes.wait_until_ready().await?;
+        stores.volumes.wait_until_ready().await?;
+        stores.claims.wait_until_ready().await?;
+        stores.pods.wait_until_ready().await
+    };
+    if let Err(e) = ready.await {
+        tracing::error!(error = %e, "binder stores never became ready");
+        return;
+    }
+    tracing::info!("binder ready");
+    let applier = Applier::new(client, events);
+    let mut wait = Duration::ZERO;
+    loop {
+        tokio::select! {
+            _ = changed.notified() => {}
+            _ = tokio::time::sleep(if wait.is_zero() { RESYNC } else { wait }) => {}
+        }
+        tokio::time::sleep(COALESCE).await;
+        let retry = round(&stores, &applier, workers).await;
+        wait = if retry { RETRY } else { Duration::ZERO };
+    }
+}
+
+/// One plan and its effects; true when some write must be retried.
+async fn round(stores: &Stores, applier: &Applier, workers: usize) -> bool {
+    let started = std::time::Instant::now();
+    let volumes = applier.volumes.view(stores.volumes.state());
+    let claims = applier.claims.view(stores.claims.state());
+    let mut pods = stores.pods.state();
+    pods.retain(|p| pod_uses_volumes(p));
+    let live = LiveObjects {
+        namespaces: stores.namespaces.state(),
+        classes: stores.classes.state(),
+        nodes: stores.nodes.state(),
+        csi_nodes: stores.csi_nodes.state(),
+        volumes: volumes.clone(),
+        claims: claims.clone(),
+        pods,
+        ..LiveObjects::default()
+    };
+    let Some(snap) = snapshot(&live) else {
+        return true;
+    };
+    let outcome = binding::run(&snap, &Options { near_misses: false });
+    let todo = effects(&snap, &outcome.plan, &outcome.states);
+    let objects = Objects {
+        volumes: volumes.into_iter().map(|v| (v.name_any(), v)).collect(),
+        claims: claims
+            .into_iter()
+            .map(|c| {
+                (
+                    ClaimKey::new(c.namespace().unwrap_or_default(), c.name_any()),
+                    c,
+                )
+            })
+            .collect(),
+    };
+    applier.forget_except(&objects.claims);
+    if todo.is_empty() {
+        return false;
+    }
+    let planned = started.elapsed();
+    let results: Vec<_> = stream::iter(&todo)
+        .map(|e| applier.apply(e, &objects))
+        .buffer_unordered(workers.max(1))
+        .collect()
+        .await;
+    let mut retry = false;
+    let mut failed = 0;
+    for r in results {
+        if let Err(e) = r {
+            failed += 1;
+            retry |= e.is_conflict();
+            if e.is_conflict() {
+                tracing::debug!(error = %e, "binder write raced another change; retrying");
+            } else {
+                tracing::warn!(error = %e, "binder write failed");
+                retry = true;
+            }
+        }
+    }
+    tracing::info!(
+        effects = todo.len(),
+        failed,
+        plan_ms = planned.as_millis() as u64,
+        total_ms = started.elapsed().as_millis() as u64,
+        "binding round"
+    );
+    retry
+}
+
+/// The snapshot of the live objects. An object the API server accepted but
+/// berth cannot read (say, a quantity beyond its range) is left out with an
+/// error naming it, rather than stopping all binding.
+fn snapshot(live: &LiveObjects) -> Option<Snapshot> {
+    let mut skip: HashSet<String> = HashSet::new();
+    for _ in 0..16 {
+        let mut docs = match live.documents(SOURCE) {
+            Ok(d) => d,
+            Err(e) => {
+                tracing::error!(error = %e, "encoding cluster objects");
+                return None;
+            }
+        };
+        docs.retain(|d| !skip.contains(&identity(&d.value)));
+        let places: HashMap<String, String> = docs
+            .iter()
+            .map(|d| (d.place(), identity(&d.value)))
+            .collect();
+        match to_snapshot(docs) {
+            Ok(s) => return Some(s),
+            Err(e) => {
+                tracing::error!(error = %e, "skipping an object berth cannot read");
+                match places.get(&e.place) {
+                    Some(id) => {
+                        skip.insert(id.clone());
+                    }
+                    None => return None,
+                }
+            }
+        }
+    }
+    None
+}
+
+fn identity(v: &serde_json::Value) -> String {
+    let s = |p: &str| v.pointer(p).and_then(|x| x.as_str()).unwrap_or("");
+    format!(
+        "{}/{}/{}",
+        s("/kind"),
+        s("/metadata/namespace"),
+        s("/metadata/name")
+    )
+}

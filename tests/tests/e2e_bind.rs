@@ -1,0 +1,333 @@
+//! berth's binder (`berth controller --bind`) and `berth dry-run
+//! --from-cluster` against the real control plane:
+//! - with kube-controller-manager's PV binder off, berth binds a set of
+//!   static volumes exactly as `berth dry-run` predicted, both from the
+//!   manifests and from the live cluster, with upstream's annotations,
+//!   phases and events, hands the dynamic claim to the provisioner, and
+//!   releases volumes by policy when claims go;
+//! - with the stock binder, `dry-run --from-cluster` taken while the binder
+//!   is paused predicts exactly what it then does.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::process::Command;
+use std::time::Duration;
+
+use berth_tests::control_plane::{Berth, Cluster, ControlPlane, DRIVER, Options, TOPOLOGY_KEY};
+use berth_tests::{berth_bin, repo_root};
+use k8s_openapi::api::core::v1::PersistentVolumeClaim;
+use kube::ResourceExt;
+use kube::api::DeleteParams;
+use serde_json::Value;
+
+const NODE: &str = "node-a";
+const NS: &str = "shop";
+
+fn manifest() -> std::path::PathBuf {
+    repo_root().join("tests/e2e/static-binding.yaml")
+}
+
+/// A control plane (stock binder on or off) with one Ready node carrying
+/// berth's driver.
+async fn cluster(stock_binder: bool) -> Cluster {
+    let cp = ControlPlane::start_with(Options {
+        stock_binder,
+        scheduler: false,
+    })
+    .await
+    .unwrap_or_else(|e| panic!("{e}"));
+    let client = cp.client().await.expect("admin client");
+    let labels = BTreeMap::from([(TOPOLOGY_KEY.to_string(), NODE.to_string())]);
+    cp.create_node(NODE, &labels).await.expect("node");
+    cp.register_csi_node(NODE, DRIVER, NODE, &[TOPOLOGY_KEY], None)
+        .await
+        .expect("CSINode");
+    let berth = Berth::driver_only(&cp, NODE).expect("start berth's driver");
+    Cluster { berth, cp, client }
+}
+
+/// `berth dry-run -o json` with `args`, parsed.
+fn dry_run(args: &[&str]) -> Value {
+    let out = Command::new(berth_bin())
+        .arg("dry-run")
+        .args(args)
+        .args(["-o", "json"])
+        .output()
+        .expect("run berth dry-run");
+    assert!(
+        out.status.success(),
+        "berth dry-run {args:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).expect("dry-run prints JSON")
+}
+
+fn from_cluster(kubeconfig: &Path) -> Value {
+    let kc = kubeconfig.display().to_string();
+    dry_run(&["--from-cluster", "--kubeconfig", &kc])
+}
+
+/// `claim → volume` for every binding of a plan.
+fn bindings(plan: &Value) -> BTreeMap<String, String> {
+    plan["bindings"]
+        .as_array()
+        .expect("bindings")
+        .iter()
+        .map(|b| {
+            (
+                b["claim"].as_str().unwrap_or_default().to_string(),
+                b["volume"].as_str().unwrap_or_default().to_string(),
+            )
+        })
+        .collect()
+}
+
+fn listed(plan: &Value, key: &str) -> Vec<String> {
+    let mut v: Vec<String> = plan[key]
+        .as_array()
+        .expect(key)
+        .iter()
+        .map(|p| p["claim"].as_str().unwrap_or_default().to_string())
+        .collect();
+    v.sort();
+    v
+}
+
+fn annotation<'a>(o: &'a impl ResourceExt, key: &str) -> Option<&'a str> {
+    o.annotations().get(key).map(String::as_str)
+}
+
+/// Waits for an event with `reason` on the claim `name`.
+async fn event(env: &Cluster, name: &str, reason: &str) -> k8s_openapi::api::core::v1::Event {
+    env.wait(
+        &format!("{reason} event on {name}"),
+        Duration::from_secs(30),
+        || async {
+            env.events_for(NS, name)
+                .await
+                .into_iter()
+                .find(|e| e.reason.as_deref() == Some(reason))
+        },
+    )
+    .await
+}
+
+async fn claim(env: &Cluster, name: &str) -> PersistentVolumeClaim {
+    env.claims(NS).get(name).await.expect("claim")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bind_mode_binds_exactly_what_dry_run_predicts() {
+    let mut env = cluster(false).await;
+    env.cp.apply_file(&manifest()).await.expect("apply");
+
+    // Nothing binds them yet: the stock binder is off and berth not started.
+    let offline = dry_run(&["-f", &manifest().display().to_string()]);
+    let live = from_cluster(&env.cp.kubeconfig);
+    let predicted = bindings(&offline);
+    assert_eq!(bindings(&live), predicted, "live read and manifests agree");
+    assert_eq!(listed(&live, "provisioning"), [format!("{NS}/dynamic")]);
+    assert_eq!(
+        listed(&live, "pending"),
+        [format!("{NS}/nothing-fits"), format!("{NS}/too-big")]
+    );
+    // The prediction is not trivial: every way of matching is in it.
+    assert_eq!(
+        predicted.get("shop/small").map(String::as_str),
+        Some("pv-1g")
+    );
+    assert_eq!(
+        predicted.get("shop/medium").map(String::as_str),
+        Some("pv-5g")
+    );
+    assert_eq!(
+        predicted.get("shop/gold").map(String::as_str),
+        Some("pv-10g-gold")
+    );
+    assert_eq!(
+        predicted.get("shop/shared").map(String::as_str),
+        Some("pv-20g-shared")
+    );
+    assert_eq!(
+        predicted.get("shop/reserved").map(String::as_str),
+        Some("pv-2g-reserved")
+    );
+    assert_eq!(
+        predicted.get("shop/named").map(String::as_str),
+        Some("pv-30g-named")
+    );
+    for pvc in env
+        .claims(NS)
+        .list(&Default::default())
+        .await
+        .expect("list")
+        .items
+    {
+        assert_ne!(
+            pvc.status.and_then(|s| s.phase).as_deref(),
+            Some("Bound"),
+            "nothing may bind before berth starts"
+        );
+    }
+
+    env.berth
+        .add_controller(&["--bind"])
+        .expect("start the controller");
+    for (claim_key, volume) in &predicted {
+        let name = claim_key.trim_start_matches("shop/");
+        assert_eq!(&env.wait_bound(NS, name).await, volume, "{claim_key}");
+    }
+    let dynamic = claim(&env, "dynamic").await;
+    assert_eq!(
+        env.wait_bound(NS, "dynamic").await,
+        format!("pvc-{}", dynamic.uid().expect("uid")),
+        "the dynamic claim is provisioned by berth and bound by berth"
+    );
+
+    // Upstream's marks: berth chose the volume for `small`, the user chose
+    // it for `named` (volumeName) and for `reserved` (claimRef).
+    let small = claim(&env, "small").await;
+    assert_eq!(
+        annotation(&small, "pv.kubernetes.io/bind-completed"),
+        Some("yes")
+    );
+    assert_eq!(
+        annotation(&small, "pv.kubernetes.io/bound-by-controller"),
+        Some("yes")
+    );
+    let status = small.status.clone().expect("status");
+    assert_eq!(
+        status
+            .capacity
+            .and_then(|c| c.get("storage").cloned())
+            .map(|q| q.0)
+            .as_deref(),
+        Some("1Gi")
+    );
+    let named = claim(&env, "named").await;
+    assert_eq!(
+        annotation(&named, "pv.kubernetes.io/bind-completed"),
+        Some("yes")
+    );
+    assert_eq!(
+        annotation(&named, "pv.kubernetes.io/bound-by-controller"),
+        None
+    );
+    let pv_small = env.pvs().get("pv-1g").await.expect("pv");
+    assert_eq!(
+        annotation(&pv_small, "pv.kubernetes.io/bound-by-controller"),
+        Some("yes")
+    );
+    let claim_ref = pv_small
+        .spec
+        .clone()
+        .and_then(|s| s.claim_ref)
+        .expect("claimRef");
+    assert_eq!(claim_ref.uid, small.uid());
+    assert_eq!(
+        pv_small.status.and_then(|s| s.phase).as_deref(),
+        Some("Bound")
+    );
+    let pv_reserved = env.pvs().get("pv-2g-reserved").await.expect("pv");
+    assert_eq!(
+        annotation(&pv_reserved, "pv.kubernetes.io/bound-by-controller"),
+        None
+    );
+    let pv_tiny = env.pvs().get("pv-tiny").await.expect("pv");
+    assert_eq!(
+        pv_tiny.status.and_then(|s| s.phase).as_deref(),
+        Some("Available"),
+        "an unclaimed volume becomes Available"
+    );
+
+    // The two that cannot bind say why, with upstream's reasons.
+    let mismatch = event(&env, "too-big", "VolumeMismatch").await;
+    assert!(
+        mismatch.message.unwrap_or_default().contains("pv-tiny"),
+        "the event names the volume"
+    );
+    event(&env, "nothing-fits", "ProvisioningFailed").await;
+    event(&env, "dynamic", "ExternalProvisioning").await;
+    for name in ["too-big", "nothing-fits"] {
+        let c = claim(&env, name).await;
+        assert_eq!(
+            c.status.and_then(|s| s.phase).as_deref(),
+            Some("Pending"),
+            "{name}"
+        );
+    }
+
+    // Read back, the cluster is what was predicted: the same pairs, now
+    // already bound.
+    let after = from_cluster(&env.cp.kubeconfig);
+    let mut expected = predicted.clone();
+    expected.insert(
+        "shop/dynamic".into(),
+        format!("pvc-{}", dynamic.uid().expect("uid")),
+    );
+    assert_eq!(bindings(&after), expected);
+    assert!(
+        after["bindings"]
+            .as_array()
+            .expect("bindings")
+            .iter()
+            .all(|b| b["how"] == "already-bound"),
+        "{after:#}"
+    );
+
+    // Claims go: Retain leaves the volume Released, Delete removes it.
+    env.claims(NS)
+        .delete("small", &DeleteParams::default())
+        .await
+        .expect("delete small");
+    env.wait("pv-1g Released", Duration::from_secs(30), || async {
+        let pv = env.pvs().get("pv-1g").await.ok()?;
+        (pv.status?.phase.as_deref() == Some("Released")).then_some(())
+    })
+    .await;
+    env.claims(NS)
+        .delete("dynamic", &DeleteParams::default())
+        .await
+        .expect("delete dynamic");
+    env.wait_pv_gone(&format!("pvc-{}", dynamic.uid().expect("uid")))
+        .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dry_run_from_cluster_predicts_what_the_stock_binder_then_does() {
+    let env = cluster(true).await;
+    let kcm = env
+        .cp
+        .pid_of("kube-controller-manager")
+        .expect("kube-controller-manager runs");
+    // Hold the stock binder still while the objects arrive and berth reads
+    // them, so the prediction is made before the binder acts.
+    let signal = |sig: nix::sys::signal::Signal| {
+        nix::sys::signal::kill(nix::unistd::Pid::from_raw(kcm as i32), sig)
+            .expect("signal kube-controller-manager");
+    };
+    signal(nix::sys::signal::Signal::SIGSTOP);
+    let applied = env.cp.apply_file(&manifest()).await;
+    let predicted = applied.map(|_| from_cluster(&env.cp.kubeconfig));
+    signal(nix::sys::signal::Signal::SIGCONT);
+    let predicted = predicted.expect("apply the manifest");
+    let claims = bindings(&predicted);
+    assert_eq!(claims.len(), 6, "{predicted:#}");
+
+    for (claim_key, volume) in &claims {
+        let name = claim_key.trim_start_matches("shop/");
+        assert_eq!(
+            &env.wait_bound(NS, name).await,
+            volume,
+            "the stock binder bound {claim_key} as predicted"
+        );
+    }
+    for name in ["too-big", "nothing-fits"] {
+        let c = claim(&env, name).await;
+        assert_eq!(
+            c.status.and_then(|s| s.phase).as_deref(),
+            Some("Pending"),
+            "{name}"
+        );
+    }
+}
