@@ -266,3 +266,26 @@ fn explain_prints_the_reasoning_for_one_claim() {
     let out = run(&["explain", "pvc", "nope", "-f", "examples/demo"], None);
     assert_eq!(out.status.code(), Some(2));
 }
+
+#[test]
+fn from_cluster_errors_name_the_kubeconfig_and_the_missing_input() {
+    let out = run(
+        &[
+            "dry-run",
+            "--from-cluster",
+            "--kubeconfig",
+            "/nonexistent/berth.kubeconfig",
+        ],
+        None,
+    );
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("reading kubeconfig /nonexistent/berth.kubeconfig"),
+        "{err}"
+    );
+    // Neither manifests nor a cluster: a usage error, not an empty plan.
+    let out = run(&["dry-run"], None);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--filename"));
+}
