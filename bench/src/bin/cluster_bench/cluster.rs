@@ -210,10 +210,11 @@ impl Cluster {
     }
 
     /// A kube-controller-manager running nothing but the PV binder, against
-    /// this control plane (started with `stock_binder: false`).
-    pub fn start_stock_binder(&mut self) -> Result<usize, BenchError> {
+    /// this control plane (started with `stock_binder: false`), with its
+    /// stock flags plus `extra`.
+    pub fn start_stock_binder(&mut self, extra: &[String]) -> Result<usize, BenchError> {
         let bin = control_plane::binaries()?.join("kube-controller-manager");
-        let args = vec![
+        let mut args = vec![
             format!("--kubeconfig={}", self.kubeconfig().display()),
             "--leader-elect=false".into(),
             "--bind-address=127.0.0.1".into(),
@@ -222,7 +223,49 @@ impl Cluster {
             "--use-service-account-credentials=false".into(),
             "--v=1".into(),
         ];
+        args.extend(extra.iter().cloned());
         self.spawn("kube-controller-manager (PV binder only)", &bin, &args)
+    }
+
+    /// Waits until a PV binder works: a claim of a class whose provisioner
+    /// nobody runs gets the binder's storage-provisioner annotation. The
+    /// claim lives in `default`, out of the bench namespace's count.
+    pub async fn wait_binder_ready(&mut self, idx: usize) -> Result<(), BenchError> {
+        const PROBE: &str = "probe.bench.berth.dev";
+        self.create_class(PROBE, PROBE).await?;
+        let mut probe = claim(0, PROBE, "1Mi");
+        probe.metadata.name = Some("binder-probe".into());
+        probe.metadata.namespace = Some("default".into());
+        let api: Api<PersistentVolumeClaim> = Api::namespaced(self.client.clone(), "default");
+        api.create(&PostParams::default(), &probe)
+            .await
+            .map_err(kube_err("creating the binder probe claim"))?;
+        let deadline = Instant::now() + Duration::from_secs(120);
+        loop {
+            let c = api
+                .get("binder-probe")
+                .await
+                .map_err(kube_err("reading the binder probe claim"))?;
+            let annotated = c
+                .metadata
+                .annotations
+                .as_ref()
+                .is_some_and(|a| a.contains_key("volume.kubernetes.io/storage-provisioner"));
+            if annotated {
+                return Ok(());
+            }
+            self.check(idx)?;
+            if Instant::now() > deadline {
+                return Err(BenchError::Timeout {
+                    what: "waiting for the PV binder to annotate a probe claim".into(),
+                    after: Duration::from_secs(120),
+                    done: 0,
+                    want: 1,
+                    logs: self.logs(),
+                });
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
     }
 
     pub async fn create_class(&self, name: &str, provisioner: &str) -> Result<(), BenchError> {
@@ -291,6 +334,8 @@ pub fn claim(i: usize, class: &str, size: &str) -> PersistentVolumeClaim {
 struct Progress {
     synced: bool,
     bound: usize,
+    /// When the watch first saw a claim Bound.
+    first_bound: Option<Instant>,
 }
 
 /// Counts the Bound claims in the bench namespace from a watch, so waiting
@@ -314,6 +359,7 @@ impl BoundWatch {
         let task = tokio::spawn(async move {
             let mut bound: HashSet<String> = HashSet::new();
             let mut synced = false;
+            let mut first_bound = None;
             let mut events =
                 pin!(watcher::watcher(api, watcher::Config::default()).default_backoff());
             while let Some(ev) = events.next().await {
@@ -335,9 +381,13 @@ impl BoundWatch {
                     // The backoff re-lists; nothing is lost but time.
                     Err(_) => {}
                 }
+                if first_bound.is_none() && !bound.is_empty() {
+                    first_bound = Some(Instant::now());
+                }
                 tx.send_replace(Progress {
                     synced,
                     bound: bound.len(),
+                    first_bound,
                 });
             }
         });
@@ -346,6 +396,11 @@ impl BoundWatch {
             .map_err(|_| BenchError::Unavailable("the claim watch did not sync in 60s".into()))?
             .map_err(|_| BenchError::Unavailable("the claim watch ended".into()))?;
         Ok(BoundWatch { rx, task })
+    }
+
+    /// When the first claim was seen Bound, if one was.
+    pub fn first_bound(&self) -> Option<Instant> {
+        self.rx.borrow().first_bound
     }
 
     /// Waits until `want` claims are Bound; checks every second that the

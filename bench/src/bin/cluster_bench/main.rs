@@ -176,6 +176,12 @@ fn median_of(values: &[f64]) -> String {
         .unwrap_or_else(|| "-".into())
 }
 
+fn median_2(values: &[f64]) -> String {
+    report::median(values)
+        .map(|m| format!("{m:.2}"))
+        .unwrap_or_else(|| "-".into())
+}
+
 async fn provisioning_rounds(
     args: &Args,
     setup: &Setup,
@@ -238,7 +244,7 @@ async fn provisioning_rounds(
     };
     let common = vec![
         format!("{n} claims of an Immediate class (1Mi, RWO) created {} at a time; time from the first create to all Bound", args.concurrency),
-        "fresh control plane per run, stock PV binder (kube-controller-manager defaults: 20 QPS, burst 30) binds in both cases; same berth csi socket for both sides".to_string(),
+        "fresh control plane per run; kube-controller-manager's PV binder binds the pairs for both sides; same berth csi socket for both sides".to_string(),
         "provisioner started 3 s before the clock".to_string(),
     ];
     let rss_note = |t: usize| {
@@ -257,7 +263,14 @@ async fn provisioning_rounds(
         better: Better::Lower,
         size: n as u64,
         rounds: time[0].clone(),
-        notes: [common.clone(), vec![rss_note(0)]].concat(),
+        notes: [
+            common.clone(),
+            vec![
+                "stock flags everywhere: berth 50 QPS, burst 100, 16 workers; PV binder 20 QPS, burst 30 (it sets the pace for both sides)".into(),
+                rss_note(0),
+            ],
+        ]
+        .concat(),
     };
     let tuned = Comparison {
         id: format!("provisioning-tuned-{n}"),
@@ -268,7 +281,18 @@ async fn provisioning_rounds(
         better: Better::Lower,
         size: n as u64,
         rounds: time[1].clone(),
-        notes: [common.clone(), vec![berth_tuned_note.clone(), rss_note(1)]].concat(),
+        notes: [
+            common.clone(),
+            vec![
+                berth_tuned_note.clone(),
+                format!(
+                    "PV binder: a binder-only kube-controller-manager with {}",
+                    provisioning::BINDER_TUNED.join(" ")
+                ),
+                rss_note(1),
+            ],
+        ]
+        .concat(),
     };
     let memory = Comparison {
         id: format!("provisioning-rss-{n}"),
@@ -359,6 +383,7 @@ async fn static_rounds(args: &Args) -> Result<Comparison, BenchError> {
     let n = args.static_size;
     let mut rounds = Vec::new();
     let mut rss = Vec::new();
+    let mut first = Vec::new();
     for round in 0..args.rounds {
         let mut r = (None, None);
         for side in order(round) {
@@ -387,6 +412,10 @@ async fn static_rounds(args: &Args) -> Result<Comparison, BenchError> {
             berth: b.rss_mib,
             upstream: u.rss_mib,
         });
+        first.push(Round {
+            berth: b.first_secs,
+            upstream: u.first_secs,
+        });
     }
     Ok(Comparison {
         id: format!("static-binding-{n}"),
@@ -400,6 +429,11 @@ async fn static_rounds(args: &Args) -> Result<Comparison, BenchError> {
         notes: vec![
             "objects created while no binder runs; time from the binder's spawn to all claims Bound".into(),
             "berth: berth controller --bind (default flags); stock: a kube-controller-manager running only the PV binder".into(),
+            format!(
+                "spawn to first claim Bound (start-up, initial list), median: berth {} s, kube-controller-manager {} s",
+                median_2(&first.iter().map(|r| r.berth).collect::<Vec<_>>()),
+                median_2(&first.iter().map(|r| r.upstream).collect::<Vec<_>>())
+            ),
             format!(
                 "peak RSS median: berth {} MiB, kube-controller-manager (binder only) {} MiB",
                 median_of(&rss.iter().map(|r| r.berth).collect::<Vec<_>>()),

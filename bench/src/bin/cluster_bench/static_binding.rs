@@ -47,6 +47,8 @@ fn volume(i: usize) -> PersistentVolume {
 #[derive(Debug, Clone, Copy)]
 pub struct Run {
     pub secs: f64,
+    /// Spawn to the first claim Bound: start-up and initial list.
+    pub first_secs: f64,
     pub rss_mib: f64,
 }
 
@@ -94,12 +96,19 @@ pub async fn run(
             ];
             cluster.spawn("berth controller --bind", &berth_bin(), &args)?
         }
-        Side::Upstream => cluster.start_stock_binder()?,
+        Side::Upstream => cluster.start_stock_binder(&[])?,
     };
     bound.wait_all(&mut cluster, &[idx], size, timeout).await?;
     let secs = t0.elapsed().as_secs_f64();
+    let first_secs = bound
+        .first_bound()
+        .map_or(secs, |t| t.duration_since(t0).as_secs_f64());
     let rss_mib = cluster
         .peak_rss_mib(idx)
         .ok_or_else(|| BenchError::Unavailable("no VmHWM for the binder".into()))?;
-    Ok(Run { secs, rss_mib })
+    Ok(Run {
+        secs,
+        first_secs,
+        rss_mib,
+    })
 }
