@@ -15,6 +15,9 @@
 //! selectors, claimRef pre-binding, `spec.volumeName`, already-bound pairs,
 //! Released volumes, local volumes with node affinity and scheduled pods.
 
+pub mod cli;
+pub mod csi_load;
+pub mod render;
 pub mod report;
 
 use std::collections::BTreeMap;

@@ -11,25 +11,20 @@
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
 
+use berth_bench::cli::parse_list;
+use berth_bench::csi_load::{
+    connect, create_many, create_volume, delete_volume, measure, mount_cap,
+};
 use csi::controller_client::ControllerClient;
 use csi::node_client::NodeClient;
 use csi_proto as csi;
-use tokio::sync::Semaphore;
-use tonic::transport::Channel;
 
 struct Opts {
     existing: Vec<usize>,
     clients: Vec<usize>,
     ops: usize,
     berth: PathBuf,
-}
-
-fn parse_list(s: &str) -> Result<Vec<usize>, String> {
-    s.split(',')
-        .map(|x| x.trim().parse::<usize>().map_err(|e| format!("{x:?}: {e}")))
-        .collect()
 }
 
 fn parse_opts() -> Result<Opts, String> {
@@ -61,113 +56,6 @@ fn parse_opts() -> Result<Opts, String> {
     }
     o.existing.sort_unstable();
     Ok(o)
-}
-
-async fn connect(sock: &Path) -> Result<Channel, String> {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        let r = csi_proto::connect_unix(sock).await;
-        match r {
-            Ok(c) => return Ok(c),
-            Err(_) if Instant::now() < deadline => {
-                tokio::time::sleep(Duration::from_millis(20)).await
-            }
-            Err(e) => return Err(format!("connecting to {}: {e}", sock_display(&e))),
-        }
-    }
-}
-
-fn sock_display(e: &tonic::transport::Error) -> String {
-    format!("{e:?}")
-}
-
-fn mount_cap() -> csi::VolumeCapability {
-    use csi::volume_capability::*;
-    csi::VolumeCapability {
-        access_type: Some(AccessType::Mount(MountVolume::default())),
-        access_mode: Some(AccessMode {
-            mode: access_mode::Mode::SingleNodeWriter as i32,
-        }),
-    }
-}
-
-fn create_req(name: String) -> csi::CreateVolumeRequest {
-    csi::CreateVolumeRequest {
-        name,
-        capacity_range: Some(csi::CapacityRange {
-            required_bytes: 1 << 20,
-            limit_bytes: 0,
-        }),
-        volume_capabilities: vec![mount_cap()],
-        ..Default::default()
-    }
-}
-
-struct Stat {
-    op: &'static str,
-    ops_per_sec: f64,
-    p50_ms: f64,
-    p99_ms: f64,
-    errors: usize,
-}
-
-fn percentile(sorted: &[Duration], p: f64) -> f64 {
-    if sorted.is_empty() {
-        return 0.0;
-    }
-    let idx = ((sorted.len() as f64 - 1.0) * p).round() as usize;
-    sorted[idx.min(sorted.len() - 1)].as_secs_f64() * 1e3
-}
-
-/// Run `n` calls of `f(i)` with at most `clients` in flight; time each.
-async fn measure<F, Fut>(
-    op: &'static str,
-    n: usize,
-    clients: usize,
-    f: F,
-) -> (Stat, Vec<Option<String>>)
-where
-    F: Fn(usize) -> Fut + Send + Sync + 'static,
-    Fut: std::future::Future<Output = Result<String, tonic::Status>> + Send,
-{
-    let f = Arc::new(f);
-    let sem = Arc::new(Semaphore::new(clients));
-    let start = Instant::now();
-    let mut tasks = Vec::with_capacity(n);
-    for i in 0..n {
-        let permit = sem.clone().acquire_owned().await;
-        let f = f.clone();
-        tasks.push(tokio::spawn(async move {
-            let _permit = permit;
-            let t = Instant::now();
-            let r = f(i).await;
-            (t.elapsed(), r.ok())
-        }));
-    }
-    let mut lat = Vec::with_capacity(n);
-    let mut out = Vec::with_capacity(n);
-    for t in tasks {
-        match t.await {
-            Ok((d, r)) => {
-                lat.push(d);
-                out.push(r);
-            }
-            Err(_) => out.push(None),
-        }
-    }
-    let wall = start.elapsed().as_secs_f64();
-    lat.sort_unstable();
-    let errors = out.iter().filter(|r| r.is_none()).count();
-    (
-        Stat {
-            op,
-            ops_per_sec: n as f64 / wall,
-            p50_ms: percentile(&lat, 0.50),
-            p99_ms: percentile(&lat, 0.99),
-            errors,
-        },
-        out,
-    )
 }
 
 fn start_driver(berth: &Path, dir: &Path, sock: &Path) -> Result<Child, String> {
@@ -219,21 +107,12 @@ async fn bench(o: &Opts, dir: &Path, sock: &Path) -> Result<(), String> {
     // Warm up (connection, allocator, page cache, redb file growth) so the
     // first measured cell is not penalised for being first.
     for i in 0..64 {
-        let mut c = ctrl.clone();
-        let id = c
-            .create_volume(create_req(format!("warmup-{i}")))
+        let id = create_volume(ctrl.clone(), format!("warmup-{i}"))
             .await
-            .map_err(|e| format!("warm-up CreateVolume: {e}"))?
-            .into_inner()
-            .volume
-            .map(|v| v.volume_id)
-            .unwrap_or_default();
-        c.delete_volume(csi::DeleteVolumeRequest {
-            volume_id: id,
-            ..Default::default()
-        })
-        .await
-        .map_err(|e| format!("warm-up DeleteVolume: {e}"))?;
+            .map_err(|e| format!("warm-up CreateVolume: {e}"))?;
+        delete_volume(ctrl.clone(), id)
+            .await
+            .map_err(|e| format!("warm-up DeleteVolume: {e}"))?;
     }
     let mut existing = 0usize;
     let mut create_p99: Vec<(usize, usize, f64)> = Vec::new();
@@ -241,25 +120,9 @@ async fn bench(o: &Opts, dir: &Path, sock: &Path) -> Result<(), String> {
     for &target in &o.existing {
         // Fill up to `target` volumes that stay for the rest of the run.
         if target > existing {
-            let c = ctrl.clone();
-            let base = existing;
-            let (s, _) = measure("populate", target - existing, 16, move |i| {
-                let mut c = c.clone();
-                async move {
-                    c.create_volume(create_req(format!("fill-{}", base + i)))
-                        .await
-                        .map(|r| {
-                            r.into_inner()
-                                .volume
-                                .map(|v| v.volume_id)
-                                .unwrap_or_default()
-                        })
-                }
-            })
-            .await;
-            if s.errors > 0 {
-                return Err(format!("{} populate calls failed", s.errors));
-            }
+            create_many(&ctrl, "fill-", existing..target, 16)
+                .await
+                .map_err(|e| format!("populate: {e}"))?;
             existing = target;
         }
         for &clients in &o.clients {
@@ -267,17 +130,7 @@ async fn bench(o: &Opts, dir: &Path, sock: &Path) -> Result<(), String> {
             let n = o.ops;
             let c = ctrl.clone();
             let (create, ids) = measure("CreateVolume", n, clients, move |i| {
-                let mut c = c.clone();
-                async move {
-                    c.create_volume(create_req(format!("bench-{round}-{i}")))
-                        .await
-                        .map(|r| {
-                            r.into_inner()
-                                .volume
-                                .map(|v| v.volume_id)
-                                .unwrap_or_default()
-                        })
-                }
+                create_volume(c.clone(), format!("bench-{round}-{i}"))
             })
             .await;
             let ids: Arc<Vec<String>> = Arc::new(ids.into_iter().flatten().collect());
@@ -342,15 +195,7 @@ async fn bench(o: &Opts, dir: &Path, sock: &Path) -> Result<(), String> {
             }
             let (c, ids2) = (ctrl.clone(), ids.clone());
             let (delete, _) = measure("DeleteVolume", ids.len(), clients, move |i| {
-                let (mut c, id) = (c.clone(), ids2[i].clone());
-                async move {
-                    c.delete_volume(csi::DeleteVolumeRequest {
-                        volume_id: id,
-                        ..Default::default()
-                    })
-                    .await
-                    .map(|_| String::new())
-                }
+                delete_volume(c.clone(), ids2[i].clone())
             })
             .await;
             create_p99.push((existing, clients, create.p99_ms));
