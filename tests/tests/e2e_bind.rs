@@ -1,8 +1,9 @@
 //! berth's binder (`berth controller --bind`) and `berth dry-run
 //! --from-cluster` against the real control plane:
-//! - with kube-controller-manager's PV binder off, berth binds a set of
-//!   static volumes exactly as `berth dry-run` predicted, both from the
-//!   manifests and from the live cluster, with upstream's annotations,
+//! - with kube-controller-manager's PV binder off, berth (running with only
+//!   the RBAC in `deploy/rbac.yaml` and `deploy/binder-rbac.yaml`) binds a
+//!   set of static volumes exactly as `berth dry-run` predicted, both from
+//!   the manifests and from the live cluster, with upstream's annotations,
 //!   phases and events, hands the dynamic claim to the provisioner, and
 //!   releases volumes by policy when claims go;
 //! - with the stock binder, `dry-run --from-cluster` taken while the binder
@@ -170,8 +171,25 @@ async fn bind_mode_binds_exactly_what_dry_run_predicts() {
         );
     }
 
+    // berth runs as it would in the cluster: with nothing but the rights
+    // deploy/ grants its ServiceAccount (rbac.yaml and binder-rbac.yaml).
+    for file in ["namespace.yaml", "rbac.yaml", "binder-rbac.yaml"] {
+        env.cp
+            .apply_file(&repo_root().join("deploy").join(file))
+            .await
+            .unwrap_or_else(|e| panic!("deploy/{file}: {e}"));
+    }
+    let token = env
+        .cp
+        .service_account_token("berth-system", "berth-controller")
+        .await
+        .expect("ServiceAccount token");
+    let kubeconfig = env
+        .cp
+        .token_kubeconfig("binder", &token)
+        .expect("kubeconfig");
     env.berth
-        .add_controller(&["--bind"])
+        .add_controller_with(&kubeconfig, &["--bind"])
         .expect("start the controller");
     for (claim_key, volume) in &predicted {
         let name = claim_key.trim_start_matches("shop/");
