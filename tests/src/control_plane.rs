@@ -21,9 +21,11 @@ use std::process::{Child, Command, Stdio};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use k8s_openapi::api::core::v1::{Node, ServiceAccount};
+use k8s_openapi::api::core::v1::{
+    Event, Node, PersistentVolume, PersistentVolumeClaim, Pod, ServiceAccount,
+};
 use k8s_openapi::api::storage::v1::CSINode;
-use kube::api::{Api, PostParams};
+use kube::api::{Api, ListParams, PostParams};
 use kube::config::{KubeConfigOptions, Kubeconfig};
 use kube::{Client, Config};
 use nix::sys::signal::{self, Signal};
@@ -754,6 +756,14 @@ pub struct Berth {
 impl Berth {
     /// Starts the driver for `node_id` and one controller with `extra` flags.
     pub fn start(cp: &ControlPlane, node_id: &str, extra: &[&str]) -> std::io::Result<Berth> {
+        let mut b = Self::driver_only(cp, node_id)?;
+        b.add_controller(extra)?;
+        Ok(b)
+    }
+
+    /// Starts the driver for `node_id` and no controller (add one with
+    /// [`Berth::add_controller_with`], e.g. with a ServiceAccount's token).
+    pub fn driver_only(cp: &ControlPlane, node_id: &str) -> std::io::Result<Berth> {
         let dir = cp.dir().join("berth");
         fs::create_dir_all(dir.join("state"))?;
         fs::create_dir_all(dir.join("data"))?;
@@ -767,7 +777,6 @@ impl Berth {
             driver_runs: 0,
         };
         b.restart_driver()?;
-        b.add_controller(extra)?;
         Ok(b)
     }
 
@@ -821,4 +830,356 @@ impl Berth {
         out.extend(self.controllers.iter().map(|c| c.log_tail(30)));
         out.join("\n")
     }
+}
+
+impl ControlPlane {
+    /// Applies every document of a manifest file for real (server-side
+    /// apply, field manager `berth-e2e`) and returns `Kind/name` of each.
+    pub async fn apply_file(&self, path: &Path) -> Result<Vec<String>, ControlPlaneError> {
+        use kube::api::{DynamicObject, Patch, PatchParams};
+        use kube::core::GroupVersionKind;
+        let kube_err =
+            |what: String| move |e: kube::Error| ControlPlaneError::Kube(format!("{what}: {e}"));
+        let client = self.client().await?;
+        let text = fs::read_to_string(path).map_err(io(format!("reading {}", path.display())))?;
+        let docs = berth::manifest::parse_str(&path.display().to_string(), &text)
+            .map_err(|e| ControlPlaneError::Kube(e.to_string()))?;
+        let mut applied = Vec::new();
+        for doc in docs {
+            let v = doc.value;
+            let field = |f: &str| v[f].as_str().unwrap_or_default().to_string();
+            let (api_version, kind) = (field("apiVersion"), field("kind"));
+            let name = v["metadata"]["name"]
+                .as_str()
+                .unwrap_or_default()
+                .to_string();
+            let (group, version) = api_version.rsplit_once('/').unwrap_or(("", &api_version));
+            let gvk = GroupVersionKind::gvk(group, version, &kind);
+            let (ar, caps) = kube::discovery::pinned_kind(&client, &gvk)
+                .await
+                .map_err(kube_err(format!("discovering {api_version} {kind}")))?;
+            let api: Api<DynamicObject> = match v["metadata"]["namespace"].as_str() {
+                Some(ns) if caps.scope == kube::discovery::Scope::Namespaced => {
+                    Api::namespaced_with(client.clone(), ns, &ar)
+                }
+                _ => Api::all_with(client.clone(), &ar),
+            };
+            api.patch(
+                &name,
+                &PatchParams::apply("berth-e2e").force(),
+                &Patch::Apply(&v),
+            )
+            .await
+            .map_err(kube_err(format!("applying {kind} {name}")))?;
+            applied.push(format!("{kind}/{name}"));
+        }
+        Ok(applied)
+    }
+
+    /// A bound token of a ServiceAccount from the TokenRequest API, as the
+    /// kubelet mounts into its pods.
+    pub async fn service_account_token(
+        &self,
+        namespace: &str,
+        name: &str,
+    ) -> Result<String, ControlPlaneError> {
+        use k8s_openapi::api::authentication::v1::TokenRequest;
+        let request: TokenRequest = serde_json::from_value(serde_json::json!({
+            "spec": { "audiences": [], "expirationSeconds": 3600 }
+        }))
+        .expect("a valid TokenRequest");
+        let sas: Api<ServiceAccount> = Api::namespaced(self.client().await?, namespace);
+        let issued = sas
+            .create_token_request(name, &PostParams::default(), &request)
+            .await
+            .map_err(|e| ControlPlaneError::Kube(format!("token for {namespace}/{name}: {e}")))?;
+        issued
+            .status
+            .and_then(|s| s.token)
+            .ok_or_else(|| ControlPlaneError::Kube(format!("no token for {namespace}/{name}")))
+    }
+}
+
+/// The name berth's driver registers under, and its topology key.
+pub const DRIVER: &str = "csi.berth.dev";
+pub const TOPOLOGY_KEY: &str = "topology.csi.berth.dev/node";
+
+/// What the e2e suites run against: a control plane with fake nodes, berth's
+/// driver on the first node (controllers added by the test), the admin
+/// client, and the helpers to create objects and poll for outcomes.
+pub struct Cluster {
+    pub berth: Berth,
+    pub cp: ControlPlane,
+    pub client: Client,
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        // Controllers and driver go before the API server they talk to.
+        self.berth.controllers.clear();
+        self.berth.driver = None;
+        self.cp.stop();
+    }
+}
+
+impl Cluster {
+    /// A stock control plane with Ready fake `nodes`, each labelled with
+    /// its name under [`TOPOLOGY_KEY`]. `nodes[0]` has berth's driver (and
+    /// its CSINode entry, no volume limit); the others have no berth at all.
+    pub async fn start(nodes: &[&str]) -> Cluster {
+        let cp = ControlPlane::start()
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        let client = cp.client().await.expect("admin client");
+        for node in nodes {
+            let labels = BTreeMap::from([(TOPOLOGY_KEY.to_string(), node.to_string())]);
+            cp.create_node(node, &labels).await.expect("node");
+        }
+        let first = nodes.first().expect("at least one node");
+        cp.register_csi_node(first, DRIVER, first, &[TOPOLOGY_KEY], None)
+            .await
+            .expect("CSINode");
+        let berth = Berth::driver_only(&cp, first).expect("start berth's driver");
+        Cluster { berth, cp, client }
+    }
+
+    pub fn logs(&self) -> String {
+        format!("{}\n{}", self.cp.logs(), self.berth.logs())
+    }
+
+    pub async fn namespace(&self, name: &str) {
+        use k8s_openapi::api::core::v1::Namespace;
+        let ns: Namespace =
+            serde_json::from_value(serde_json::json!({ "metadata": { "name": name } })).unwrap();
+        Api::<Namespace>::all(self.client.clone())
+            .create(&PostParams::default(), &ns)
+            .await
+            .expect("namespace");
+    }
+
+    /// A StorageClass of berth's; `extra` is merged into it (e.g.
+    /// `allowedTopologies`).
+    pub async fn class_with(
+        &self,
+        name: &str,
+        mode: &str,
+        reclaim: &str,
+        extra: serde_json::Value,
+    ) {
+        use k8s_openapi::api::storage::v1::StorageClass;
+        let mut v = serde_json::json!({
+            "metadata": { "name": name },
+            "provisioner": DRIVER,
+            "volumeBindingMode": mode,
+            "reclaimPolicy": reclaim,
+        });
+        if let (Some(base), serde_json::Value::Object(more)) = (v.as_object_mut(), extra) {
+            base.extend(more);
+        }
+        let sc: StorageClass = serde_json::from_value(v).unwrap();
+        Api::<StorageClass>::all(self.client.clone())
+            .create(&PostParams::default(), &sc)
+            .await
+            .expect("storage class");
+    }
+
+    pub async fn class(&self, name: &str, mode: &str, reclaim: &str, params: serde_json::Value) {
+        self.class_with(
+            name,
+            mode,
+            reclaim,
+            serde_json::json!({ "parameters": params }),
+        )
+        .await
+    }
+
+    /// A 64Mi ReadWriteOnce claim; `annotations` as given.
+    pub async fn claim_with(
+        &self,
+        ns: &str,
+        name: &str,
+        class: &str,
+        annotations: serde_json::Value,
+    ) -> PersistentVolumeClaim {
+        self.claims(ns)
+            .create(
+                &PostParams::default(),
+                &Self::claim_object(name, class, annotations),
+            )
+            .await
+            .expect("claim")
+    }
+
+    /// The claim [`Cluster::claim_with`] creates, to create elsewhere.
+    pub fn claim_object(
+        name: &str,
+        class: &str,
+        annotations: serde_json::Value,
+    ) -> PersistentVolumeClaim {
+        serde_json::from_value(serde_json::json!({
+            "metadata": { "name": name, "annotations": annotations },
+            "spec": {
+                "accessModes": ["ReadWriteOnce"],
+                "storageClassName": class,
+                "resources": { "requests": { "storage": "64Mi" } },
+            }
+        }))
+        .unwrap()
+    }
+
+    pub async fn claim(&self, ns: &str, name: &str, class: &str) -> PersistentVolumeClaim {
+        self.claim_with(ns, name, class, serde_json::json!({}))
+            .await
+    }
+
+    pub fn claims(&self, ns: &str) -> Api<PersistentVolumeClaim> {
+        Api::namespaced(self.client.clone(), ns)
+    }
+
+    pub fn pvs(&self) -> Api<PersistentVolume> {
+        Api::all(self.client.clone())
+    }
+
+    pub fn pods(&self, ns: &str) -> Api<Pod> {
+        Api::namespaced(self.client.clone(), ns)
+    }
+
+    /// A pod mounting `claim`; `spec` is merged into its spec (e.g. a
+    /// `nodeSelector`). Retried until the namespace's ServiceAccount, which
+    /// admission requires, exists.
+    pub async fn pod(&self, ns: &str, name: &str, claim: &str, spec: serde_json::Value) {
+        let mut s = serde_json::json!({
+            "containers": [{ "name": "app", "image": "registry.invalid/app:1" }],
+            "volumes": [{ "name": "data", "persistentVolumeClaim": { "claimName": claim } }],
+        });
+        if let (Some(base), serde_json::Value::Object(more)) = (s.as_object_mut(), spec) {
+            base.extend(more);
+        }
+        let pod: Pod = serde_json::from_value(serde_json::json!({
+            "metadata": { "name": name },
+            "spec": s,
+        }))
+        .unwrap();
+        let pods = self.pods(ns);
+        self.wait(
+            &format!("pod {ns}/{name} admitted"),
+            Duration::from_secs(30),
+            || {
+                let (pods, pod) = (pods.clone(), pod.clone());
+                async move {
+                    pods.create(&PostParams::default(), &pod)
+                        .await
+                        .ok()
+                        .map(|_| ())
+                }
+            },
+        )
+        .await
+    }
+
+    /// Polls `check` until it yields a value; panics with every log after `timeout`.
+    pub async fn wait<T, F, Fut>(&self, what: &str, timeout: Duration, mut check: F) -> T
+    where
+        F: FnMut() -> Fut,
+        Fut: std::future::Future<Output = Option<T>>,
+    {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(v) = check().await {
+                return v;
+            }
+            if Instant::now() > deadline {
+                panic!("timed out waiting for {what}\n{}", self.logs());
+            }
+            tokio::time::sleep(Duration::from_millis(250)).await;
+        }
+    }
+
+    /// Waits for the claim to be Bound and returns its PV's name.
+    pub async fn wait_bound(&self, ns: &str, name: &str) -> String {
+        let claims = self.claims(ns);
+        self.wait(
+            &format!("{ns}/{name} Bound"),
+            Duration::from_secs(120),
+            || {
+                let claims = claims.clone();
+                async move {
+                    let c = claims.get(name).await.ok()?;
+                    let phase = c.status.as_ref()?.phase.clone()?;
+                    (phase == "Bound").then(|| c.spec?.volume_name).flatten()
+                }
+            },
+        )
+        .await
+    }
+
+    /// Waits until the PV is gone.
+    pub async fn wait_pv_gone(&self, name: &str) {
+        let pvs = self.pvs();
+        self.wait(&format!("PV {name} gone"), Duration::from_secs(60), || {
+            let pvs = pvs.clone();
+            async move { matches!(pvs.get_opt(name).await, Ok(None)).then_some(()) }
+        })
+        .await
+    }
+
+    pub async fn events_for(&self, ns: &str, object: &str) -> Vec<Event> {
+        let lp = ListParams::default().fields(&format!("involvedObject.name={object}"));
+        Api::<Event>::namespaced(self.client.clone(), ns)
+            .list(&lp)
+            .await
+            .expect("events")
+            .items
+    }
+
+    /// PVs whose claimRef names `ns/name`.
+    pub async fn pvs_for(&self, ns: &str, name: &str) -> Vec<PersistentVolume> {
+        self.berth_pvs()
+            .await
+            .into_iter()
+            .filter(|pv| {
+                pv.spec
+                    .as_ref()
+                    .and_then(|s| s.claim_ref.as_ref())
+                    .is_some_and(|r| {
+                        r.namespace.as_deref() == Some(ns) && r.name.as_deref() == Some(name)
+                    })
+            })
+            .collect()
+    }
+
+    /// Every PV berth provisioned.
+    pub async fn berth_pvs(&self) -> Vec<PersistentVolume> {
+        self.pvs()
+            .list(&ListParams::default())
+            .await
+            .expect("pvs")
+            .items
+            .into_iter()
+            .filter(|pv| {
+                pv.metadata
+                    .annotations
+                    .as_ref()
+                    .and_then(|a| a.get("pv.kubernetes.io/provisioned-by"))
+                    .is_some_and(|p| p == DRIVER)
+            })
+            .collect()
+    }
+}
+
+/// The nodes a PV's required node affinity names under [`TOPOLOGY_KEY`].
+pub fn affinity_nodes(pv: &PersistentVolume) -> Vec<String> {
+    pv.spec
+        .as_ref()
+        .and_then(|s| s.node_affinity.as_ref())
+        .and_then(|a| a.required.as_ref())
+        .map(|sel| {
+            sel.node_selector_terms
+                .iter()
+                .flat_map(|t| t.match_expressions.iter().flatten())
+                .filter(|e| e.key == TOPOLOGY_KEY && e.operator == "In")
+                .flat_map(|e| e.values.iter().flatten().cloned())
+                .collect()
+        })
+        .unwrap_or_default()
 }

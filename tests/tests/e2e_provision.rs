@@ -1,177 +1,36 @@
 //! `berth controller` + `berth csi` against the real control plane, with the
 //! stock PV binder and kube-scheduler: Immediate and WaitForFirstConsumer
-//! provisioning to Bound, reclaim by policy, invalid class parameters, and a
-//! controller restart in the middle of the work.
+//! provisioning to Bound, reclaim by policy, invalid class parameters, a
+//! controller restart in the middle of the work, the controller running
+//! with nothing but the RBAC in `deploy/`, and claims deleted while their
+//! volume is being made.
 
-use std::collections::BTreeMap;
-use std::future::Future;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use berth_tests::control_plane::{Berth, ControlPlane};
-use k8s_openapi::api::core::v1::{Event, Namespace, PersistentVolume, PersistentVolumeClaim, Pod};
-use k8s_openapi::api::storage::v1::StorageClass;
+use berth_tests::control_plane::{Cluster, DRIVER, TOPOLOGY_KEY};
+use kube::ResourceExt;
 use kube::api::{Api, DeleteParams, ListParams, PostParams};
-use kube::{Client, ResourceExt};
 use serde_json::json;
 
-const DRIVER: &str = "csi.berth.dev";
-const TOPOLOGY_KEY: &str = "topology.csi.berth.dev/node";
 const NODE: &str = "node-a";
 
-struct Env {
-    berth: Berth,
-    cp: ControlPlane,
-    client: Client,
+/// A control plane with one fake node and berth on it: the driver and one
+/// controller started with `flags`.
+async fn start_with(flags: &[&str]) -> Cluster {
+    let mut env = Cluster::start(&[NODE]).await;
+    env.berth
+        .add_controller(flags)
+        .expect("start the controller");
+    env
 }
 
-impl Drop for Env {
-    fn drop(&mut self) {
-        // Controllers and driver go before the API server they talk to.
-        self.berth.controllers.clear();
-        self.berth.driver = None;
-        self.cp.stop();
-    }
-}
-
-impl Env {
-    async fn start() -> Env {
-        Self::start_with(&[]).await
-    }
-
-    /// A control plane, one fake node, the driver and one controller started with `flags`.
-    async fn start_with(flags: &[&str]) -> Env {
-        let cp = ControlPlane::start()
-            .await
-            .unwrap_or_else(|e| panic!("{e}"));
-        let client = cp.client().await.expect("admin client");
-        let labels = BTreeMap::from([(TOPOLOGY_KEY.to_string(), NODE.to_string())]);
-        cp.create_node(NODE, &labels).await.expect("node");
-        cp.register_csi_node(NODE, DRIVER, NODE, &[TOPOLOGY_KEY], None)
-            .await
-            .expect("CSINode");
-        let berth = Berth::start(&cp, NODE, flags).expect("start berth");
-        Env { berth, cp, client }
-    }
-
-    fn logs(&self) -> String {
-        format!("{}\n{}", self.cp.logs(), self.berth.logs())
-    }
-
-    async fn namespace(&self, name: &str) {
-        let ns: Namespace =
-            serde_json::from_value(json!({ "metadata": { "name": name } })).unwrap();
-        Api::<Namespace>::all(self.client.clone())
-            .create(&PostParams::default(), &ns)
-            .await
-            .expect("namespace");
-    }
-
-    async fn class(&self, name: &str, mode: &str, reclaim: &str, params: serde_json::Value) {
-        let sc: StorageClass = serde_json::from_value(json!({
-            "metadata": { "name": name },
-            "provisioner": DRIVER,
-            "volumeBindingMode": mode,
-            "reclaimPolicy": reclaim,
-            "parameters": params,
-        }))
-        .unwrap();
-        Api::<StorageClass>::all(self.client.clone())
-            .create(&PostParams::default(), &sc)
-            .await
-            .expect("storage class");
-    }
-
-    async fn claim(&self, ns: &str, name: &str, class: &str) -> PersistentVolumeClaim {
-        let pvc: PersistentVolumeClaim = serde_json::from_value(json!({
-            "metadata": { "name": name },
-            "spec": {
-                "accessModes": ["ReadWriteOnce"],
-                "storageClassName": class,
-                "resources": { "requests": { "storage": "64Mi" } },
-            }
-        }))
-        .unwrap();
-        self.claims(ns)
-            .create(&PostParams::default(), &pvc)
-            .await
-            .expect("claim")
-    }
-
-    fn claims(&self, ns: &str) -> Api<PersistentVolumeClaim> {
-        Api::namespaced(self.client.clone(), ns)
-    }
-
-    fn pvs(&self) -> Api<PersistentVolume> {
-        Api::all(self.client.clone())
-    }
-
-    /// Polls `check` until it yields a value or `timeout` passes.
-    async fn wait<T, F, Fut>(&self, what: &str, timeout: Duration, mut check: F) -> T
-    where
-        F: FnMut() -> Fut,
-        Fut: Future<Output = Option<T>>,
-    {
-        let deadline = Instant::now() + timeout;
-        loop {
-            if let Some(v) = check().await {
-                return v;
-            }
-            if Instant::now() > deadline {
-                panic!("timed out waiting for {what}\n{}", self.logs());
-            }
-            tokio::time::sleep(Duration::from_millis(250)).await;
-        }
-    }
-
-    async fn wait_bound(&self, ns: &str, name: &str) -> String {
-        let claims = self.claims(ns);
-        self.wait(
-            &format!("{ns}/{name} Bound"),
-            Duration::from_secs(120),
-            || {
-                let claims = claims.clone();
-                async move {
-                    let c = claims.get(name).await.ok()?;
-                    let phase = c.status.as_ref()?.phase.clone()?;
-                    (phase == "Bound").then(|| c.spec?.volume_name).flatten()
-                }
-            },
-        )
-        .await
-    }
-
-    async fn events_for(&self, ns: &str, object: &str) -> Vec<Event> {
-        let lp = ListParams::default().fields(&format!("involvedObject.name={object}"));
-        Api::<Event>::namespaced(self.client.clone(), ns)
-            .list(&lp)
-            .await
-            .expect("events")
-            .items
-    }
-
-    /// PVs whose claimRef names `ns/name`.
-    async fn pvs_for(&self, ns: &str, name: &str) -> Vec<PersistentVolume> {
-        self.pvs()
-            .list(&ListParams::default())
-            .await
-            .expect("pvs")
-            .items
-            .into_iter()
-            .filter(|pv| {
-                pv.spec
-                    .as_ref()
-                    .and_then(|s| s.claim_ref.as_ref())
-                    .is_some_and(|r| {
-                        r.namespace.as_deref() == Some(ns) && r.name.as_deref() == Some(name)
-                    })
-            })
-            .collect()
-    }
+async fn start() -> Cluster {
+    start_with(&[]).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn immediate_claims_bind_and_are_reclaimed_by_policy() {
-    let env = Env::start().await;
+    let env = start().await;
     env.namespace("apps").await;
     env.class("fast-delete", "Immediate", "Delete", json!({}))
         .await;
@@ -225,18 +84,8 @@ async fn immediate_claims_bind_and_are_reclaimed_by_policy() {
         .delete("scratch", &DeleteParams::default())
         .await
         .unwrap();
+    env.wait_pv_gone(&pv_name).await;
     let pvs = env.pvs();
-    env.wait("the Delete PV to go", Duration::from_secs(60), || {
-        let pvs = pvs.clone();
-        let n = pv_name.clone();
-        async move {
-            pvs.get_opt(&n)
-                .await
-                .ok()
-                .and_then(|p| p.is_none().then_some(()))
-        }
-    })
-    .await;
 
     // Retain: the PV stays, Released, with its volume.
     env.claims("apps")
@@ -259,7 +108,7 @@ async fn immediate_claims_bind_and_are_reclaimed_by_policy() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn invalid_class_parameters_give_a_warning_event_and_create_nothing() {
-    let env = Env::start().await;
+    let env = start().await;
     env.namespace("bad").await;
     env.class(
         "broken",
@@ -313,7 +162,7 @@ async fn invalid_class_parameters_give_a_warning_event_and_create_nothing() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn wait_for_first_consumer_provisions_on_the_scheduled_node() {
-    let env = Env::start().await;
+    let env = start().await;
     env.namespace("wffc").await;
     env.class("local", "WaitForFirstConsumer", "Delete", json!({}))
         .await;
@@ -326,27 +175,8 @@ async fn wait_for_first_consumer_provisions_on_the_scheduled_node() {
         "provisioned before a consumer"
     );
 
-    let pod: Pod = serde_json::from_value(json!({
-        "metadata": { "name": "app" },
-        "spec": {
-            "containers": [{ "name": "app", "image": "registry.invalid/app:1" }],
-            "volumes": [{ "name": "data", "persistentVolumeClaim": { "claimName": "data" } }],
-        }
-    }))
-    .unwrap();
-    let pods: Api<Pod> = Api::namespaced(env.client.clone(), "wffc");
-    // The namespace's ServiceAccount appears shortly after the namespace.
-    env.wait("the pod to be admitted", Duration::from_secs(30), || {
-        let pods = pods.clone();
-        let pod = pod.clone();
-        async move {
-            pods.create(&PostParams::default(), &pod)
-                .await
-                .ok()
-                .map(|_| ())
-        }
-    })
-    .await;
+    env.pod("wffc", "app", "data", json!({})).await;
+    let pods = env.pods("wffc");
 
     // Diagnose a stuck scheduling: the pod's conditions say why.
     let stuck = tokio::time::timeout(Duration::from_secs(90), env.wait_bound("wffc", "data")).await;
@@ -385,7 +215,7 @@ async fn wait_for_first_consumer_provisions_on_the_scheduled_node() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn restarting_controller_and_driver_mid_run_leaves_no_duplicates() {
-    let mut env = Env::start().await;
+    let mut env = start().await;
     env.namespace("restart").await;
     env.class("fast", "Immediate", "Delete", json!({})).await;
     for i in 0..6 {
@@ -439,7 +269,7 @@ async fn killing_the_leader_hands_over_to_the_standby() {
         ]
     };
     let a = flags("replica-a", ports[0]);
-    let mut env = Env::start_with(&a.iter().map(String::as_str).collect::<Vec<_>>()).await;
+    let mut env = start_with(&a.iter().map(String::as_str).collect::<Vec<_>>()).await;
     let b = flags("replica-b", ports[1]);
     env.berth
         .add_controller(&b.iter().map(String::as_str).collect::<Vec<_>>())
@@ -485,4 +315,208 @@ async fn killing_the_leader_hands_over_to_the_standby() {
     env.wait_bound("ha", "second").await;
     let now = holder(leases.get("csi-berth-dev-controller").await.unwrap());
     assert_eq!(now.as_deref(), Some(standby), "the standby took the lease");
+}
+
+/// Every volume the driver holds, from ListVolumes over its socket.
+async fn driver_volumes(env: &Cluster) -> Vec<String> {
+    use csi_proto::controller_client::ControllerClient;
+    let channel = csi_proto::connect_unix(env.berth.socket.clone())
+        .await
+        .expect("connect to the driver");
+    let mut ctrl = ControllerClient::new(channel);
+    let (mut out, mut token) = (Vec::new(), String::new());
+    loop {
+        let page = ctrl
+            .list_volumes(csi_proto::ListVolumesRequest {
+                max_entries: 0,
+                starting_token: token,
+            })
+            .await
+            .expect("ListVolumes")
+            .into_inner();
+        out.extend(
+            page.entries
+                .into_iter()
+                .filter_map(|e| e.volume.map(|v| v.volume_id)),
+        );
+        if page.next_token.is_empty() {
+            return out;
+        }
+        token = page.next_token;
+    }
+}
+
+/// Waits until no berth PV and no driver volume is left, and it stays so
+/// for a few consecutive polls (work still in flight would show up).
+async fn wait_nothing_left(env: &Cluster, what: &str) {
+    let quiet = std::cell::Cell::new(0);
+    env.wait(what, Duration::from_secs(60), || {
+        let quiet = &quiet;
+        async move {
+            let pvs = env.berth_pvs().await;
+            let volumes = driver_volumes(env).await;
+            let clean = pvs.is_empty() && volumes.is_empty();
+            quiet.set(if clean { quiet.get() + 1 } else { 0 });
+            (quiet.get() >= 8).then_some(())
+        }
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_deploy_rbac_is_all_the_controller_needs() {
+    let mut env = Cluster::start(&[NODE, "node-b"]).await;
+    // node-b says it has the driver, but the driver only makes volumes on
+    // node-a: a claim sent there comes back ResourceExhausted and the
+    // controller must patch the claim to hand it back to the scheduler.
+    env.cp
+        .register_csi_node("node-b", DRIVER, "node-b", &[TOPOLOGY_KEY], None)
+        .await
+        .expect("CSINode node-b");
+    let deploy = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy");
+    for file in ["namespace.yaml", "rbac.yaml"] {
+        env.cp
+            .apply_file(&deploy.join(file))
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+    }
+    let token = env
+        .cp
+        .service_account_token("berth-system", "berth-controller")
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let kubeconfig = env
+        .cp
+        .token_kubeconfig("berth-controller", &token)
+        .expect("kubeconfig");
+    env.berth
+        .add_controller_with(
+            &kubeconfig,
+            &["--leader-elect", "--leader-election-namespace=berth-system"],
+        )
+        .expect("controller");
+
+    env.namespace("apps").await;
+    env.class("now", "Immediate", "Delete", json!({})).await;
+    env.class("later", "WaitForFirstConsumer", "Delete", json!({}))
+        .await;
+    env.claim("apps", "direct", "now").await;
+    env.claim("apps", "consumed", "later").await;
+    env.pod("apps", "app", "consumed", json!({})).await;
+    env.claim_with(
+        "apps",
+        "elsewhere",
+        "later",
+        json!({ "volume.kubernetes.io/selected-node": "node-b" }),
+    )
+    .await;
+
+    let direct = env.wait_bound("apps", "direct").await;
+    let consumed = env.wait_bound("apps", "consumed").await;
+    for claim in ["direct", "consumed"] {
+        let events = env.events_for("apps", claim).await;
+        assert!(
+            events
+                .iter()
+                .any(|e| e.reason.as_deref() == Some("ProvisioningSucceeded")),
+            "the controller may write events: {events:?}"
+        );
+    }
+    let claims = env.claims("apps");
+    env.wait(
+        "selected-node dropped from the claim sent to node-b",
+        Duration::from_secs(60),
+        || {
+            let claims = claims.clone();
+            async move {
+                let c = claims.get("elsewhere").await.ok()?;
+                (!c.annotations()
+                    .contains_key("volume.kubernetes.io/selected-node"))
+                .then_some(())
+            }
+        },
+    )
+    .await;
+
+    // Reclaim: DeleteVolume, delete the PV, drop the finalizer.
+    let now = DeleteParams {
+        grace_period_seconds: Some(0),
+        ..DeleteParams::default()
+    };
+    env.pods("apps").delete("app", &now).await.expect("pod");
+    for claim in ["direct", "consumed", "elsewhere"] {
+        claims.delete(claim, &now).await.expect("delete claim");
+    }
+    env.wait_pv_gone(&direct).await;
+    env.wait_pv_gone(&consumed).await;
+    wait_nothing_left(&env, "every volume reclaimed").await;
+
+    let leases: Api<k8s_openapi::api::coordination::v1::Lease> =
+        Api::namespaced(env.client.clone(), "berth-system");
+    assert!(
+        leases
+            .get_opt("csi-berth-dev-controller")
+            .await
+            .unwrap()
+            .is_some(),
+        "the leader-election Lease lives in berth-system"
+    );
+    let log = std::fs::read_to_string(&env.berth.controllers[0].log).unwrap();
+    assert!(
+        !log.to_lowercase().contains("forbidden"),
+        "a request was refused by RBAC:\n{log}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_claim_deleted_right_after_creation_leaves_no_volume() {
+    let env = start().await;
+    env.namespace("churn").await;
+    env.class("fast", "Immediate", "Delete", json!({})).await;
+    for round in 0..5 {
+        let name = format!("brief-{round}");
+        env.claim("churn", &name, "fast").await;
+        env.claims("churn")
+            .delete(&name, &DeleteParams::default())
+            .await
+            .expect("delete claim");
+    }
+    wait_nothing_left(&env, "no PV and no volume after deleted claims").await;
+    // The controller is still working: a claim that stays gets its volume.
+    env.claim("churn", "kept", "fast").await;
+    env.wait_bound("churn", "kept").await;
+    assert_eq!(
+        driver_volumes(&env).await.len(),
+        1,
+        "only the kept claim's volume"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_burst_of_claims_deleted_while_provisioning_leaves_no_volume() {
+    let env = start().await;
+    env.namespace("burst").await;
+    env.class("fast", "Immediate", "Delete", json!({})).await;
+    // Created and deleted side by side, so the deletions land while the
+    // controller works through the claims: some have a volume and a PV by
+    // then, some are mid-CreateVolume, some were never looked at.
+    let claims = env.claims("burst");
+    let mut burst = tokio::task::JoinSet::new();
+    for i in 0..24 {
+        let claims = claims.clone();
+        let pvc = Cluster::claim_object(&format!("c{i}"), "fast", json!({}));
+        burst.spawn(async move {
+            claims.create(&PostParams::default(), &pvc).await?;
+            claims
+                .delete(&pvc.name_any(), &DeleteParams::default())
+                .await
+                .map(|_| ())
+        });
+    }
+    while let Some(done) = burst.join_next().await {
+        done.expect("task").expect("create and delete a claim");
+    }
+    wait_nothing_left(&env, "no PV and no volume after the burst").await;
+    let left = claims.list(&ListParams::default()).await.unwrap().items;
+    assert!(left.is_empty(), "claims left: {left:?}");
 }

@@ -12,6 +12,7 @@ pub mod events;
 pub mod leader;
 pub mod metrics;
 pub mod provision;
+pub mod ratelimit;
 pub mod reclaim;
 
 use std::net::SocketAddr;
@@ -64,6 +65,17 @@ pub struct ControllerArgs {
     /// Cap on the retry delay, in seconds.
     #[arg(long, default_value_t = 300)]
     pub retry_interval_max_secs: u64,
+    /// Sustained rate of Kubernetes API requests per second (a client-side
+    /// token bucket, as in client-go); 0 disables the limit.
+    #[arg(long, default_value_t = 50.0)]
+    pub kube_api_qps: f32,
+    /// Requests that may go at once above `--kube-api-qps` (the bucket size).
+    #[arg(long, default_value_t = 100)]
+    pub kube_api_burst: u32,
+    /// Reconciles each controller (claims, volumes) runs at the same time;
+    /// one object is never reconciled twice at once. 0 means no limit.
+    #[arg(long, default_value_t = 16)]
+    pub worker_threads: u16,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -156,7 +168,10 @@ async fn client(args: &ControllerArgs) -> Result<Client, ControllerError> {
             .await
             .map_err(|e| ControllerError::Client(e.to_string()))?,
     };
-    Client::try_from(config).map_err(|e| ControllerError::Client(e.to_string()))
+    let limit = ratelimit::RateLimitLayer::new(args.kube_api_qps, args.kube_api_burst);
+    let builder = kube::client::ClientBuilder::try_from(config)
+        .map_err(|e| ControllerError::Client(e.to_string()))?;
+    Ok(builder.with_layer(&limit).build())
 }
 
 fn default_identity() -> String {
@@ -236,10 +251,12 @@ async fn run_async(args: ControllerArgs) -> Result<(), ControllerError> {
         pending: DashMap::new(),
     });
 
+    let workers = kube::runtime::controller::Config::default().concurrency(args.worker_threads);
     let claims = Controller::new(
         Api::<PersistentVolumeClaim>::all(client.clone()),
         watcher::Config::default(),
     )
+    .with_config(workers.clone())
     .graceful_shutdown_on(shutdown_signal())
     .run(provision::reconcile, provision::error_policy, ctx.clone())
     .for_each(|_| futures::future::ready(()));
@@ -247,6 +264,7 @@ async fn run_async(args: ControllerArgs) -> Result<(), ControllerError> {
         Api::<PersistentVolume>::all(client.clone()),
         watcher::Config::default(),
     )
+    .with_config(workers)
     .graceful_shutdown_on(shutdown_signal())
     .run(reclaim::reconcile, reclaim::error_policy, ctx.clone())
     .for_each(|_| futures::future::ready(()));

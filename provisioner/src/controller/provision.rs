@@ -187,7 +187,7 @@ pub async fn reconcile(
         )
         .await;
     let started = Instant::now();
-    let volume = match ctx.csi.create_volume(request).await {
+    let volume = match ctx.csi.create_volume(request.clone()).await {
         Ok(v) => v,
         Err(status) => {
             let e = ProvisionError::Csi {
@@ -200,31 +200,25 @@ pub async fn reconcile(
             if status.code() == tonic::Code::ResourceExhausted && node.is_some() {
                 return Err(reschedule(&pvc, e, &ctx).await);
             }
+            if may_have_created(status.code()) && !still_wanted(&pvc, &ctx).await? {
+                // No retry of a deleted claim ever comes back here, so the
+                // volume the driver may still be making is cleaned up now.
+                tracing::info!(claim = %k, code = ?status.code(), "claim deleted while CreateVolume failed; finishing and deleting the volume");
+                spawn_cleanup(ctx.clone(), k.clone(), Orphan::Request(request));
+                ctx.done(&k);
+                return Ok(Action::await_change());
+            }
             return Err(ctx.fail(&pvc, e).await);
         }
     };
 
     // The claim may have been deleted while the driver worked: then the
     // volume has no owner and must not outlive this call.
-    let claims: Api<PersistentVolumeClaim> =
-        Api::namespaced(ctx.client.clone(), &pvc.namespace().unwrap_or_default());
-    let current = claims.get_opt(&pvc.name_any()).await?;
-    let still_wanted = current.as_ref().is_some_and(|c| {
-        c.metadata.uid == pvc.metadata.uid && c.metadata.deletion_timestamp.is_none()
-    });
-    if !still_wanted {
+    if !still_wanted(&pvc, &ctx).await? {
         tracing::info!(claim = %k, volume = %volume.volume_id, "claim deleted during provisioning; deleting the volume");
         if let Err(status) = ctx.csi.delete_volume(&volume.volume_id).await {
-            ctx.metrics
-                .observe_provision("transient_error", started.elapsed());
-            return Err(ProvisionError::Csi {
-                class: class_name,
-                code: status.code(),
-                message: format!(
-                    "deleting the volume of a deleted claim: {}",
-                    status.message()
-                ),
-            });
+            tracing::warn!(claim = %k, volume = %volume.volume_id, error = %status.message(), "deleting the volume of a deleted claim failed; retrying in the background");
+            spawn_cleanup(ctx.clone(), k.clone(), Orphan::Volume(volume.volume_id));
         }
         ctx.done(&k);
         return Ok(Action::await_change());
@@ -269,6 +263,71 @@ pub fn error_policy(
     let delay = ctx.backoff.next(&key(&pvc));
     tracing::warn!(claim = %key(&pvc), error = %err, retry_in = ?delay, "provisioning failed");
     Action::requeue(delay)
+}
+
+/// The claim still exists as the same object and is not being deleted.
+async fn still_wanted(pvc: &PersistentVolumeClaim, ctx: &Context) -> Result<bool, ProvisionError> {
+    let claims: Api<PersistentVolumeClaim> =
+        Api::namespaced(ctx.client.clone(), &pvc.namespace().unwrap_or_default());
+    let current = claims.get_opt(&pvc.name_any()).await?;
+    Ok(current.is_some_and(|c| {
+        c.metadata.uid == pvc.metadata.uid && c.metadata.deletion_timestamp.is_none()
+    }))
+}
+
+/// Failures after which the driver may have made (or still be making) the
+/// volume: the call timed out, was cut off, or raced another one for the
+/// same name.
+fn may_have_created(code: tonic::Code) -> bool {
+    use tonic::Code::*;
+    matches!(
+        code,
+        DeadlineExceeded | Unavailable | Cancelled | Unknown | Internal | Aborted
+    )
+}
+
+/// A volume whose claim is gone.
+enum Orphan {
+    /// Known by its id.
+    Volume(String),
+    /// Possibly made by this request; CreateVolume is idempotent by name,
+    /// so repeating it yields the volume's id (making it if it never was).
+    Request(csi_proto::CreateVolumeRequest),
+}
+
+/// Deletes an orphaned volume in the background, retrying on the claim's
+/// backoff until the driver confirms. The claim is gone, so the controller
+/// will never reconcile it again: without this the volume would leak.
+fn spawn_cleanup(ctx: Arc<Context>, claim: String, mut orphan: Orphan) {
+    tokio::spawn(async move {
+        let key = format!("orphan/{claim}");
+        loop {
+            let attempt = match &orphan {
+                Orphan::Volume(id) => ctx.csi.delete_volume(id).await,
+                Orphan::Request(req) => match ctx.csi.create_volume(req.clone()).await {
+                    Ok(v) => {
+                        orphan = Orphan::Volume(v.volume_id);
+                        continue;
+                    }
+                    // The driver refused the request itself: nothing was made.
+                    Err(s) if !may_have_created(s.code()) => Ok(()),
+                    Err(s) => Err(s),
+                },
+            };
+            match attempt {
+                Ok(()) => {
+                    tracing::info!(%claim, "volume of a deleted claim cleaned up");
+                    ctx.backoff.reset(&key);
+                    return;
+                }
+                Err(status) => {
+                    let delay = ctx.backoff.next(&key);
+                    tracing::warn!(%claim, error = %status.message(), retry_in = ?delay, "cleaning up the volume of a deleted claim failed");
+                    tokio::time::sleep(delay).await;
+                }
+            }
+        }
+    });
 }
 
 /// The selected node cannot take the volume: drop `selected-node` so the
@@ -651,6 +710,23 @@ mod tests {
     fn no_allowed_topologies_means_no_requirement() {
         let c = class(serde_json::json!({"metadata": {"name": "c"}, "provisioner": "p"}));
         assert!(allowed_topologies(&c).is_none());
+    }
+
+    #[test]
+    fn only_failures_with_an_unknown_outcome_may_leave_a_volume_behind() {
+        use tonic::Code::*;
+        for (code, may) in [
+            (DeadlineExceeded, true),
+            (Unavailable, true),
+            (Aborted, true),
+            (Internal, true),
+            (InvalidArgument, false),
+            (ResourceExhausted, false),
+            (OutOfRange, false),
+            (AlreadyExists, false),
+        ] {
+            assert_eq!(may_have_created(code), may, "{code:?}");
+        }
     }
 
     #[test]
