@@ -6,6 +6,9 @@
 //!   the manifests and from the live cluster, with upstream's annotations,
 //!   phases and events, hands the dynamic claim to the provisioner, and
 //!   releases volumes by policy when claims go;
+//! - with kube-scheduler, berth's binder finishes what the scheduler starts
+//!   for WaitForFirstConsumer claims: a local volume the scheduler chose,
+//!   and a volume berth provisions on the node the scheduler selected;
 //! - with the stock binder, `dry-run --from-cluster` taken while the binder
 //!   is paused predicts exactly what it then does.
 
@@ -28,12 +31,12 @@ fn manifest() -> std::path::PathBuf {
     repo_root().join("tests/e2e/static-binding.yaml")
 }
 
-/// A control plane (stock binder on or off) with one Ready node carrying
-/// berth's driver.
-async fn cluster(stock_binder: bool) -> Cluster {
+/// A control plane (stock binder and scheduler on or off) with one Ready
+/// node carrying berth's driver.
+async fn cluster(stock_binder: bool, scheduler: bool) -> Cluster {
     let cp = ControlPlane::start_with(Options {
         stock_binder,
-        scheduler: false,
+        scheduler,
     })
     .await
     .unwrap_or_else(|e| panic!("{e}"));
@@ -98,13 +101,18 @@ fn annotation<'a>(o: &'a impl ResourceExt, key: &str) -> Option<&'a str> {
     o.annotations().get(key).map(String::as_str)
 }
 
-/// Waits for an event with `reason` on the claim `name`.
-async fn event(env: &Cluster, name: &str, reason: &str) -> k8s_openapi::api::core::v1::Event {
+/// Waits for an event with `reason` on the claim `ns/name`.
+async fn event(
+    env: &Cluster,
+    ns: &str,
+    name: &str,
+    reason: &str,
+) -> k8s_openapi::api::core::v1::Event {
     env.wait(
         &format!("{reason} event on {name}"),
         Duration::from_secs(30),
         || async {
-            env.events_for(NS, name)
+            env.events_for(ns, name)
                 .await
                 .into_iter()
                 .find(|e| e.reason.as_deref() == Some(reason))
@@ -119,7 +127,7 @@ async fn claim(env: &Cluster, name: &str) -> PersistentVolumeClaim {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bind_mode_binds_exactly_what_dry_run_predicts() {
-    let mut env = cluster(false).await;
+    let mut env = cluster(false, false).await;
     env.cp.apply_file(&manifest()).await.expect("apply");
 
     // Nothing binds them yet: the stock binder is off and berth not started.
@@ -259,13 +267,13 @@ async fn bind_mode_binds_exactly_what_dry_run_predicts() {
     );
 
     // The two that cannot bind say why, with upstream's reasons.
-    let mismatch = event(&env, "too-big", "VolumeMismatch").await;
+    let mismatch = event(&env, NS, "too-big", "VolumeMismatch").await;
     assert!(
         mismatch.message.unwrap_or_default().contains("pv-tiny"),
         "the event names the volume"
     );
-    event(&env, "nothing-fits", "ProvisioningFailed").await;
-    event(&env, "dynamic", "ExternalProvisioning").await;
+    event(&env, NS, "nothing-fits", "ProvisioningFailed").await;
+    event(&env, NS, "dynamic", "ExternalProvisioning").await;
     for name in ["too-big", "nothing-fits"] {
         let c = claim(&env, name).await;
         assert_eq!(
@@ -313,7 +321,7 @@ async fn bind_mode_binds_exactly_what_dry_run_predicts() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn dry_run_from_cluster_predicts_what_the_stock_binder_then_does() {
-    let env = cluster(true).await;
+    let env = cluster(true, false).await;
     let kcm = env
         .cp
         .pid_of("kube-controller-manager")
@@ -347,5 +355,97 @@ async fn dry_run_from_cluster_predicts_what_the_stock_binder_then_does() {
             Some("Pending"),
             "{name}"
         );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bind_mode_finishes_what_the_scheduler_starts_for_delayed_claims() {
+    let mut env = cluster(false, true).await;
+    env.berth
+        .add_controller(&["--bind"])
+        .expect("start the controller");
+    let yaml = format!(
+        "
+apiVersion: v1
+kind: Namespace
+metadata: {{name: apps}}
+---
+apiVersion: storage.k8s.io/v1
+kind: StorageClass
+metadata: {{name: berth-wffc}}
+provisioner: {DRIVER}
+volumeBindingMode: WaitForFirstConsumer
+reclaimPolicy: Delete
+---
+apiVersion: storage.k8s.io/v1
+kind: StorageClass
+metadata: {{name: local-static}}
+provisioner: kubernetes.io/no-provisioner
+volumeBindingMode: WaitForFirstConsumer
+---
+apiVersion: v1
+kind: PersistentVolume
+metadata: {{name: local-pv}}
+spec:
+  capacity: {{storage: 1Gi}}
+  accessModes: [ReadWriteOnce]
+  storageClassName: local-static
+  local: {{path: /mnt/disks/a}}
+  nodeAffinity:
+    required:
+      nodeSelectorTerms:
+        - matchExpressions: [{{key: {TOPOLOGY_KEY}, operator: In, values: [{NODE}]}}]
+---
+apiVersion: v1
+kind: PersistentVolumeClaim
+metadata: {{name: dynamic, namespace: apps}}
+spec:
+  storageClassName: berth-wffc
+  accessModes: [ReadWriteOnce]
+  resources: {{requests: {{storage: 64Mi}}}}
+---
+apiVersion: v1
+kind: PersistentVolumeClaim
+metadata: {{name: static, namespace: apps}}
+spec:
+  storageClassName: local-static
+  accessModes: [ReadWriteOnce]
+  resources: {{requests: {{storage: 1Gi}}}}
+"
+    );
+    let file = env.cp.dir().join("delayed.yaml");
+    std::fs::write(&file, yaml).expect("write manifest");
+    env.cp.apply_file(&file).await.expect("apply");
+
+    // No consumer yet: both wait, and berth says so.
+    let waiting = event(&env, "apps", "dynamic", "WaitForFirstConsumer").await;
+    assert_eq!(waiting.type_.as_deref(), Some("Normal"));
+    event(&env, "apps", "static", "WaitForFirstConsumer").await;
+
+    env.pod("apps", "uses-dynamic", "dynamic", serde_json::json!({}))
+        .await;
+    env.pod("apps", "uses-static", "static", serde_json::json!({}))
+        .await;
+    let dynamic = env.claims("apps").get("dynamic").await.expect("claim");
+    let pv = env.wait_bound("apps", "dynamic").await;
+    assert_eq!(pv, format!("pvc-{}", dynamic.uid().expect("uid")));
+    let made = env.pvs().get(&pv).await.expect("pv");
+    assert_eq!(berth_tests::control_plane::affinity_nodes(&made), [NODE]);
+    assert_eq!(env.wait_bound("apps", "static").await, "local-pv");
+    // The scheduler let the pods onto the node once berth finished binding.
+    for pod in ["uses-dynamic", "uses-static"] {
+        let pods = env.pods("apps");
+        env.wait(
+            &format!("pod {pod} scheduled"),
+            Duration::from_secs(60),
+            || {
+                let pods = pods.clone();
+                async move {
+                    let p = pods.get(pod).await.ok()?;
+                    (p.spec?.node_name.as_deref() == Some(NODE)).then_some(())
+                }
+            },
+        )
+        .await;
     }
 }
