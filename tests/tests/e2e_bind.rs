@@ -1,7 +1,7 @@
 //! berth's binder (`berth controller --bind`) and `berth dry-run
 //! --from-cluster` against the real control plane:
 //! - with kube-controller-manager's PV binder off, berth (running with only
-//!   the RBAC in `deploy/rbac.yaml` and `deploy/binder-rbac.yaml`) binds a
+//!   the RBAC in `deploy/rbac.yaml` and `deploy/bind/rbac.yaml`) binds a
 //!   set of static volumes exactly as `berth dry-run` predicted, both from
 //!   the manifests and from the live cluster, with upstream's annotations,
 //!   phases and events, hands the dynamic claim to the provisioner, and
@@ -180,8 +180,8 @@ async fn bind_mode_binds_exactly_what_dry_run_predicts() {
     }
 
     // berth runs as it would in the cluster: with nothing but the rights
-    // deploy/ grants its ServiceAccount (rbac.yaml and binder-rbac.yaml).
-    for file in ["namespace.yaml", "rbac.yaml", "binder-rbac.yaml"] {
+    // deploy/ grants its ServiceAccount (rbac.yaml and bind/rbac.yaml).
+    for file in ["namespace.yaml", "rbac.yaml", "bind/rbac.yaml"] {
         env.cp
             .apply_file(&repo_root().join("deploy").join(file))
             .await

@@ -1,6 +1,8 @@
-//! Every manifest under `deploy/` is accepted by the real API server: the
-//! Namespace is created, everything else is applied with server-side dry-run
-//! (full validation and admission, nothing persisted).
+//! Every manifest under `deploy/` (and `deploy/bind/`) is accepted by the
+//! real API server: the Namespace is created, everything else is applied
+//! with server-side dry-run (full validation and admission, nothing
+//! persisted). The kustomizations list every manifest, so `kubectl apply
+//! -k` installs what is tested here.
 
 use std::path::Path;
 
@@ -17,11 +19,23 @@ async fn deploy_manifests_pass_server_side_dry_run() {
         .unwrap_or_else(|e| panic!("{e}"));
     let client = cp.client().await.expect("admin client");
     let deploy = Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy");
-    let mut files: Vec<_> = std::fs::read_dir(&deploy)
-        .expect("deploy/")
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| p.extension().is_some_and(|x| x == "yaml"))
-        .collect();
+    let mut files = manifests(&deploy);
+    let mut kustomized = kustomization_resources(&deploy);
+    let names: Vec<String> = files.iter().map(|p| file_name(p)).collect();
+    kustomized.sort();
+    let mut sorted = names.clone();
+    sorted.sort();
+    assert_eq!(
+        kustomized, sorted,
+        "deploy/kustomization.yaml lists every manifest"
+    );
+    let bind = deploy.join("bind");
+    assert_eq!(
+        kustomization_resources(&bind),
+        ["..", "rbac.yaml"],
+        "deploy/bind/kustomization.yaml is deploy/ plus the binder's rights"
+    );
+    files.extend(manifests(&bind));
     files.sort();
     // The namespace first, for real: dry-run objects need it to exist.
     files.sort_by_key(|p| p.file_name().is_none_or(|n| n != "namespace.yaml"));
@@ -75,5 +89,60 @@ async fn deploy_manifests_pass_server_side_dry_run() {
     assert!(
         classes >= 2,
         "an Immediate and a WaitForFirstConsumer class: {applied:?}"
+    );
+}
+
+fn file_name(p: &Path) -> String {
+    p.file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default()
+}
+
+/// The manifests of a directory (not its kustomization).
+fn manifests(dir: &Path) -> Vec<std::path::PathBuf> {
+    let mut files: Vec<_> = std::fs::read_dir(dir)
+        .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|x| x == "yaml"))
+        .filter(|p| file_name(p) != "kustomization.yaml")
+        .collect();
+    files.sort();
+    files
+}
+
+fn kustomization_resources(dir: &Path) -> Vec<String> {
+    let path = dir.join("kustomization.yaml");
+    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    let docs = manifest::parse_str(&path.display().to_string(), &text).expect("kustomization");
+    docs[0].value["resources"]
+        .as_array()
+        .expect("resources")
+        .iter()
+        .map(|r| r.as_str().unwrap_or_default().to_string())
+        .collect()
+}
+
+#[test]
+fn the_bind_overlay_patches_the_controller_container() {
+    // deploy/bind/kustomization.yaml appends `--bind` to containers/0.
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/controller.yaml");
+    let text = std::fs::read_to_string(&path).expect("controller.yaml");
+    let docs = manifest::parse_str("controller.yaml", &text).expect("parse");
+    let deployment = docs
+        .iter()
+        .find(|d| d.value["kind"] == "Deployment")
+        .expect("a Deployment");
+    let first = &deployment.value["spec"]["template"]["spec"]["containers"][0];
+    assert_eq!(first["name"], "controller");
+    let args: Vec<&str> = first["args"]
+        .as_array()
+        .expect("args")
+        .iter()
+        .filter_map(|a| a.as_str())
+        .collect();
+    assert!(args.contains(&"controller"), "{args:?}");
+    assert!(
+        !args.contains(&"--bind"),
+        "the base coexists with the stock binder"
     );
 }
