@@ -7,6 +7,7 @@
 //! This mode coexists with kube-controller-manager's PV binder, which binds
 //! claims to the PVs we create and marks them Released.
 
+pub mod binder;
 pub mod csi_client;
 pub mod events;
 pub mod leader;
@@ -23,11 +24,10 @@ use std::time::Duration;
 use dashmap::DashMap;
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::{PersistentVolume, PersistentVolumeClaim};
+use kube::Client;
 use kube::api::Api;
-use kube::config::{KubeConfigOptions, Kubeconfig};
 use kube::runtime::events::{Recorder, Reporter};
 use kube::runtime::{Controller, watcher};
-use kube::{Client, Config};
 
 use csi_client::CsiClient;
 use events::Events;
@@ -73,17 +73,22 @@ pub struct ControllerArgs {
     #[arg(long, default_value_t = 100)]
     pub kube_api_burst: u32,
     /// Reconciles each controller (claims, volumes) runs at the same time;
-    /// one object is never reconciled twice at once. 0 means no limit.
+    /// one object is never reconciled twice at once. The binder (`--bind`)
+    /// carries out up to 4× this many bindings at once. 0 means no limit.
     #[arg(long, default_value_t = 16)]
     pub worker_threads: u16,
+    /// Also bind claims to volumes (the PV controller's job), for clusters
+    /// whose kube-controller-manager runs without `persistentvolume-binder-controller`.
+    #[arg(long)]
+    pub bind: bool,
 }
 
 #[derive(Debug, thiserror::Error)]
 pub enum ControllerError {
     #[error("starting the async runtime: {0}")]
     Runtime(std::io::Error),
-    #[error("reading kubeconfig {path}: {message}")]
-    Kubeconfig { path: PathBuf, message: String },
+    #[error(transparent)]
+    Connect(#[from] crate::cluster::ReadError),
     #[error("Kubernetes client: {0}")]
     Client(String),
     #[error(transparent)]
@@ -151,23 +156,7 @@ pub fn run(args: ControllerArgs) -> Result<(), ControllerError> {
 }
 
 async fn client(args: &ControllerArgs) -> Result<Client, ControllerError> {
-    let config = match &args.kubeconfig {
-        Some(path) => {
-            let kc = Kubeconfig::read_from(path).map_err(|e| ControllerError::Kubeconfig {
-                path: path.clone(),
-                message: e.to_string(),
-            })?;
-            Config::from_custom_kubeconfig(kc, &KubeConfigOptions::default())
-                .await
-                .map_err(|e| ControllerError::Kubeconfig {
-                    path: path.clone(),
-                    message: e.to_string(),
-                })?
-        }
-        None => Config::infer()
-            .await
-            .map_err(|e| ControllerError::Client(e.to_string()))?,
-    };
+    let config = crate::cluster::read::config(args.kubeconfig.as_deref()).await?;
     let limit = ratelimit::RateLimitLayer::new(args.kube_api_qps, args.kube_api_burst);
     let builder = kube::client::ClientBuilder::try_from(config)
         .map_err(|e| ControllerError::Client(e.to_string()))?;
@@ -268,7 +257,21 @@ async fn run_async(args: ControllerArgs) -> Result<(), ControllerError> {
     .graceful_shutdown_on(shutdown_signal())
     .run(reclaim::reconcile, reclaim::error_policy, ctx.clone())
     .for_each(|_| futures::future::ready(()));
-    let work = futures::future::join(claims, volumes);
+    let binder = async {
+        if args.bind {
+            // A binding is four small writes with no CSI call behind them,
+            // so the binder can keep more of them in flight than reconciles.
+            let writes = match args.worker_threads {
+                0 => usize::MAX,
+                n => usize::from(n) * 4,
+            };
+            tokio::select! {
+                _ = binder::run(client.clone(), ctx.events.clone(), writes) => {}
+                _ = shutdown_signal() => {}
+            }
+        }
+    };
+    let work = futures::future::join3(claims, volumes, binder);
 
     match &elector {
         None => {
