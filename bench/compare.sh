@@ -15,7 +15,8 @@
 #   3 provisioning    cluster_bench   (CSI external-provisioner)
 #   4 csi-driver      csi_compare     (csi-driver-host-path)
 #   5 ceiling         cluster_bench   (bare API writes)
-# and renders what they wrote. A comparison that fails (a peer that does not
+# and renders what they wrote (with --only/--skip, the results other groups
+# left in the output directory are rendered too). A comparison that fails (a peer that does not
 # build, a side that does not start or produce output) is listed as failed
 # in comparisons.md with its reason and no figures, the others still run, and
 # the script exits 1. Logs of each step: .cache/bench/logs/<group>.log.
@@ -80,7 +81,7 @@ fail() {
 
 # The last lines a failed step printed, as one line for the table.
 reason_from() {
-    grep -v '^\s*$' "$1" | tail -n 3 | tr '\n' ' ' | sed 's/  */ /g; s/ $//' | cut -c1-400
+    grep -v '^\s*$' "$1" | tail -n 3 | tr '\n\t' '  ' | sed 's/  */ /g; s/^ //; s/ $//' | cut -c1-400
 }
 
 echo "==> building berth and the bench binaries (release)" >&2
@@ -96,8 +97,14 @@ matching_peer=true hostpath_peer=true
 if selected matching && ! peer_ok matching; then matching_peer=false; fi
 if selected csi-driver && ! peer_ok hostpath; then hostpath_peer=false; fi
 
-# Only this run's results may end up in the table.
-rm -f "$out"/*.json "$out"/*.png "$out"/comparisons.md
+# Only this run's figures may end up in the table: drop the results of the
+# groups about to run (those of groups not selected stay, and are rendered).
+for f in "$out"/*.json; do
+    [[ -e "$f" ]] || continue
+    g="$(sed -n 's/^ *"group": *"\([^"]*\)".*/\1/p' "$f" | head -n 1)"
+    if [[ -z "$g" ]] || selected "$g"; then rm -f "$f"; fi
+done
+rm -f "$out"/*.png "$out"/comparisons.md
 
 run_step() {
     # $1 = group, rest = command; its output goes to the terminal and the log.

@@ -93,6 +93,43 @@ pub fn number(v: f64) -> String {
     }
 }
 
+/// [`number`] without trailing zeros, for axis ticks: `9.00` → `9`.
+fn tick(v: f64) -> String {
+    let s = number(v);
+    if s.contains('.') && !s.contains('e') {
+        s.trim_end_matches('0').trim_end_matches('.').to_string()
+    } else {
+        s
+    }
+}
+
+/// Tick values 1, 2 and 5 × 10^k between `lo` and `hi`, for a log axis.
+fn ticks_125(lo: f64, hi: f64) -> Vec<f64> {
+    let mut out = Vec::new();
+    let mut decade = 10f64.powf(lo.log10().floor());
+    while decade <= hi {
+        for m in [1.0, 2.0, 5.0] {
+            let t = decade * m;
+            if (lo..=hi).contains(&t) {
+                out.push(t);
+            }
+        }
+        decade *= 10.0;
+    }
+    out
+}
+
+/// Line colours that stay distinct on white (no yellow).
+const COLORS: [RGBColor; 7] = [
+    RGBColor(31, 119, 180),
+    RGBColor(214, 39, 40),
+    RGBColor(44, 160, 44),
+    RGBColor(148, 103, 189),
+    RGBColor(255, 127, 14),
+    RGBColor(23, 190, 207),
+    RGBColor(140, 86, 75),
+];
+
 /// `1000` → `1k`, `50000` → `50k`, `1500` → `1.5k`, `2000000` → `2M`.
 pub fn size_label(n: u64) -> String {
     for (unit, suffix) in [(1_000_000, "M"), (1_000, "k")] {
@@ -317,7 +354,10 @@ fn plot_group(group: &str, comparisons: &[&Comparison], path: &Path) -> Result<(
         .margin(16)
         .x_label_area_size(48)
         .y_label_area_size(80)
-        .build_cartesian_2d((0..sizes.len() - 1).into_segmented(), (y0..y1).log_scale())
+        .build_cartesian_2d(
+            (0..sizes.len() - 1).into_segmented(),
+            (y0..y1).log_scale().with_key_points(ticks_125(y0, y1)),
+        )
         .map_err(|e| err(&e))?;
     chart
         .configure_mesh()
@@ -330,7 +370,7 @@ fn plot_group(group: &str, comparisons: &[&Comparison], path: &Path) -> Result<(
             SegmentValue::CenterOf(i) => sizes.get(*i).map_or(String::new(), |s| size_label(*s)),
             _ => String::new(),
         })
-        .y_label_formatter(&|y| format!("{}×", number(*y)))
+        .y_label_formatter(&|y| format!("{}×", tick(*y)))
         .label_style(("sans-serif", 16))
         .axis_desc_style(("sans-serif", 18))
         .draw()
@@ -348,7 +388,7 @@ fn plot_group(group: &str, comparisons: &[&Comparison], path: &Path) -> Result<(
     names.sort_unstable();
     names.dedup();
     for (i, name) in names.iter().enumerate() {
-        let color = Palette99::pick(i).to_rgba();
+        let color = COLORS[i % COLORS.len()].to_rgba();
         let mut line: Vec<(u64, f64)> = points
             .iter()
             .filter(|p| p.0 == *name)
@@ -506,6 +546,10 @@ mod tests {
         assert_eq!(number(25.04), "25.0");
         assert_eq!(number(2.0), "2.00");
         assert_eq!(number(0.5), "0.500");
+        assert_eq!(tick(9.0), "9");
+        assert_eq!(ticks_125(0.4, 30.0), [0.5, 1.0, 2.0, 5.0, 10.0, 20.0]);
+        assert_eq!(tick(0.5), "0.5");
+        assert_eq!(tick(1.25), "1.25");
         assert_eq!(size_label(50_000), "50k");
         assert_eq!(size_label(1_500), "1.5k");
         assert_eq!(size_label(100), "100");
