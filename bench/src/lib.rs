@@ -488,16 +488,6 @@ fn reclaim_policy(p: &str) -> ReclaimPolicy {
     }
 }
 
-fn phase_str(p: VolumePhase) -> &'static str {
-    match p {
-        VolumePhase::Pending => "Pending",
-        VolumePhase::Available => "Available",
-        VolumePhase::Bound => "Bound",
-        VolumePhase::Released => "Released",
-        VolumePhase::Failed => "Failed",
-    }
-}
-
 fn zone_of(node: usize) -> String {
     format!("zone-{}", node % ZONES)
 }
@@ -826,7 +816,7 @@ impl Cluster {
             "kind": "PersistentVolume",
             "metadata": metadata,
             "spec": spec,
-            "status": {"phase": phase_str(v.phase)},
+            "status": {"phase": v.phase.as_str()},
         })
     }
 }

@@ -166,6 +166,19 @@ pub enum VolumePhase {
     Failed,
 }
 
+impl VolumePhase {
+    /// The API spelling of the phase.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            VolumePhase::Pending => "Pending",
+            VolumePhase::Available => "Available",
+            VolumePhase::Bound => "Bound",
+            VolumePhase::Released => "Released",
+            VolumePhase::Failed => "Failed",
+        }
+    }
+}
+
 /// Object labels.
 pub type Labels = BTreeMap<String, String>;
 

@@ -141,30 +141,20 @@ async fn bind_mode_binds_exactly_what_dry_run_predicts() {
         [format!("{NS}/nothing-fits"), format!("{NS}/too-big")]
     );
     // The prediction is not trivial: every way of matching is in it.
-    assert_eq!(
-        predicted.get("shop/small").map(String::as_str),
-        Some("pv-1g")
-    );
-    assert_eq!(
-        predicted.get("shop/medium").map(String::as_str),
-        Some("pv-5g")
-    );
-    assert_eq!(
-        predicted.get("shop/gold").map(String::as_str),
-        Some("pv-10g-gold")
-    );
-    assert_eq!(
-        predicted.get("shop/shared").map(String::as_str),
-        Some("pv-20g-shared")
-    );
-    assert_eq!(
-        predicted.get("shop/reserved").map(String::as_str),
-        Some("pv-2g-reserved")
-    );
-    assert_eq!(
-        predicted.get("shop/named").map(String::as_str),
-        Some("pv-30g-named")
-    );
+    for (claim, volume) in [
+        ("small", "pv-1g"),             // the smallest that fits
+        ("medium", "pv-5g"),            // skips the reserved and the named volume
+        ("gold", "pv-10g-gold"),        // by selector
+        ("shared", "pv-20g-shared"),    // by access mode
+        ("reserved", "pv-2g-reserved"), // by the PV's claimRef
+        ("named", "pv-30g-named"),      // by spec.volumeName
+    ] {
+        assert_eq!(
+            predicted.get(&format!("{NS}/{claim}")).map(String::as_str),
+            Some(volume),
+            "{claim}"
+        );
+    }
     for pvc in env
         .claims(NS)
         .list(&Default::default())

@@ -66,16 +66,6 @@ pub struct Applier {
     said: Mutex<HashMap<ClaimKey, String>>,
 }
 
-fn phase_name(p: VolumePhase) -> &'static str {
-    match p {
-        VolumePhase::Pending => "Pending",
-        VolumePhase::Available => "Available",
-        VolumePhase::Bound => "Bound",
-        VolumePhase::Released => "Released",
-        VolumePhase::Failed => "Failed",
-    }
-}
-
 fn has_annotation(
     meta: &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta,
     key: &str,
@@ -150,7 +140,7 @@ impl Applier {
                 message,
             } => {
                 let pv = volume(name)?;
-                let mut status = json!({ "phase": phase_name(*phase) });
+                let mut status = json!({ "phase": phase.as_str() });
                 if let Some(m) = message {
                     status["message"] = json!(m);
                 }
