@@ -96,6 +96,10 @@ peer_ok() { "$HERE/peers/build.sh" "$1" >"$LOGS/peer-$1.log" 2>&1; }
 matching_peer=true hostpath_peer=true
 if selected matching && ! peer_ok matching; then matching_peer=false; fi
 if selected csi-driver && ! peer_ok hostpath; then hostpath_peer=false; fi
+# cluster_bench builds the external-provisioner itself (the same script) and
+# fails its comparisons loudly if that fails; building it here up front just
+# keeps the build logs together.
+if selected provisioning || selected ceiling; then peer_ok provisioner || true; fi
 
 # Only this run's figures may end up in the table: drop the results of the
 # groups about to run (those of groups not selected stay, and are rendered).
