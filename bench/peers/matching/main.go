@@ -56,6 +56,7 @@ import (
 
 	v1 "k8s.io/api/core/v1"
 	storagev1 "k8s.io/api/storage/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/component-helpers/storage/volume"
 )
 
@@ -80,6 +81,15 @@ type cluster struct {
 }
 
 func key(namespace, name string) string { return namespace + "/" + name }
+
+// before orders objects by (namespace, name), as berth does; comparing the
+// joined "namespace/name" would not ("a-b/x" sorts before "a/x").
+func before(a, b *metav1.ObjectMeta) bool {
+	if a.Namespace != b.Namespace {
+		return a.Namespace < b.Namespace
+	}
+	return a.Name < b.Name
+}
 
 func load(path string) (*cluster, error) {
 	data, err := os.ReadFile(path)
@@ -145,10 +155,10 @@ func load(path string) (*cluster, error) {
 	}
 	sort.Slice(c.volumes, func(i, j int) bool { return c.volumes[i].Name < c.volumes[j].Name })
 	sort.Slice(c.pods, func(i, j int) bool {
-		return key(c.pods[i].Namespace, c.pods[i].Name) < key(c.pods[j].Namespace, c.pods[j].Name)
+		return before(&c.pods[i].ObjectMeta, &c.pods[j].ObjectMeta)
 	})
 	sort.Slice(claims, func(i, j int) bool {
-		return key(claims[i].Namespace, claims[i].Name) < key(claims[j].Namespace, claims[j].Name)
+		return before(&claims[i].ObjectMeta, &claims[j].ObjectMeta)
 	})
 	for _, claim := range claims {
 		// The DefaultStorageClass admission plugin, at creation.

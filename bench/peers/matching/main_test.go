@@ -4,6 +4,8 @@ import (
 	"os"
 	"path/filepath"
 	"testing"
+
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 )
 
 // A manifest in the shape berth_bench writes: two classes (one
@@ -98,5 +100,13 @@ func TestSchedulerPathHonoursNodeAffinity(t *testing.T) {
 		`{"apiVersion":"v1","kind":"Pod","metadata":{"name":"app","namespace":"ns"},"spec":{"nodeName":"node-1","containers":[{"name":"c","image":"i"}],"volumes":[{"name":"d","persistentVolumeClaim":{"claimName":"data"}}]}}`)
 	if got := replayOf(t, c)["ns/data"]; got != "pv-1" {
 		t.Fatalf("data bound to %q, want pv-1 (the only volume on node-1)", got)
+	}
+}
+
+func TestClaimsGoByNamespaceThenName(t *testing.T) {
+	a := &metav1.ObjectMeta{Namespace: "a", Name: "x"}
+	ab := &metav1.ObjectMeta{Namespace: "a-b", Name: "x"}
+	if !before(a, ab) || before(ab, a) {
+		t.Fatal(`want namespace "a" before "a-b"`)
 	}
 }
