@@ -74,9 +74,11 @@ selected() {
 
 failed=()
 fail() {
-    # $1 = group, $2 = reason (one line)
+    # $1 = group, $2 = reason (one line); kept next to the results so that
+    # rendering the directory again still lists it.
     echo "compare.sh: $1 FAILED: $2" >&2
-    failed+=("--failed" "$1: $2")
+    failed+=("$1")
+    echo "$2" >"$out/$1.failed"
 }
 
 # The last lines a failed step printed, as one line for the table.
@@ -107,6 +109,9 @@ for f in "$out"/*.json; do
     [[ -e "$f" ]] || continue
     g="$(sed -n 's/^ *"group": *"\([^"]*\)".*/\1/p' "$f" | head -n 1)"
     if [[ -z "$g" ]] || selected "$g"; then rm -f "$f"; fi
+done
+for g in "${GROUPS_ALL[@]}"; do
+    if selected "$g"; then rm -f "$out/$g.failed"; fi
 done
 rm -f "$out"/*.png "$out"/comparisons.md
 
@@ -155,15 +160,21 @@ for group in "${GROUPS_ALL[@]}"; do
 done
 
 rerun="bench/compare.sh${args[*]:+ ${args[*]}}"
+ran=()
+for g in "${GROUPS_ALL[@]}"; do selected "$g" && ran+=("$g"); done
+generated="Generated $(date -u '+%Y-%m-%d %H:%M UTC') by \`$rerun\` at commit $(git -C "$REPO" rev-parse --short HEAD 2>/dev/null || echo unknown)."
+if [[ ${#ran[@]} -lt ${#GROUPS_ALL[@]} ]]; then
+    generated+=" That run covered ${ran[*]}; the other groups' rows are from earlier runs."
+    rerun="bench/compare.sh    # all five comparisons
+$rerun    # the last run"
+fi
 echo "==> rendering $out/comparisons.md" >&2
-if ! "$BIN/render_results" --dir "$out" \
-    --generated "Generated $(date -u '+%Y-%m-%d %H:%M UTC') by \`$rerun\` at commit $(git -C "$REPO" rev-parse --short HEAD 2>/dev/null || echo unknown)." \
-    --rerun "$rerun" "${failed[@]}"; then
+if ! "$BIN/render_results" --dir "$out" --generated "$generated" --rerun "$rerun"; then
     echo "compare.sh: rendering failed" >&2
     exit 1
 fi
 if [[ ${#failed[@]} -gt 0 ]]; then
-    echo "compare.sh: $(( ${#failed[@]} / 2 )) comparison(s) failed; see $out/comparisons.md" >&2
+    echo "compare.sh: failed: ${failed[*]}; see $out/comparisons.md" >&2
     exit 1
 fi
 echo "compare.sh: all selected comparisons ran; see $out/comparisons.md" >&2

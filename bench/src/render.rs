@@ -5,7 +5,9 @@
 //!
 //! A failed comparison gets a line saying why and never a number: the table
 //! is built only from result files, and the entry point clears those before
-//! a run, so a figure cannot survive from an earlier run.
+//! a run, so a figure cannot survive from an earlier run. It records each
+//! failure as `<group>.failed` next to the results, so rendering the
+//! directory again gives the same document.
 //!
 //! Plots are drawn by `plotters` into a bitmap; text is rasterised by
 //! `ab_glyph` from a TrueType file read at run time (DejaVu Sans, or
@@ -48,6 +50,27 @@ pub fn load_dir(dir: &Path) -> std::io::Result<Vec<Comparison>> {
         }
     }
     sort(&mut out);
+    Ok(out)
+}
+
+/// Reads the `<what>.failed` files the entry point leaves in `dir` for
+/// comparisons that did not run (the file holds the reason), by name.
+pub fn load_failures(dir: &Path) -> std::io::Result<Vec<Failure>> {
+    let mut out = Vec::new();
+    if dir.is_dir() {
+        for entry in std::fs::read_dir(dir)? {
+            let path = entry?.path();
+            if path.extension().is_some_and(|e| e == "failed") {
+                let what = path
+                    .file_stem()
+                    .map(|s| s.to_string_lossy().into_owned())
+                    .unwrap_or_default();
+                let reason = std::fs::read_to_string(&path)?.trim().to_string();
+                out.push(Failure { what, reason });
+            }
+        }
+    }
+    out.sort_by_key(|f| (group_rank(&f.what), f.what.clone()));
     Ok(out)
 }
 
@@ -538,6 +561,26 @@ mod tests {
         assert!(doc.contains("No comparison produced a result."));
         assert!(!doc.contains("| comparison |"));
         assert!(doc.contains("```sh\nbench/compare.sh\n```"));
+    }
+
+    #[test]
+    fn failures_are_read_from_their_files_in_group_order() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        std::fs::write(dir.path().join("csi-driver.failed"), "peer did not build\n")
+            .expect("write");
+        std::fs::write(dir.path().join("matching.failed"), "peer exited").expect("write");
+        let f = load_failures(dir.path()).expect("read");
+        let got: Vec<(&str, &str)> = f
+            .iter()
+            .map(|f| (f.what.as_str(), f.reason.as_str()))
+            .collect();
+        assert_eq!(
+            got,
+            [
+                ("matching", "peer exited"),
+                ("csi-driver", "peer did not build")
+            ]
+        );
     }
 
     #[test]

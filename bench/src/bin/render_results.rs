@@ -1,5 +1,6 @@
-//! Renders a results directory (the comparisons' JSON files) into
-//! `comparisons.md` and one PNG per group; `bench/compare.sh` runs it last.
+//! Renders a results directory (the comparisons' JSON files and the
+//! `<group>.failed` files of those that did not run) into `comparisons.md`
+//! and one PNG per group; `bench/compare.sh` runs it last.
 //!
 //! Usage: render_results [--dir DIR] [--generated TEXT] [--rerun COMMAND]
 //!                       [--failed "WHAT: REASON"]...
@@ -43,6 +44,9 @@ fn run() -> Result<(), String> {
     }
     let comparisons =
         render::load_dir(&dir).map_err(|e| format!("reading {}: {e}", dir.display()))?;
+    let recorded =
+        render::load_failures(&dir).map_err(|e| format!("reading {}: {e}", dir.display()))?;
+    ctx.failures.extend(recorded);
     let plots = render::plots(&comparisons, &dir)?;
     ctx.plots = plots
         .iter()
