@@ -498,6 +498,14 @@ impl ControlPlane {
         self.processes.iter().map(|p| p.child.id()).collect()
     }
 
+    /// Process id of one component (`kube-controller-manager`, …).
+    pub fn pid_of(&self, name: &str) -> Option<u32> {
+        self.processes
+            .iter()
+            .find(|p| p.name == name)
+            .map(|p| p.child.id())
+    }
+
     /// The last lines of every component's log, for failure messages.
     pub fn logs(&self) -> String {
         self.processes
@@ -725,20 +733,6 @@ fn log_tail(path: &Path, lines: usize) -> String {
     all[all.len().saturating_sub(lines)..].join("\n")
 }
 
-#[cfg(test)]
-mod tests {
-    use super::b64;
-
-    #[test]
-    fn base64_pads_like_the_standard_alphabet() {
-        assert_eq!(b64(""), "");
-        assert_eq!(b64("f"), "Zg==");
-        assert_eq!(b64("fo"), "Zm8=");
-        assert_eq!(b64("foo"), "Zm9v");
-        assert_eq!(b64("foobar"), "Zm9vYmFy");
-    }
-}
-
 pub use crate::berth_bin;
 
 /// berth's own processes on a [`ControlPlane`]: `berth csi` (all services,
@@ -927,7 +921,12 @@ impl Cluster {
     /// its name under [`TOPOLOGY_KEY`]. `nodes[0]` has berth's driver (and
     /// its CSINode entry, no volume limit); the others have no berth at all.
     pub async fn start(nodes: &[&str]) -> Cluster {
-        let cp = ControlPlane::start()
+        Self::start_with(Options::default(), nodes).await
+    }
+
+    /// [`Cluster::start`] with some of the stock controllers off.
+    pub async fn start_with(options: Options, nodes: &[&str]) -> Cluster {
+        let cp = ControlPlane::start_with(options)
             .await
             .unwrap_or_else(|e| panic!("{e}"));
         let client = cp.client().await.expect("admin client");
@@ -1182,4 +1181,18 @@ pub fn affinity_nodes(pv: &PersistentVolume) -> Vec<String> {
                 .collect()
         })
         .unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::b64;
+
+    #[test]
+    fn base64_pads_like_the_standard_alphabet() {
+        assert_eq!(b64(""), "");
+        assert_eq!(b64("f"), "Zg==");
+        assert_eq!(b64("fo"), "Zm8=");
+        assert_eq!(b64("foo"), "Zm9v");
+        assert_eq!(b64("foobar"), "Zm9vYmFy");
+    }
 }

@@ -118,7 +118,7 @@ async fn statefulset_claims_are_provisioned_on_their_pods_nodes() {
         );
         assert_eq!(
             affinity_nodes(&pv),
-            [node.clone()],
+            [node.as_str()],
             "{claim}: the volume is on web-{i}'s node"
         );
         let selected = env.claims("db").get(&claim).await.unwrap();

@@ -204,7 +204,7 @@ pub async fn reconcile(
                 // No retry of a deleted claim ever comes back here, so the
                 // volume the driver may still be making is cleaned up now.
                 tracing::info!(claim = %k, code = ?status.code(), "claim deleted while CreateVolume failed; finishing and deleting the volume");
-                spawn_cleanup(ctx.clone(), k.clone(), Orphan::Request(request));
+                spawn_cleanup(ctx.clone(), k.clone(), Orphan::Request(Box::new(request)));
                 ctx.done(&k);
                 return Ok(Action::await_change());
             }
@@ -292,7 +292,7 @@ enum Orphan {
     Volume(String),
     /// Possibly made by this request; CreateVolume is idempotent by name,
     /// so repeating it yields the volume's id (making it if it never was).
-    Request(csi_proto::CreateVolumeRequest),
+    Request(Box<csi_proto::CreateVolumeRequest>),
 }
 
 /// Deletes an orphaned volume in the background, retrying on the claim's
@@ -304,7 +304,7 @@ fn spawn_cleanup(ctx: Arc<Context>, claim: String, mut orphan: Orphan) {
         loop {
             let attempt = match &orphan {
                 Orphan::Volume(id) => ctx.csi.delete_volume(id).await,
-                Orphan::Request(req) => match ctx.csi.create_volume(req.clone()).await {
+                Orphan::Request(req) => match ctx.csi.create_volume((**req).clone()).await {
                     Ok(v) => {
                         orphan = Orphan::Volume(v.volume_id);
                         continue;
