@@ -13,7 +13,7 @@
 #   1 matching        match_bench     (FindMatchingVolume replay)
 #   2 static-binding  cluster_bench   (kube-controller-manager's PV binder)
 #   3 provisioning    cluster_bench   (CSI external-provisioner)
-#   4 csi-driver      csi_compare     (csi-driver-host-path)
+#   4 csi-driver      csi_compare     (csi-test's mock CSI driver)
 #   5 ceiling         cluster_bench   (bare API writes)
 # and renders what they wrote (with --only/--skip, the results other groups
 # left in the output directory are rendered too). A comparison that fails (a peer that does not
@@ -95,9 +95,9 @@ fi
 
 echo "==> building the upstream peers" >&2
 peer_ok() { "$HERE/peers/build.sh" "$1" >"$LOGS/peer-$1.log" 2>&1; }
-matching_peer=true hostpath_peer=true
+matching_peer=true mock_peer=true
 if selected matching && ! peer_ok matching; then matching_peer=false; fi
-if selected csi-driver && ! peer_ok hostpath; then hostpath_peer=false; fi
+if selected csi-driver && ! peer_ok mock; then mock_peer=false; fi
 # cluster_bench builds the external-provisioner itself (the same script) and
 # fails its comparisons loudly if that fails; building it here up front just
 # keeps the build logs together.
@@ -148,11 +148,11 @@ for group in "${GROUPS_ALL[@]}"; do
             fi
             ;;
         csi-driver)
-            if $hostpath_peer; then
+            if $mock_peer; then
                 run_step csi-driver "$BIN/csi_compare" --existing "$CSI_EXISTING" --ops "$CSI_OPS" \
                     --rounds "$rounds" --out "$out"
             else
-                fail csi-driver "upstream csi-driver-host-path did not build: $(reason_from "$LOGS/peer-hostpath.log")"
+                fail csi-driver "upstream csi-test mock driver did not build: $(reason_from "$LOGS/peer-mock.log")"
             fi
             ;;
         *) cluster_step "$group" ;;

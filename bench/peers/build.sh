@@ -9,9 +9,9 @@
 #   bench/peers/build.sh matching          build the named peers only
 #
 # Peers: matching    -> .cache/bench/bin/matching         (FindMatchingVolume replay)
-#        hostpath    -> .cache/bench/bin/hostpathplugin   (csi-driver-host-path)
-#        provisioner -> .cache/bench/bin/csi-provisioner  (CSI external-provisioner)
-#        provisioner -> .cache/bench/bin/csi-provisioner (external-provisioner;
+#        mock        -> .cache/bench/bin/csi-mock-driver  (csi-test's mock CSI driver;
+#                     csi-driver-host-path is not served by the module proxy)
+#        provisioner -> .cache/bench/bin/csi-provisioner  (CSI external-provisioner;
 #                     its go.mod copies upstream's k8s.io replace lines)
 # Exits non-zero, naming the peer and Go's error, if any peer fails to build.
 set -euo pipefail
@@ -27,9 +27,9 @@ OUT="$REPO/.cache/bench/bin"
 mkdir -p "$OUT" "$GOMODCACHE" "$GOCACHE"
 
 # peer name -> (module dir, package, output binary)
-declare -A PKG=([matching]=. [hostpath]=github.com/kubernetes-csi/csi-driver-host-path/cmd/hostpathplugin
+declare -A PKG=([matching]=. [mock]=github.com/kubernetes-csi/csi-test/v4/cmd/mock-driver
     [provisioner]=github.com/kubernetes-csi/external-provisioner/v6/cmd/csi-provisioner)
-declare -A BIN=([matching]=matching [hostpath]=hostpathplugin [provisioner]=csi-provisioner)
+declare -A BIN=([matching]=matching [mock]=csi-mock-driver [provisioner]=csi-provisioner)
 
 build() {
     local peer="$1" dir="$HERE/$1" bin="$OUT/${BIN[$1]}" stamp want
@@ -51,7 +51,7 @@ build() {
 }
 
 peers=("$@")
-[[ ${#peers[@]} -gt 0 ]] || peers=(matching hostpath provisioner)
+[[ ${#peers[@]} -gt 0 ]] || peers=(matching mock provisioner)
 failed=()
 for p in "${peers[@]}"; do
     [[ -n "${PKG[$p]:-}" ]] || { echo "build.sh: unknown peer $p (known: ${!PKG[*]})" >&2; exit 2; }

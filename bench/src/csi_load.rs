@@ -1,6 +1,6 @@
 //! Load generation against a CSI driver on a unix socket, shared by
 //! `csi_bench` (berth alone, every RPC) and `csi_compare` (berth against
-//! csi-driver-host-path): connecting, the requests, and timing many calls
+//! csi-test's mock driver): connecting, the requests, and timing many calls
 //! at a fixed concurrency.
 
 use std::path::Path;
