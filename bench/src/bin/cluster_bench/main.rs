@@ -373,7 +373,7 @@ async fn ceiling_rounds(
         size: n as u64,
         rounds,
         notes: vec![
-            "berth: claims / (first claim created → all Bound), tuned runs of comparison 3 (includes the stock binder's binding and CSI CreateVolume)".into(),
+            "berth: claims / (first claim created → all Bound), tuned runs of comparison 3 (includes CSI CreateVolume and the PV binder's binding, at raised client limits)".into(),
             "upstream: the same writes berth makes per claim (Provisioning Event, PV, ProvisioningSucceeded Event), nothing else; the median per-round ratio is berth's fraction of the ceiling".into(),
         ],
     })
