@@ -8,6 +8,7 @@
 //! claims to the PVs we create and marks them Released.
 
 pub mod binder;
+pub mod caches;
 pub mod csi_client;
 pub mod events;
 pub mod leader;
@@ -144,6 +145,8 @@ pub struct Context {
     pub backoff: Backoff,
     /// Claims waiting for a volume (the queue-depth gauge).
     pub pending: DashMap<String, ()>,
+    /// Classes, volumes, nodes and CSINodes as the watches last saw them.
+    pub caches: caches::Caches,
 }
 
 /// Entry point of `berth controller`; blocks until shutdown (SIGTERM/SIGINT).
@@ -238,6 +241,7 @@ async fn run_async(args: ControllerArgs) -> Result<(), ControllerError> {
             Duration::from_secs(args.retry_interval_max_secs.max(1)),
         ),
         pending: DashMap::new(),
+        caches: caches::Caches::start(&client),
     });
 
     let workers = kube::runtime::controller::Config::default().concurrency(args.worker_threads);
@@ -266,7 +270,7 @@ async fn run_async(args: ControllerArgs) -> Result<(), ControllerError> {
                 n => usize::from(n) * 4,
             };
             tokio::select! {
-                _ = binder::run(client.clone(), ctx.events.clone(), writes) => {}
+                _ = binder::run(ctx.clone(), writes) => {}
                 _ = shutdown_signal() => {}
             }
         }

@@ -12,10 +12,11 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::time::Instant;
 
-use k8s_openapi::api::core::v1::{Node, PersistentVolume, PersistentVolumeClaim};
-use k8s_openapi::api::storage::v1::{CSINode, StorageClass};
-use kube::api::{Api, ListParams, Patch, PatchParams, PostParams};
+use k8s_openapi::api::core::v1::{PersistentVolume, PersistentVolumeClaim};
+use k8s_openapi::api::storage::v1::StorageClass;
+use kube::api::{Api, Patch, PatchParams, PostParams};
 use kube::runtime::controller::Action;
+use kube::runtime::reflector::ObjectRef;
 use kube::{Resource, ResourceExt};
 
 use super::Context;
@@ -140,8 +141,9 @@ pub async fn reconcile(
         .as_ref()
         .and_then(|s| s.storage_class_name.clone())
         .unwrap_or_default();
-    let class = Api::<StorageClass>::all(ctx.client.clone())
-        .get_opt(&class_name)
+    let class = ctx
+        .caches
+        .get(&ctx.client, &ctx.caches.classes, &class_name)
         .await?
         .ok_or_else(|| ProvisionError::ClassNotFound(class_name.clone()));
     let class = match class {
@@ -159,8 +161,10 @@ pub async fn reconcile(
         // is a change to this claim and wakes us up.
         return Ok(Action::await_change());
     }
-    let pvs: Api<PersistentVolume> = Api::all(ctx.client.clone());
-    if pvs.get_opt(&pv_name).await?.is_some() {
+    // A PV made a moment ago may not be cached yet; then CreateVolume
+    // returns the same volume (same name) and creating the PV conflicts,
+    // which is success: no lookup is needed to be idempotent.
+    if ctx.caches.volumes.get(&ObjectRef::new(&pv_name)).is_some() {
         ctx.done(&k);
         return Ok(Action::await_change());
     }
@@ -232,6 +236,7 @@ pub async fn reconcile(
         &ctx.provisioner,
         &ctx.driver,
     )?;
+    let pvs: Api<PersistentVolume> = Api::all(ctx.client.clone());
     match pvs.create(&PostParams::default(), &pv).await {
         Ok(_) => {}
         Err(kube::Error::Api(s)) if s.code == 409 => {}
@@ -498,8 +503,9 @@ async fn node_topology(
         node: node.to_string(),
         driver: ctx.driver.clone(),
     };
-    let csinode = Api::<CSINode>::all(ctx.client.clone())
-        .get_opt(node)
+    let csinode = ctx
+        .caches
+        .get(&ctx.client, &ctx.caches.csi_nodes, node)
         .await?
         .ok_or_else(not_registered)?;
     let entry = csinode
@@ -508,11 +514,14 @@ async fn node_topology(
         .iter()
         .find(|d| d.name == ctx.driver)
         .ok_or_else(not_registered)?;
-    let labels = Api::<Node>::all(ctx.client.clone())
-        .get(node)
+    let labels = ctx
+        .caches
+        .get(&ctx.client, &ctx.caches.nodes, node)
         .await?
+        .ok_or_else(not_registered)?
         .metadata
         .labels
+        .clone()
         .unwrap_or_default();
     let mut segments = HashMap::new();
     for key in entry.topology_keys.clone().unwrap_or_default() {
@@ -547,11 +556,10 @@ async fn volumes_on_node(
     labels: &BTreeMap<String, String>,
     ctx: &Context,
 ) -> Result<usize, ProvisionError> {
-    let pvs = Api::<PersistentVolume>::all(ctx.client.clone())
-        .list(&ListParams::default())
-        .await?;
-    let count = pvs
-        .items
+    let count = ctx
+        .caches
+        .volumes
+        .state()
         .iter()
         .filter(|pv| {
             let spec = pv.spec.as_ref();

@@ -20,12 +20,8 @@ use std::time::Duration;
 use futures::{StreamExt, stream};
 use k8s_openapi::api::core::v1::{Namespace, Node, PersistentVolume, PersistentVolumeClaim, Pod};
 use k8s_openapi::api::storage::v1::{CSINode, StorageClass};
-use kube::api::Api;
-use kube::runtime::reflector::{self, Store};
-use kube::runtime::{WatchStreamExt, watcher};
-use kube::{Client, Resource, ResourceExt};
-use serde::de::DeserializeOwned;
-use tokio::sync::Notify;
+use kube::ResourceExt;
+use kube::runtime::reflector::Store;
 
 use crate::binding::{self, Options, Snapshot};
 use crate::cluster::LiveObjects;
@@ -35,7 +31,8 @@ use crate::model::ClaimKey;
 use apply::{Applier, Objects};
 use effects::effects;
 
-use super::events::Events;
+use super::Context;
+use super::caches::reflect;
 
 /// How long a burst of changes is gathered before planning: long enough to
 /// take a `kubectl apply` of many objects in one round, short enough not to
@@ -59,53 +56,25 @@ struct Stores {
     pods: Store<Pod>,
 }
 
-/// Starts a reflector for `K`; every event pokes `changed`.
-fn reflect<K>(client: &Client, changed: &Arc<Notify>) -> Store<K>
-where
-    K: Resource<DynamicType = ()>
-        + Clone
-        + DeserializeOwned
-        + std::fmt::Debug
-        + Send
-        + Sync
-        + 'static,
-{
-    let (store, writer) = reflector::store();
-    let api: Api<K> = Api::all(client.clone());
-    let changed = changed.clone();
-    let events = reflector::reflector(writer, watcher(api, watcher::Config::default()))
-        .default_backoff()
-        .for_each(move |event| {
-            if let Err(e) = event {
-                tracing::warn!(kind = %K::kind(&()), error = %e, "watch failed; retrying");
-            }
-            changed.notify_one();
-            futures::future::ready(())
-        });
-    tokio::spawn(events);
-    store
-}
-
 /// Runs binding rounds until the future is dropped (shutdown, lost lease).
-pub async fn run(client: Client, events: Events, workers: usize) {
-    let changed = Arc::new(Notify::new());
+pub async fn run(ctx: Arc<Context>, workers: usize) {
+    let client = &ctx.client;
+    let caches = &ctx.caches;
+    let changed = caches.changed.clone();
     let stores = Stores {
-        namespaces: reflect(&client, &changed),
-        classes: reflect(&client, &changed),
-        nodes: reflect(&client, &changed),
-        csi_nodes: reflect(&client, &changed),
-        volumes: reflect(&client, &changed),
-        claims: reflect(&client, &changed),
-        pods: reflect(&client, &changed),
+        namespaces: reflect(client, &changed),
+        classes: caches.classes.clone(),
+        nodes: caches.nodes.clone(),
+        csi_nodes: caches.csi_nodes.clone(),
+        volumes: caches.volumes.clone(),
+        claims: reflect(client, &changed),
+        pods: reflect(client, &changed),
     };
     // Planning from a half-listed cluster could bind a claim to a worse
     // volume than one not yet listed: wait for every first list.
     let ready = async {
+        caches.ready().await?;
         stores.namespaces.wait_until_ready().await?;
-        stores.classes.wait_until_ready().await?;
-        stores.nodes.wait_until_ready().await?;
-        stores.csi_nodes.wait_until_ready().await?;
-        stores.volumes.wait_until_ready().await?;
         stores.claims.wait_until_ready().await?;
         stores.pods.wait_until_ready().await
     };
@@ -114,7 +83,7 @@ pub async fn run(client: Client, events: Events, workers: usize) {
         return;
     }
     tracing::info!("binder ready");
-    let applier = Applier::new(client, events);
+    let applier = Applier::new(client.clone(), ctx.events.clone());
     let mut wait = Duration::ZERO;
     loop {
         tokio::select! {
