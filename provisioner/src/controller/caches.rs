@@ -10,7 +10,7 @@
 use std::sync::Arc;
 
 use futures::StreamExt;
-use k8s_openapi::api::core::v1::{Node, PersistentVolume};
+use k8s_openapi::api::core::v1::{Node, PersistentVolume, PersistentVolumeClaim};
 use k8s_openapi::api::storage::v1::{CSINode, StorageClass};
 use kube::api::Api;
 use kube::runtime::reflector::{self, ObjectRef, Store};
@@ -46,8 +46,9 @@ where
     store
 }
 
-/// The cluster-scoped objects provisioning needs.
+/// The objects provisioning (and the binder) read.
 pub struct Caches {
+    pub claims: Store<PersistentVolumeClaim>,
     pub classes: Store<StorageClass>,
     pub volumes: Store<PersistentVolume>,
     pub nodes: Store<Node>,
@@ -59,6 +60,7 @@ impl Caches {
     pub fn start(client: &Client) -> Caches {
         let changed = Arc::new(Notify::new());
         Caches {
+            claims: reflect(client, &changed),
             classes: reflect(client, &changed),
             volumes: reflect(client, &changed),
             nodes: reflect(client, &changed),
@@ -69,6 +71,7 @@ impl Caches {
 
     /// Waits for every cache's first list.
     pub async fn ready(&self) -> Result<(), reflector::store::WriterDropped> {
+        self.claims.wait_until_ready().await?;
         self.classes.wait_until_ready().await?;
         self.volumes.wait_until_ready().await?;
         self.nodes.wait_until_ready().await?;

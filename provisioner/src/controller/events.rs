@@ -7,7 +7,6 @@ use kube::runtime::events::{Event, EventType, Recorder};
 
 use crate::binding::PendingReason;
 
-pub const PROVISIONING: &str = "Provisioning";
 pub const PROVISIONING_SUCCEEDED: &str = "ProvisioningSucceeded";
 pub const PROVISIONING_FAILED: &str = "ProvisioningFailed";
 pub const VOLUME_DELETED: &str = "VolumeDeleted";

@@ -20,7 +20,7 @@ use kube::runtime::reflector::ObjectRef;
 use kube::{Resource, ResourceExt};
 
 use super::Context;
-use super::events::{PROVISIONING, PROVISIONING_FAILED, PROVISIONING_SUCCEEDED};
+use super::events::{PROVISIONING_FAILED, PROVISIONING_SUCCEEDED};
 use crate::quantity::Quantity;
 
 pub const ANN_STORAGE_PROVISIONER: &str = "volume.kubernetes.io/storage-provisioner";
@@ -181,15 +181,10 @@ pub async fn reconcile(
         Err(e) => return Err(ctx.fail(&pvc, e).await),
     };
 
+    // One event per outcome (ProvisioningSucceeded or ProvisioningFailed),
+    // not also one when the work starts: events share the API budget with
+    // the writes that matter.
     let pvc_ref = pvc.object_ref(&());
-    ctx.events
-        .normal(
-            &pvc_ref,
-            PROVISIONING,
-            "Provision",
-            format!("External provisioner is provisioning volume for claim \"{k}\""),
-        )
-        .await;
     let started = Instant::now();
     let volume = match ctx.csi.create_volume(request.clone()).await {
         Ok(v) => v,
@@ -217,8 +212,10 @@ pub async fn reconcile(
     };
 
     // The claim may have been deleted while the driver worked: then the
-    // volume has no owner and must not outlive this call.
-    if !still_wanted(&pvc, &ctx).await? {
+    // volume has no owner and must not outlive this call. (A deletion the
+    // cache has not seen yet leaves a PV whose claim is gone: it is
+    // released and reclaimed by its policy, as upstream's are.)
+    if !still_wanted_cached(&pvc, &ctx).await? {
         tracing::info!(claim = %k, volume = %volume.volume_id, "claim deleted during provisioning; deleting the volume");
         if let Err(status) = ctx.csi.delete_volume(&volume.volume_id).await {
             tracing::warn!(claim = %k, volume = %volume.volume_id, error = %status.message(), "deleting the volume of a deleted claim failed; retrying in the background");
@@ -268,6 +265,20 @@ pub fn error_policy(
     let delay = ctx.backoff.next(&key(&pvc));
     tracing::warn!(claim = %key(&pvc), error = %err, retry_in = ?delay, "provisioning failed");
     Action::requeue(delay)
+}
+
+/// [`still_wanted`], answered from the claims cache when it has the claim.
+async fn still_wanted_cached(
+    pvc: &PersistentVolumeClaim,
+    ctx: &Context,
+) -> Result<bool, ProvisionError> {
+    let at = ObjectRef::new(&pvc.name_any()).within(&pvc.namespace().unwrap_or_default());
+    match ctx.caches.claims.get(&at) {
+        Some(c) => {
+            Ok(c.metadata.uid == pvc.metadata.uid && c.metadata.deletion_timestamp.is_none())
+        }
+        None => still_wanted(pvc, ctx).await,
+    }
 }
 
 /// The claim still exists as the same object and is not being deleted.

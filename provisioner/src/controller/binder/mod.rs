@@ -67,7 +67,7 @@ pub async fn run(ctx: Arc<Context>, workers: usize) {
         nodes: caches.nodes.clone(),
         csi_nodes: caches.csi_nodes.clone(),
         volumes: caches.volumes.clone(),
-        claims: reflect(client, &changed),
+        claims: caches.claims.clone(),
         pods: reflect(client, &changed),
     };
     // Planning from a half-listed cluster could bind a claim to a worse
@@ -75,7 +75,6 @@ pub async fn run(ctx: Arc<Context>, workers: usize) {
     let ready = async {
         caches.ready().await?;
         stores.namespaces.wait_until_ready().await?;
-        stores.claims.wait_until_ready().await?;
         stores.pods.wait_until_ready().await
     };
     if let Err(e) = ready.await {
