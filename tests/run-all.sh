@@ -7,7 +7,11 @@
 #   3. every Rust test of the workspace (unit, table-driven, property tests,
 #      CLI contract, CSI crash test, end-to-end against the control plane) in
 #      release mode, all using the one `berth` binary built first;
-#   4. the upstream csi-sanity conformance suite against `berth csi`.
+#   4. the upstream csi-sanity conformance suite against `berth csi`;
+#   5. the side-by-side benchmarks' entry point at smoke size
+#      (bench/compare.sh --smoke: every upstream peer builds from the Go
+#      module proxy and every comparison runs end to end; figures are
+#      thrown away, the full-size run is `bench/compare.sh`).
 # Prints a closing "berth: N passed, N failed" line and exits non-zero on any failure.
 set -uo pipefail
 
@@ -66,6 +70,14 @@ fi
 if [[ $rc -ne 0 ]]; then
     STATUS=1
     [[ -n "$line" ]] || FAILED=$((FAILED + 1))
+fi
+
+step "bench/compare.sh --smoke (the five comparisons, tiny sizes)"
+if bash bench/compare.sh --smoke; then
+    PASSED=$((PASSED + 1))
+else
+    STATUS=1
+    FAILED=$((FAILED + 1))
 fi
 
 rm -rf "$LOG_DIR"
