@@ -1,9 +1,8 @@
 //! Comparison 5, the ceiling: how fast a bare client can write what berth
 //! writes per provisioned claim, on the same kind of control plane.
 //!
-//! Per claim berth creates two Events (Provisioning, ProvisioningSucceeded,
-//! events.k8s.io/v1 through kube-runtime's recorder) and one PV, in that
-//! order. The bare client does exactly that for `size` made-up volumes,
+//! Per claim berth creates one PV and one Event (ProvisioningSucceeded,
+//! events.k8s.io/v1 through kube-runtime's recorder), in that order. The bare client does exactly that for `size` made-up volumes,
 //! `concurrency` volumes at a time, with the same kind of kube client
 //! (kube-rs, no client-side rate limit) and no CSI call, no watch, no
 //! binder wait: what remains is the API server's and etcd's cost. Its
@@ -24,7 +23,7 @@ use crate::cluster::{BenchError, Cluster, DRIVER, NAMESPACE, NODE, object};
 use crate::provisioning::CLASS;
 
 /// Writes per volume, as berth makes them.
-pub const WRITES_PER_VOLUME: usize = 3;
+pub const WRITES_PER_VOLUME: usize = 2;
 
 fn event(i: usize, reason: &str) -> Event {
     let now = k8s_openapi::jiff::Timestamp::now();
@@ -81,17 +80,13 @@ async fn write_one(client: &Client, i: usize) -> Result<(), BenchError> {
         let what = format!("{what} for raw-{i:05}");
         move |source| BenchError::Kube { what, source }
     };
-    events
-        .create(&pp, &event(i, "Provisioning"))
-        .await
-        .map_err(fail("creating the first Event"))?;
     pvs.create(&pp, &volume(i))
         .await
         .map_err(fail("creating the PV"))?;
     events
         .create(&pp, &event(i, "ProvisioningSucceeded"))
         .await
-        .map_err(fail("creating the second Event"))?;
+        .map_err(fail("creating the Event"))?;
     Ok(())
 }
 

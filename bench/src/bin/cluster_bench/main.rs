@@ -364,7 +364,7 @@ async fn ceiling_rounds(
         group: "ceiling".into(),
         title: format!("{n} volumes: berth's provisioning rate vs the API server's ceiling for the same writes"),
         upstream: format!(
-            "bare kube-rs client, {} volumes in flight, {} writes per volume (2 Events + 1 PV)",
+            "bare kube-rs client, {} volumes in flight, {} writes per volume (1 PV + 1 Event)",
             args.concurrency,
             ceiling::WRITES_PER_VOLUME
         ),
@@ -374,7 +374,7 @@ async fn ceiling_rounds(
         rounds,
         notes: vec![
             "berth: claims / (first claim created → all Bound), tuned runs of comparison 3 (includes CSI CreateVolume and the PV binder's binding, at raised client limits)".into(),
-            "upstream: the same writes berth makes per claim (Provisioning Event, PV, ProvisioningSucceeded Event), nothing else; the median per-round ratio is berth's fraction of the ceiling".into(),
+            "upstream: the same writes berth makes per claim (PV, ProvisioningSucceeded Event), nothing else; the median per-round ratio is berth's fraction of the ceiling".into(),
         ],
     })
 }
