@@ -946,6 +946,27 @@ impl Cluster {
         format!("{}\n{}", self.cp.logs(), self.berth.logs())
     }
 
+    /// Applies `deploy/<file>` for each of `files` for real and returns a
+    /// kubeconfig holding a token of the `berth-controller` ServiceAccount
+    /// they create: a controller started with it has exactly that RBAC.
+    pub async fn service_account_kubeconfig(&self, files: &[&str]) -> PathBuf {
+        let deploy = crate::repo_root().join("deploy");
+        for file in files {
+            self.cp
+                .apply_file(&deploy.join(file))
+                .await
+                .unwrap_or_else(|e| panic!("deploy/{file}: {e}"));
+        }
+        let token = self
+            .cp
+            .service_account_token("berth-system", "berth-controller")
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        self.cp
+            .token_kubeconfig("berth-controller", &token)
+            .expect("kubeconfig")
+    }
+
     pub async fn namespace(&self, name: &str) {
         use k8s_openapi::api::core::v1::Namespace;
         let ns: Namespace =

@@ -17,7 +17,7 @@ use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
-use berth_tests::control_plane::{Berth, Cluster, ControlPlane, DRIVER, Options, TOPOLOGY_KEY};
+use berth_tests::control_plane::{Cluster, DRIVER, Options, TOPOLOGY_KEY};
 use berth_tests::{berth_bin, repo_root};
 use k8s_openapi::api::core::v1::PersistentVolumeClaim;
 use kube::ResourceExt;
@@ -34,20 +34,14 @@ fn manifest() -> std::path::PathBuf {
 /// A control plane (stock binder and scheduler on or off) with one Ready
 /// node carrying berth's driver.
 async fn cluster(stock_binder: bool, scheduler: bool) -> Cluster {
-    let cp = ControlPlane::start_with(Options {
-        stock_binder,
-        scheduler,
-    })
+    Cluster::start_with(
+        Options {
+            stock_binder,
+            scheduler,
+        },
+        &[NODE],
+    )
     .await
-    .unwrap_or_else(|e| panic!("{e}"));
-    let client = cp.client().await.expect("admin client");
-    let labels = BTreeMap::from([(TOPOLOGY_KEY.to_string(), NODE.to_string())]);
-    cp.create_node(NODE, &labels).await.expect("node");
-    cp.register_csi_node(NODE, DRIVER, NODE, &[TOPOLOGY_KEY], None)
-        .await
-        .expect("CSINode");
-    let berth = Berth::driver_only(&cp, NODE).expect("start berth's driver");
-    Cluster { berth, cp, client }
 }
 
 /// `berth dry-run -o json` with `args`, parsed.
@@ -171,21 +165,9 @@ async fn bind_mode_binds_exactly_what_dry_run_predicts() {
 
     // berth runs as it would in the cluster: with nothing but the rights
     // deploy/ grants its ServiceAccount (rbac.yaml and bind/rbac.yaml).
-    for file in ["namespace.yaml", "rbac.yaml", "bind/rbac.yaml"] {
-        env.cp
-            .apply_file(&repo_root().join("deploy").join(file))
-            .await
-            .unwrap_or_else(|e| panic!("deploy/{file}: {e}"));
-    }
-    let token = env
-        .cp
-        .service_account_token("berth-system", "berth-controller")
-        .await
-        .expect("ServiceAccount token");
     let kubeconfig = env
-        .cp
-        .token_kubeconfig("binder", &token)
-        .expect("kubeconfig");
+        .service_account_kubeconfig(&["namespace.yaml", "rbac.yaml", "bind/rbac.yaml"])
+        .await;
     env.berth
         .add_controller_with(&kubeconfig, &["--bind"])
         .expect("start the controller");

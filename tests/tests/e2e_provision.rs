@@ -373,22 +373,9 @@ async fn the_deploy_rbac_is_all_the_controller_needs() {
         .register_csi_node("node-b", DRIVER, "node-b", &[TOPOLOGY_KEY], None)
         .await
         .expect("CSINode node-b");
-    let deploy = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy");
-    for file in ["namespace.yaml", "rbac.yaml"] {
-        env.cp
-            .apply_file(&deploy.join(file))
-            .await
-            .unwrap_or_else(|e| panic!("{e}"));
-    }
-    let token = env
-        .cp
-        .service_account_token("berth-system", "berth-controller")
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
     let kubeconfig = env
-        .cp
-        .token_kubeconfig("berth-controller", &token)
-        .expect("kubeconfig");
+        .service_account_kubeconfig(&["namespace.yaml", "rbac.yaml"])
+        .await;
     env.berth
         .add_controller_with(
             &kubeconfig,
