@@ -1,6 +1,7 @@
 //! CSI v1 protocol (package `csi.v1`, spec v1.12) for berth: message types
 //! plus tonic server and client stubs for the Identity, Controller, Node and
-//! GroupController services. Generated at build time from `proto/csi.proto`.
+//! GroupController services, and the kubelet's plugin registration API.
+//! Generated at build time from `proto/`.
 
 /// Everything in the `csi.v1` protobuf package.
 pub mod v1 {
@@ -9,6 +10,14 @@ pub mod v1 {
 }
 
 pub use v1::*;
+
+/// The kubelet's plugin registration API (`pluginregistration`), which a
+/// CSI node plugin serves on a socket in the kubelet's `plugins_registry`
+/// directory so the kubelet registers it.
+pub mod pluginregistration {
+    #![allow(clippy::all, missing_docs)]
+    tonic::include_proto!("pluginregistration");
+}
 
 /// A tonic endpoint whose connections go to a CSI driver's unix socket.
 /// CSI drivers listen on unix sockets; tonic wants a URI anyway, so the

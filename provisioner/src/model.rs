@@ -285,6 +285,57 @@ impl NodeSelector {
     }
 }
 
+/// A DNS-1123 subdomain (object names, label key prefixes), with the API
+/// server's message when it is not one.
+pub fn validate_dns_subdomain(value: &str) -> Result<(), String> {
+    let label_ok = |l: &str| {
+        let b = l.as_bytes();
+        !b.is_empty()
+            && b.iter()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == b'-')
+            && b[0].is_ascii_alphanumeric()
+            && b[b.len() - 1].is_ascii_alphanumeric()
+    };
+    if value.len() > 253 {
+        return Err("must be no more than 253 characters".into());
+    }
+    if value.split('.').all(label_ok) {
+        Ok(())
+    } else {
+        Err("a lowercase RFC 1123 subdomain must consist of lower case alphanumeric characters, '-' or '.', and must start and end with an alphanumeric character".into())
+    }
+}
+
+/// A label key: `[prefix/]name`, the prefix a DNS subdomain, the name at
+/// most 63 characters of alphanumerics, `-`, `_` and `.`, starting and
+/// ending alphanumeric (the API server's `IsQualifiedName`).
+pub fn validate_label_key(key: &str) -> Result<(), String> {
+    let (prefix, name) = match key.split_once('/') {
+        Some((p, n)) => (Some(p), n),
+        None => (None, key),
+    };
+    if let Some(p) = prefix {
+        if p.is_empty() {
+            return Err("prefix part must be non-empty".into());
+        }
+        validate_dns_subdomain(p).map_err(|e| format!("prefix part {e}"))?;
+    }
+    let b = name.as_bytes();
+    if b.is_empty() {
+        return Err("name part must be non-empty".into());
+    }
+    if b.len() > 63 {
+        return Err("name part must be no more than 63 characters".into());
+    }
+    let inner_ok = b
+        .iter()
+        .all(|c| c.is_ascii_alphanumeric() || matches!(c, b'-' | b'_' | b'.'));
+    if !inner_ok || !b[0].is_ascii_alphanumeric() || !b[b.len() - 1].is_ascii_alphanumeric() {
+        return Err("name part must consist of alphanumeric characters, '-', '_' or '.', and must start and end with an alphanumeric character".into());
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -368,5 +419,30 @@ mod tests {
             }
             .matches("n1", &l)
         );
+    }
+
+    #[test]
+    fn label_keys_are_checked_like_the_api_server_does() {
+        for good in [
+            "topology.csi.berth.dev/node",
+            "zone",
+            "kubernetes.io/hostname",
+            "a_b.c-d",
+        ] {
+            assert_eq!(validate_label_key(good), Ok(()), "{good}");
+        }
+        for bad in [
+            "",
+            "/node",
+            "Topology.example/node",
+            "example.com/",
+            "example.com/-node",
+            "a/b/c",
+            "node!",
+            &"n".repeat(64),
+            &format!("{}/node", "p".repeat(254)),
+        ] {
+            assert!(validate_label_key(bad).is_err(), "{bad:?}");
+        }
     }
 }

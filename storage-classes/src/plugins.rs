@@ -61,6 +61,11 @@ pub struct Provisioner {
     /// Per-driver cells (ordered as [`AccessMode::ALL`]) replacing the plugin's
     /// row, for drivers that are narrower or wider than their plugin in general.
     pub modes: Option<[Support; 4]>,
+    /// Volumes live on one node and the provisioner serves each node from an
+    /// agent there, so a claim that binds at once (Immediate) still needs a
+    /// node chosen for it: berth's controller chooses it (the planner's
+    /// placement) and writes `volume.kubernetes.io/selected-node`.
+    pub node_local: bool,
 }
 
 impl Provisioner {
@@ -668,6 +673,7 @@ const fn in_tree_provisioner(
         parameters,
         case_insensitive_keys: true,
         modes: None,
+        node_local: false,
     }
 }
 
@@ -723,6 +729,7 @@ static PROVISIONERS: [Provisioner; 20] = [
         parameters: &EBS_CSI_PARAMS,
         case_insensitive_keys: true,
         modes: Some([Yes, No, DependsOnDriver, Yes]),
+        node_local: false,
     },
     Provisioner {
         name: "pd.csi.storage.gke.io",
@@ -730,6 +737,7 @@ static PROVISIONERS: [Provisioner; 20] = [
         parameters: &PD_CSI_PARAMS,
         case_insensitive_keys: true,
         modes: Some([Yes, Yes, No, Yes]),
+        node_local: false,
     },
     Provisioner {
         name: "disk.csi.azure.com",
@@ -738,6 +746,7 @@ static PROVISIONERS: [Provisioner; 20] = [
         case_insensitive_keys: true,
         // ROX and RWX need `maxShares` of 2 or more.
         modes: Some([Yes, DependsOnDriver, DependsOnDriver, Yes]),
+        node_local: false,
     },
     Provisioner {
         name: "file.csi.azure.com",
@@ -745,6 +754,7 @@ static PROVISIONERS: [Provisioner; 20] = [
         parameters: &AZURE_FILE_CSI_PARAMS,
         case_insensitive_keys: true,
         modes: Some([Yes, Yes, Yes, Yes]),
+        node_local: false,
     },
     // kind's default class. It creates node-bound hostPath or local PVs and
     // refuses every access mode but RWO in its default per-node configuration.
@@ -754,6 +764,7 @@ static PROVISIONERS: [Provisioner; 20] = [
         parameters: &LOCAL_PATH_PARAMS,
         case_insensitive_keys: false,
         modes: Some([Yes, No, No, No]),
+        node_local: false,
     },
     Provisioner {
         name: NO_PROVISIONER,
@@ -761,6 +772,7 @@ static PROVISIONERS: [Provisioner; 20] = [
         parameters: &[],
         case_insensitive_keys: false,
         modes: None,
+        node_local: false,
     },
     // berth's own driver: node-local volumes, so one node (or one pod) at a time.
     Provisioner {
@@ -769,6 +781,7 @@ static PROVISIONERS: [Provisioner; 20] = [
         parameters: &BERTH_PARAMS,
         case_insensitive_keys: false,
         modes: Some([Yes, No, No, Yes]),
+        node_local: true,
     },
 ];
 

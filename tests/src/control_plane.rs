@@ -291,10 +291,16 @@ impl ControlPlane {
 
     pub async fn start_with(options: Options) -> Result<ControlPlane, ControlPlaneError> {
         let bin = binaries()?;
-        let dir = tempfile::Builder::new()
+        let mut dir = tempfile::Builder::new()
             .prefix("berth-cp.")
             .tempdir()
             .map_err(io("creating the control plane's directory"))?;
+        // BERTH_E2E_KEEP=1 keeps every log and data directory for a look
+        // after the test (the path is printed).
+        if std::env::var_os("BERTH_E2E_KEEP").is_some() {
+            dir.disable_cleanup(true);
+            eprintln!("control plane directory kept: {}", dir.path().display());
+        }
         let d = dir.path().to_path_buf();
         let pki = make_pki()?;
         let write = |name: &str, data: &str| -> Result<String, ControlPlaneError> {
@@ -735,16 +741,120 @@ fn log_tail(path: &Path, lines: usize) -> String {
 
 pub use crate::berth_bin;
 
-/// berth's own processes on a [`ControlPlane`]: `berth csi` (all services,
-/// one node) and `berth controller`, sharing a socket as in the Deployment.
+/// berth's own processes on a [`ControlPlane`]: either the central shape
+/// (`berth csi` for one node and `berth controller --csi-endpoint` sharing
+/// its socket) or the node-local one (a `berth node` agent per node and
+/// `berth controller` without a driver, as deploy/ runs them).
 pub struct Berth {
     pub driver: Option<Daemon>,
     pub controllers: Vec<Daemon>,
+    /// Node agents (node-local shape), one per node.
+    pub agents: Vec<Agent>,
+    /// What new agents authenticate with (default: the admin's).
+    pub agent_kubeconfig: Option<PathBuf>,
     pub socket: PathBuf,
     pub node_id: String,
     dir: PathBuf,
     kubeconfig: PathBuf,
     driver_runs: usize,
+}
+
+/// One node's `berth node` agent, with its own data, state and socket
+/// (as on a real node), and no kubelet registration (the harness writes
+/// the CSINode a kubelet would).
+pub struct Agent {
+    pub node: String,
+    pub dir: PathBuf,
+    pub daemon: Option<Daemon>,
+    pub metrics_port: u16,
+    args: Vec<String>,
+    runs: usize,
+}
+
+impl Agent {
+    /// Starts `berth node` for `node` under `root/<node>`; `extra` flags
+    /// are added (e.g. `--capacity=4Gi`).
+    pub fn start(
+        root: &Path,
+        kubeconfig: &Path,
+        node: &str,
+        extra: &[&str],
+    ) -> std::io::Result<Agent> {
+        let dir = root.join(format!("agent-{node}"));
+        fs::create_dir_all(&dir)?;
+        let metrics_port = free_port();
+        let mut args = vec![
+            "node".to_string(),
+            format!("--node-id={node}"),
+            format!("--endpoint=unix://{}", dir.join("csi.sock").display()),
+            format!("--state-dir={}", dir.join("state").display()),
+            format!("--data-dir={}", dir.join("data").display()),
+            format!("--kubeconfig={}", kubeconfig.display()),
+            "--registration-path=".to_string(),
+            format!("--metrics-address=127.0.0.1:{metrics_port}"),
+            "--retry-interval-start-ms=200".to_string(),
+            "--retry-interval-max-secs=5".to_string(),
+        ];
+        args.extend(extra.iter().map(|s| s.to_string()));
+        let mut agent = Agent {
+            node: node.to_string(),
+            dir,
+            daemon: None,
+            metrics_port,
+            args,
+            runs: 0,
+        };
+        agent.restart()?;
+        Ok(agent)
+    }
+
+    /// (Re)starts the agent on the same data, state and socket.
+    pub fn restart(&mut self) -> std::io::Result<()> {
+        if let Some(d) = self.daemon.as_mut() {
+            d.stop();
+        }
+        self.runs += 1;
+        let log = self.dir.join(format!("agent-{}.log", self.runs));
+        let name = format!("berth-node-{}", self.node);
+        self.daemon = Some(Daemon::start(&name, &berth_bin(), &self.args, log)?);
+        Ok(())
+    }
+
+    /// kill -9: a crash of the agent.
+    pub fn kill(&mut self) {
+        if let Some(d) = self.daemon.as_mut() {
+            d.kill();
+        }
+    }
+
+    pub fn socket(&self) -> PathBuf {
+        self.dir.join("csi.sock")
+    }
+
+    /// Ids of the volumes whose data is on this node's disk.
+    pub fn volumes_on_disk(&self) -> Vec<String> {
+        let mut ids: Vec<String> = fs::read_dir(self.dir.join("data/volumes"))
+            .map(|entries| {
+                entries
+                    .flatten()
+                    .map(|e| e.file_name().to_string_lossy().into_owned())
+                    .map(|n| n.strip_suffix(".img").map(str::to_string).unwrap_or(n))
+                    .collect()
+            })
+            .unwrap_or_default();
+        ids.sort();
+        ids
+    }
+
+    /// Every log this agent wrote, oldest run first.
+    pub fn all_logs(&self) -> String {
+        (1..=self.runs)
+            .map(|r| {
+                fs::read_to_string(self.dir.join(format!("agent-{r}.log"))).unwrap_or_default()
+            })
+            .collect::<Vec<_>>()
+            .join("\n")
+    }
 }
 
 impl Berth {
@@ -764,6 +874,8 @@ impl Berth {
         let mut b = Berth {
             driver: None,
             controllers: Vec::new(),
+            agents: Vec::new(),
+            agent_kubeconfig: None,
             socket: dir.join("csi.sock"),
             node_id: node_id.to_string(),
             dir,
@@ -807,10 +919,14 @@ impl Berth {
         let mut args = vec![
             "controller".to_string(),
             format!("--kubeconfig={}", kubeconfig.display()),
-            format!("--csi-endpoint=unix://{}", self.socket.display()),
             "--retry-interval-start-ms=200".to_string(),
             "--retry-interval-max-secs=5".to_string(),
         ];
+        // The central shape drives its one driver; node-local controllers
+        // have none (the agents provision).
+        if self.agents.is_empty() {
+            args.push(format!("--csi-endpoint=unix://{}", self.socket.display()));
+        }
         args.extend(extra.iter().map(|s| s.to_string()));
         let log = self.dir.join(format!("controller-{n}.log"));
         let d = Daemon::start(&format!("berth-controller-{n}"), &berth_bin(), &args, log)?;
@@ -818,9 +934,15 @@ impl Berth {
         Ok(self.controllers.last_mut().expect("just pushed"))
     }
 
-    /// Logs of the driver and every controller, for failure messages.
+    /// Logs of the driver, the agents and every controller, for failure messages.
     pub fn logs(&self) -> String {
         let mut out: Vec<String> = self.driver.iter().map(|d| d.log_tail(30)).collect();
+        out.extend(
+            self.agents
+                .iter()
+                .filter_map(|a| a.daemon.as_ref())
+                .map(|d| d.log_tail(20)),
+        );
         out.extend(self.controllers.iter().map(|c| c.log_tail(30)));
         out.join("\n")
     }
@@ -909,10 +1031,30 @@ pub struct Cluster {
 
 impl Drop for Cluster {
     fn drop(&mut self) {
-        // Controllers and driver go before the API server they talk to.
+        // Controllers, agents and driver go before the API server they talk to.
         self.berth.controllers.clear();
+        self.berth.agents.clear();
         self.berth.driver = None;
         self.cp.stop();
+    }
+}
+
+/// A node of a node-local cluster: its name, what its agent may provision
+/// (`--capacity`) and its CSINode volume limit.
+#[derive(Debug, Clone, Copy)]
+pub struct NodeSpec<'a> {
+    pub name: &'a str,
+    pub capacity: &'a str,
+    pub volume_limit: Option<i32>,
+}
+
+impl<'a> NodeSpec<'a> {
+    pub fn new(name: &'a str, capacity: &'a str) -> Self {
+        NodeSpec {
+            name,
+            capacity,
+            volume_limit: None,
+        }
     }
 }
 
@@ -946,6 +1088,131 @@ impl Cluster {
         format!("{}\n{}", self.cp.logs(), self.berth.logs())
     }
 
+    /// deploy/'s shape on fake nodes: deploy/'s namespace, RBAC and
+    /// CSIDriver applied for real, and per node a Ready Node labelled with
+    /// its name under [`TOPOLOGY_KEY`], the CSINode its kubelet would write,
+    /// and a `berth node` agent with its own directories, authenticated as
+    /// the `berth-node` ServiceAccount. Controllers added with
+    /// [`Berth::add_controller`] run as `berth-controller`, without a
+    /// driver socket. So every process has exactly deploy/'s rights.
+    pub async fn start_node_local(nodes: &[NodeSpec<'_>]) -> Cluster {
+        Self::start_node_local_with(Options::default(), nodes).await
+    }
+
+    /// [`Cluster::start_node_local`] with some of the stock controllers off.
+    pub async fn start_node_local_with(options: Options, nodes: &[NodeSpec<'_>]) -> Cluster {
+        let cp = ControlPlane::start_with(options)
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        let client = cp.client().await.expect("admin client");
+        let dir = cp.dir().join("berth");
+        fs::create_dir_all(&dir).expect("berth dir");
+        let mut env = Cluster {
+            berth: Berth {
+                driver: None,
+                controllers: Vec::new(),
+                agents: Vec::new(),
+                agent_kubeconfig: None,
+                socket: dir.join("unused.sock"),
+                node_id: String::new(),
+                dir,
+                kubeconfig: cp.kubeconfig.clone(),
+                driver_runs: 0,
+            },
+            cp,
+            client,
+        };
+        let deploy = crate::repo_root().join("deploy");
+        for file in ["namespace.yaml", "rbac.yaml", "csidriver.yaml"] {
+            env.cp
+                .apply_file(&deploy.join(file))
+                .await
+                .unwrap_or_else(|e| panic!("deploy/{file}: {e}"));
+        }
+        env.berth.kubeconfig = env.service_account("berth-controller").await;
+        env.berth.agent_kubeconfig = Some(env.service_account("berth-node").await);
+        for spec in nodes {
+            env.add_node(*spec, &[]).await;
+        }
+        env
+    }
+
+    /// A kubeconfig with a token of a `berth-system` ServiceAccount.
+    pub async fn service_account(&self, name: &str) -> PathBuf {
+        let token = self
+            .cp
+            .service_account_token("berth-system", name)
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        self.cp.token_kubeconfig(name, &token).expect("kubeconfig")
+    }
+
+    /// Adds a Ready node with its CSINode and starts its agent (`extra`
+    /// flags added to `berth node`).
+    pub async fn add_node(&mut self, spec: NodeSpec<'_>, extra: &[&str]) -> &mut Agent {
+        let labels = BTreeMap::from([(TOPOLOGY_KEY.to_string(), spec.name.to_string())]);
+        self.cp.create_node(spec.name, &labels).await.expect("node");
+        self.cp
+            .register_csi_node(
+                spec.name,
+                DRIVER,
+                spec.name,
+                &[TOPOLOGY_KEY],
+                spec.volume_limit,
+            )
+            .await
+            .expect("CSINode");
+        let capacity = format!("--capacity={}", spec.capacity);
+        let mut flags = vec![capacity.as_str()];
+        flags.extend_from_slice(extra);
+        let kubeconfig = self
+            .berth
+            .agent_kubeconfig
+            .clone()
+            .unwrap_or_else(|| self.cp.kubeconfig.clone());
+        let agent =
+            Agent::start(&self.berth.dir, &kubeconfig, spec.name, &flags).expect("start the agent");
+        self.berth.agents.push(agent);
+        self.berth.agents.last_mut().expect("just pushed")
+    }
+
+    /// Waits until every agent has published its CSIStorageCapacity for
+    /// `class` (placement and the scheduler go only where one says there
+    /// is room).
+    pub async fn wait_capacities(&self, class: &str) {
+        use k8s_openapi::api::storage::v1::CSIStorageCapacity;
+        let api: Api<CSIStorageCapacity> = Api::namespaced(self.client.clone(), "berth-system");
+        let want = self.berth.agents.len();
+        self.wait(
+            &format!("{want} capacity objects for {class}"),
+            Duration::from_secs(60),
+            || {
+                let api = api.clone();
+                async move {
+                    let n = api
+                        .list(&ListParams::default())
+                        .await
+                        .ok()?
+                        .items
+                        .iter()
+                        .filter(|c| c.storage_class_name == class)
+                        .count();
+                    (n == want).then_some(())
+                }
+            },
+        )
+        .await
+    }
+
+    /// The agent of `node`.
+    pub fn agent(&mut self, node: &str) -> &mut Agent {
+        self.berth
+            .agents
+            .iter_mut()
+            .find(|a| a.node == node)
+            .unwrap_or_else(|| panic!("no agent for {node}"))
+    }
+
     /// Applies `deploy/<file>` for each of `files` for real and returns a
     /// kubeconfig holding a token of the `berth-controller` ServiceAccount
     /// they create: a controller started with it has exactly that RBAC.
@@ -957,14 +1224,7 @@ impl Cluster {
                 .await
                 .unwrap_or_else(|e| panic!("deploy/{file}: {e}"));
         }
-        let token = self
-            .cp
-            .service_account_token("berth-system", "berth-controller")
-            .await
-            .unwrap_or_else(|e| panic!("{e}"));
-        self.cp
-            .token_kubeconfig("berth-controller", &token)
-            .expect("kubeconfig")
+        self.service_account("berth-controller").await
     }
 
     pub async fn namespace(&self, name: &str) {

@@ -422,7 +422,7 @@ fn dynamic_provisioning_rules() {
             "unmatched claim of a provisioning class is provisioned",
             format!(
                 "{}{}",
-                class("fast", "csi.berth.dev", ""),
+                class("fast", "ebs.csi.aws.com", ""),
                 pvc("a", "1Gi", RWO, Some("fast"), "")
             ),
             None,
@@ -431,7 +431,7 @@ fn dynamic_provisioning_rules() {
             "a selector is never provisioned",
             format!(
                 "{}{}",
-                class("fast", "csi.berth.dev", ""),
+                class("fast", "ebs.csi.aws.com", ""),
                 pvc(
                     "a",
                     "1Gi",
@@ -448,7 +448,7 @@ fn dynamic_provisioning_rules() {
             "an explicit empty class is never provisioned nor defaulted",
             format!(
                 "{}{}",
-                "apiVersion: storage.k8s.io/v1\nkind: StorageClass\nmetadata:\n  name: fast\n  annotations:\n    storageclass.kubernetes.io/is-default-class: \"true\"\nprovisioner: csi.berth.dev\n---\n",
+                "apiVersion: storage.k8s.io/v1\nkind: StorageClass\nmetadata:\n  name: fast\n  annotations:\n    storageclass.kubernetes.io/is-default-class: \"true\"\nprovisioner: ebs.csi.aws.com\n---\n",
                 pvc("a", "1Gi", RWO, Some(""), "")
             ),
             Some("no persistent volumes available for this claim and no storage class is set"),
@@ -650,7 +650,7 @@ fn reclaim_policies() {
 fn admission_default_class() {
     let default = |name: &str, ts: &str| {
         format!(
-            "apiVersion: storage.k8s.io/v1\nkind: StorageClass\nmetadata:\n  name: {name}\n  creationTimestamp: \"{ts}\"\n  annotations:\n    storageclass.kubernetes.io/is-default-class: \"true\"\nprovisioner: csi.berth.dev\n---\n"
+            "apiVersion: storage.k8s.io/v1\nkind: StorageClass\nmetadata:\n  name: {name}\n  creationTimestamp: \"{ts}\"\n  annotations:\n    storageclass.kubernetes.io/is-default-class: \"true\"\nprovisioner: ebs.csi.aws.com\n---\n"
         )
     };
     let cases = [
@@ -700,7 +700,7 @@ fn limit_range(min: &str, max: &str) -> String {
 #[test]
 fn admission_limit_range() {
     let lr = limit_range("1Gi", "2Gi");
-    let cls = class("c", "csi.berth.dev", "");
+    let cls = class("c", "ebs.csi.aws.com", "");
     let p = plan(&format!(
         "{cls}{lr}{}{}{}",
         pvc("small", "500Mi", RWO, Some("c"), ""),
@@ -818,7 +818,7 @@ fn statefulset_claim_templates_expand_per_replica() {
     // www-web-1 exists already and is used as it is (bound to a static volume).
     let yaml = format!(
         "{}{}{}{sts}",
-        class("fast", "csi.berth.dev", ""),
+        class("fast", "ebs.csi.aws.com", ""),
         pv("static", "1Gi", RWO, "fast", ""),
         pvc(
             "www-web-1",

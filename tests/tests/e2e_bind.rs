@@ -1,6 +1,7 @@
 //! berth's binder (`berth controller --bind`) and `berth dry-run
 //! --from-cluster` against the real control plane:
-//! - with kube-controller-manager's PV binder off, berth (running with only
+//! - with kube-controller-manager's PV binder off, berth (deploy/bind's
+//!   shape: a node agent and the controller with `--bind`, running with only
 //!   the RBAC in `deploy/rbac.yaml` and `deploy/bind/rbac.yaml`) binds a
 //!   set of static volumes exactly as `berth dry-run` predicted, both from
 //!   the manifests and from the live cluster, with upstream's annotations,
@@ -17,7 +18,7 @@ use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
-use berth_tests::control_plane::{Cluster, DRIVER, Options, TOPOLOGY_KEY};
+use berth_tests::control_plane::{Cluster, DRIVER, NodeSpec, Options, TOPOLOGY_KEY};
 use berth_tests::{berth_bin, repo_root};
 use k8s_openapi::api::core::v1::PersistentVolumeClaim;
 use kube::ResourceExt;
@@ -121,8 +122,20 @@ async fn claim(env: &Cluster, name: &str) -> PersistentVolumeClaim {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bind_mode_binds_exactly_what_dry_run_predicts() {
-    let mut env = cluster(false, false).await;
+    // deploy/bind's shape: a node agent and the controller with --bind,
+    // each with only its ServiceAccount's rights.
+    let mut env = Cluster::start_node_local_with(
+        Options {
+            stock_binder: false,
+            scheduler: false,
+        },
+        &[NodeSpec::new(NODE, "64Gi")],
+    )
+    .await;
     env.cp.apply_file(&manifest()).await.expect("apply");
+    // The agent says how much room its node has for `fast`: then the
+    // planner can place the dynamic claim there.
+    env.wait_capacities("fast").await;
 
     // Nothing binds them yet: the stock binder is off and berth not started.
     let offline = dry_run(&["-f", &manifest().display().to_string()]);
@@ -164,10 +177,8 @@ async fn bind_mode_binds_exactly_what_dry_run_predicts() {
     }
 
     // berth runs as it would in the cluster: with nothing but the rights
-    // deploy/ grants its ServiceAccount (rbac.yaml and bind/rbac.yaml).
-    let kubeconfig = env
-        .service_account_kubeconfig(&["namespace.yaml", "rbac.yaml", "bind/rbac.yaml"])
-        .await;
+    // deploy/ grants its ServiceAccounts (rbac.yaml and bind/rbac.yaml).
+    let kubeconfig = env.service_account_kubeconfig(&["bind/rbac.yaml"]).await;
     env.berth
         .add_controller_with(&kubeconfig, &["--bind"])
         .expect("start the controller");

@@ -73,6 +73,8 @@ async fn deploy_manifests_pass_server_side_dry_run() {
         "Namespace/berth-system",
         "ServiceAccount/berth-controller",
         "ClusterRole/berth-controller",
+        "ServiceAccount/berth-node",
+        "ClusterRole/berth-node",
         "CSIDriver/csi.berth.dev",
         "Deployment/berth-controller",
         "DaemonSet/berth-node",
@@ -145,4 +147,101 @@ fn the_bind_overlay_patches_the_controller_container() {
         !args.contains(&"--bind"),
         "the base coexists with the stock binder"
     );
+}
+
+/// The documents of `deploy/<file>`.
+fn documents(file: &str) -> Vec<serde_json::Value> {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../deploy")
+        .join(file);
+    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{file}: {e}"));
+    manifest::parse_str(file, &text)
+        .expect("parse")
+        .into_iter()
+        .map(|d| d.value)
+        .collect()
+}
+
+#[test]
+fn deploy_is_one_agent_per_node_and_a_controller_without_volume_state() {
+    let node = documents("node.yaml");
+    let ds = node
+        .iter()
+        .find(|d| d["kind"] == "DaemonSet")
+        .expect("DaemonSet");
+    let pod = &ds["spec"]["template"]["spec"];
+    let containers = pod["containers"].as_array().expect("containers");
+    assert_eq!(
+        containers.len(),
+        1,
+        "one container per node: {containers:?}"
+    );
+    let args: Vec<&str> = containers[0]["args"]
+        .as_array()
+        .expect("args")
+        .iter()
+        .filter_map(|a| a.as_str())
+        .collect();
+    assert_eq!(args[0], "node", "the agent: {args:?}");
+    assert!(
+        args.iter()
+            .any(|a| a.starts_with("--registration-path=/var/lib/kubelet/plugins_registry/")),
+        "berth registers itself with the kubelet: {args:?}"
+    );
+    assert_eq!(pod["serviceAccountName"], "berth-node");
+
+    let controller = documents("controller.yaml");
+    let deployment = controller
+        .iter()
+        .find(|d| d["kind"] == "Deployment")
+        .expect("Deployment");
+    let pod = &deployment["spec"]["template"]["spec"];
+    let containers = pod["containers"].as_array().expect("containers");
+    assert_eq!(containers.len(), 1, "no CSI driver next to the controller");
+    let args: Vec<&str> = containers[0]["args"]
+        .as_array()
+        .expect("args")
+        .iter()
+        .filter_map(|a| a.as_str())
+        .collect();
+    assert!(
+        args.contains(&"controller") && args.contains(&"--leader-elect"),
+        "{args:?}"
+    );
+    assert!(
+        !args.iter().any(|a| a.starts_with("--csi-endpoint")),
+        "the controller makes no volumes itself: {args:?}"
+    );
+    assert!(
+        pod.get("volumes").is_none(),
+        "no hostPath, no state: {pod:?}"
+    );
+
+    let driver = documents("csidriver.yaml");
+    assert_eq!(driver[0]["spec"]["storageCapacity"], true);
+
+    // Only the agents write CSIStorageCapacity, and only in berth-system.
+    for doc in documents("rbac.yaml") {
+        let kind = doc["kind"].as_str().unwrap_or_default();
+        if !kind.ends_with("Role") {
+            continue;
+        }
+        for rule in doc["rules"].as_array().into_iter().flatten() {
+            let resources: Vec<&str> = rule["resources"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(|r| r.as_str())
+                .collect();
+            let writes = rule["verbs"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .any(|v| matches!(v.as_str(), Some("create" | "update" | "patch" | "delete")));
+            if resources.contains(&"csistoragecapacities") && writes {
+                assert_eq!(kind, "Role", "capacity writes are namespaced: {doc}");
+                assert_eq!(doc["metadata"]["name"], "berth-node-capacity", "{doc}");
+            }
+        }
+    }
 }

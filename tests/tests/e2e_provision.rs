@@ -7,7 +7,7 @@
 
 use std::time::Duration;
 
-use berth_tests::control_plane::{Cluster, DRIVER, TOPOLOGY_KEY};
+use berth_tests::control_plane::{Cluster, DRIVER, NodeSpec, TOPOLOGY_KEY};
 use kube::ResourceExt;
 use kube::api::{Api, DeleteParams, ListParams, PostParams};
 use serde_json::json;
@@ -304,6 +304,7 @@ async fn killing_the_leader_hands_over_to_the_standby() {
     let deadline = std::time::Instant::now() + Duration::from_secs(60);
     while !http_get(ports[1 - leader_idx], "/readyz")
         .await
+        .trim_end()
         .ends_with("ok")
     {
         assert!(std::time::Instant::now() < deadline, "a standby is ready");
@@ -364,23 +365,17 @@ async fn wait_nothing_left(env: &Cluster, what: &str) {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_deploy_rbac_is_all_the_controller_needs() {
-    let mut env = Cluster::start(&[NODE, "node-b"]).await;
-    // node-b says it has the driver, but the driver only makes volumes on
-    // node-a: a claim sent there comes back ResourceExhausted and the
-    // controller must patch the claim to hand it back to the scheduler.
-    env.cp
-        .register_csi_node("node-b", DRIVER, "node-b", &[TOPOLOGY_KEY], None)
-        .await
-        .expect("CSINode node-b");
-    let kubeconfig = env
-        .service_account_kubeconfig(&["namespace.yaml", "rbac.yaml"])
-        .await;
+async fn the_deploy_rbac_is_all_berth_needs() {
+    // deploy/'s shape with deploy/'s ServiceAccounts: node-a's and node-b's
+    // agents as berth-node, the controller as berth-controller. node-b has
+    // too little room for the claim sent there: its agent gets
+    // ResourceExhausted and must patch the claim to hand it back to the
+    // scheduler.
+    let mut env =
+        Cluster::start_node_local(&[NodeSpec::new(NODE, "4Gi"), NodeSpec::new("node-b", "32Mi")])
+            .await;
     env.berth
-        .add_controller_with(
-            &kubeconfig,
-            &["--leader-elect", "--leader-election-namespace=berth-system"],
-        )
+        .add_controller(&["--leader-elect", "--leader-election-namespace=berth-system"])
         .expect("controller");
 
     env.namespace("apps").await;
@@ -406,7 +401,7 @@ async fn the_deploy_rbac_is_all_the_controller_needs() {
             events
                 .iter()
                 .any(|e| e.reason.as_deref() == Some("ProvisioningSucceeded")),
-            "the controller may write events: {events:?}"
+            "the agent may write events: {events:?}"
         );
     }
     let claims = env.claims("apps");
@@ -436,7 +431,13 @@ async fn the_deploy_rbac_is_all_the_controller_needs() {
     }
     env.wait_pv_gone(&direct).await;
     env.wait_pv_gone(&consumed).await;
-    wait_nothing_left(&env, "every volume reclaimed").await;
+    for agent in &env.berth.agents {
+        assert!(
+            agent.volumes_on_disk().is_empty(),
+            "{}: every volume reclaimed",
+            agent.node
+        );
+    }
 
     let leases: Api<k8s_openapi::api::coordination::v1::Lease> =
         Api::namespaced(env.client.clone(), "berth-system");
@@ -448,11 +449,14 @@ async fn the_deploy_rbac_is_all_the_controller_needs() {
             .is_some(),
         "the leader-election Lease lives in berth-system"
     );
-    let log = std::fs::read_to_string(&env.berth.controllers[0].log).unwrap();
-    assert!(
-        !log.to_lowercase().contains("forbidden"),
-        "a request was refused by RBAC:\n{log}"
-    );
+    let mut logs = vec![std::fs::read_to_string(&env.berth.controllers[0].log).unwrap()];
+    logs.extend(env.berth.agents.iter().map(|a| a.all_logs()));
+    for log in logs {
+        assert!(
+            !log.to_lowercase().contains("forbidden"),
+            "a request was refused by RBAC:\n{log}"
+        );
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -78,8 +78,10 @@ fn statefulset_web() {
             .any(|w| w.contains("ignoring Service \"nginx\""))
     );
 
-    // With the class defined (Immediate, berth's driver), all three are provisioned.
-    let with_class = format!("{}{yaml}", class("my-storage-class", "csi.berth.dev", ""));
+    // With the class defined (Immediate, a cloud CSI driver), all three are
+    // provisioned. (berth's own driver would need nodes to place them on:
+    // tests/tests/placement_rules.rs.)
+    let with_class = format!("{}{yaml}", class("my-storage-class", "ebs.csi.aws.com", ""));
     let p = plan(&with_class);
     let mut provisioned: Vec<String> = p.provisioning.iter().map(|x| x.claim.to_string()).collect();
     provisioned.sort();
@@ -113,7 +115,7 @@ fn limit_ranges_and_quotas_of_the_talk_do_not_touch_claims() {
     let yaml = seed("limits-and-quotas.yaml");
     let claims = format!(
         "{}{}{}",
-        class("std", "csi.berth.dev", ""),
+        class("std", "ebs.csi.aws.com", ""),
         pvc("a", "50Gi", &["ReadWriteOnce"], Some("std"), ""),
         pvc("b", "50Gi", &["ReadWriteOnce"], Some("std"), "")
             .replace("namespace: default", "namespace: my-nice-namespace")

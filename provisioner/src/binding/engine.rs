@@ -15,6 +15,11 @@ use crate::model::{BindingMode, ClaimKey, Labels, ObjectKey};
 
 const EMPTY_LABELS: &Labels = &Labels::new();
 
+/// The catalog says the provisioner's volumes live on one node each.
+fn node_local(provisioner: &str) -> bool {
+    storage_classes::provisioner(provisioner).is_some_and(|p| p.node_local)
+}
+
 pub(super) struct Engine<'s> {
     pub(super) snap: &'s Snapshot,
     pub(super) classes: HashMap<&'s str, &'s StorageClass>,
@@ -29,6 +34,9 @@ pub(super) struct Engine<'s> {
     pub(super) consumers: HashMap<ClaimKey, Vec<(ObjectKey, Option<String>)>>,
     /// WaitForFirstConsumer claims left for the scheduler path (admitted index).
     pub(super) deferred: BTreeMap<ClaimKey, usize>,
+    /// Immediate claims of node-local provisioners waiting for berth's
+    /// placement (admitted index).
+    pub(super) unplaced: Vec<usize>,
     pub(super) plan: Plan,
 }
 
@@ -62,6 +70,7 @@ impl<'s> Engine<'s> {
             reserved,
             consumers: HashMap::default(),
             deferred: BTreeMap::new(),
+            unplaced: Vec::new(),
             plan: Plan::default(),
         }
     }
@@ -120,6 +129,18 @@ impl<'s> Engine<'s> {
             return;
         }
         if !delayed {
+            if class.is_some_and(|c| node_local(&c.provisioner)) {
+                // Its agent provisions once a node is chosen: the one a
+                // claim already names, else berth's placement's.
+                match &claim.selected_node {
+                    Some(node) => match self.provision(&view, Some(node)) {
+                        Ok(p) => self.plan.provisioning.push(p),
+                        Err(r) => self.pend(&claim.key, r),
+                    },
+                    None => self.unplaced.push(i),
+                }
+                return;
+            }
             match self.provision(&view, None) {
                 Ok(p) => self.plan.provisioning.push(p),
                 Err(r) => self.pend(&claim.key, r),
@@ -311,6 +332,7 @@ impl<'s> Engine<'s> {
             provisioner: class.provisioner.clone(),
             node: node.map(str::to_string),
             request: view.request,
+            placement: None,
         })
     }
 
@@ -368,7 +390,23 @@ impl<'s> Engine<'s> {
                         },
                     ),
                     None => match self.provision(&view, Some(node)) {
-                        Ok(p) => self.plan.provisioning.push(p),
+                        Ok(p) => {
+                            let fits = self
+                                .classes
+                                .get(p.class.as_str())
+                                .is_none_or(|c| self.storage_fits(c, node, view.request));
+                            if fits {
+                                self.plan.provisioning.push(p);
+                            } else {
+                                self.pend(
+                                    &claim.key,
+                                    PendingReason::NotEnoughStorage {
+                                        node: node.to_string(),
+                                        class: p.class,
+                                    },
+                                );
+                            }
+                        }
                         Err(r) => self.pend(&claim.key, r),
                     },
                 }

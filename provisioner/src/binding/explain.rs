@@ -103,10 +103,11 @@ pub fn explain(snapshot: &Snapshot, key: &ClaimKey) -> Option<Vec<String>> {
             "  decision: provisioned by {} from class {:?}{}",
             p.provisioner,
             p.class,
-            p.node
-                .as_ref()
-                .map(|n| format!(" on node {n}"))
-                .unwrap_or_default()
+            match (&p.node, &p.placement) {
+                (Some(n), Some(pl)) => format!(" on node {n} ({pl})"),
+                (Some(n), None) => format!(" on node {n}"),
+                (None, _) => String::new(),
+            }
         ));
     } else if let Some(p) = plan.pending.iter().find(|p| &p.claim == key) {
         out.push(format!("  decision: Pending: {}", p.reason));

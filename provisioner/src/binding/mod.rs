@@ -18,7 +18,10 @@
 //!    WaitForFirstConsumer claims whose consumer pod is already on a node are
 //!    then decided as the scheduler does: pod by pod (namespace/name), each
 //!    pod's claims from the smallest request up.
-//! 6. `limits`: per-node volume counts against CSINode limits.
+//! 6. `placement`: Immediate claims of node-local provisioners get the node
+//!    with the most free storage (berth's controller writes it as
+//!    `volume.kubernetes.io/selected-node`).
+//! 7. `limits`: per-node volume counts against CSINode limits.
 
 pub mod admission;
 mod engine;
@@ -28,6 +31,7 @@ pub mod index;
 pub mod limits;
 pub mod matcher;
 mod near;
+mod placement;
 pub mod plan;
 pub mod reclaim;
 pub mod snapshot;
@@ -130,6 +134,10 @@ pub(crate) fn run<'s>(snap: &'s Snapshot, options: &Options) -> Outcome<'s> {
     drop(s);
     let s = stage("schedule");
     engine.schedule_deferred(&admission.admitted);
+    drop(s);
+    let s = stage("placement");
+    let unplaced = std::mem::take(&mut engine.unplaced);
+    engine.place_unplaced(&admission.admitted, unplaced);
     drop(s);
 
     if options.near_misses {

@@ -35,9 +35,43 @@ pub struct Provisioning {
     pub claim: ClaimKey,
     pub class: String,
     pub provisioner: String,
-    /// The node a WaitForFirstConsumer claim is provisioned for.
+    /// The node the volume is made on: the scheduler's choice for a
+    /// WaitForFirstConsumer claim, berth's placement for an Immediate claim
+    /// of a node-local provisioner; `None` when the provisioner decides.
     pub node: Option<String>,
     pub request: Quantity,
+    /// Set when berth's placement chose `node` (see [`Placement`]).
+    pub placement: Option<Placement>,
+}
+
+/// Why berth's placement chose a node for an Immediate claim of a
+/// node-local provisioner: the node with the most free storage for the
+/// class (after the volumes already planned on it), ties by name.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Placement {
+    /// Free storage on the chosen node before this claim, as placement
+    /// counts it; `None` when the driver publishes no storage capacity (the
+    /// node with the fewest of the driver's volumes is chosen then).
+    pub free: Option<Quantity>,
+    /// Nodes that could have taken the volume.
+    pub feasible: usize,
+}
+
+impl fmt::Display for Placement {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.free {
+            Some(free) => write!(
+                f,
+                "placed by berth: most free storage, {free} free, {} feasible node(s)",
+                self.feasible
+            ),
+            None => write!(
+                f,
+                "placed by berth: fewest volumes, {} feasible node(s)",
+                self.feasible
+            ),
+        }
+    }
 }
 
 /// Why a claim that was compared against a volume did not take it.
@@ -142,6 +176,40 @@ pub enum PendingReason {
         node: String,
         class: String,
     },
+    /// The scheduler's storage capacity check failed on the pod's node.
+    NotEnoughStorage {
+        node: String,
+        class: String,
+    },
+    /// berth's placement found no node for an Immediate claim of a
+    /// node-local provisioner; per reason, how many nodes it ruled out.
+    NoNodeForVolume {
+        class: String,
+        nodes: usize,
+        rejected: Vec<(NodeRejection, usize)>,
+    },
+}
+
+/// Why placement ruled a node out, worded as the scheduler's filters are.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum NodeRejection {
+    NotRegistered,
+    TopologyNotAllowed,
+    VolumeLimit,
+    NotEnoughStorage,
+}
+
+impl fmt::Display for NodeRejection {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            NodeRejection::NotRegistered => "node(s) did not have the driver registered",
+            NodeRejection::TopologyNotAllowed => {
+                "node(s) did not match the storage class's allowedTopologies"
+            }
+            NodeRejection::VolumeLimit => "node(s) exceed max volume count",
+            NodeRejection::NotEnoughStorage => "node(s) did not have enough free storage",
+        })
+    }
 }
 
 impl fmt::Display for PendingReason {
@@ -191,6 +259,25 @@ impl fmt::Display for PendingReason {
                 f,
                 "storage class {class:?} allowedTopologies do not include node {node:?}"
             ),
+            PendingReason::NotEnoughStorage { node, class } => write!(
+                f,
+                "node {node:?} did not have enough free storage for storage class {class:?}"
+            ),
+            PendingReason::NoNodeForVolume {
+                class,
+                nodes,
+                rejected,
+            } => {
+                write!(
+                    f,
+                    "no node has room for a new volume of storage class {class:?}: 0/{nodes} nodes are available"
+                )?;
+                let parts: Vec<String> = rejected.iter().map(|(r, n)| format!("{n} {r}")).collect();
+                if !parts.is_empty() {
+                    write!(f, ": {}", parts.join(", "))?;
+                }
+                f.write_str(".")
+            }
         }
     }
 }

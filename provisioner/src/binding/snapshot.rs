@@ -155,6 +155,52 @@ pub struct CsiNode {
     pub drivers: Vec<(String, Option<u32>)>,
 }
 
+/// A `CSIDriver` object: only what scheduling reads from it.
+#[derive(Debug, Clone)]
+pub struct CsiDriver {
+    pub name: String,
+    /// `spec.storageCapacity`: the scheduler (and berth's placement) only
+    /// put new volumes of this driver where a `CSIStorageCapacity` says
+    /// they fit.
+    pub storage_capacity: bool,
+}
+
+/// A `CSIStorageCapacity` object: how much a class can still get on the
+/// nodes its topology selects.
+#[derive(Debug, Clone)]
+pub struct StorageCapacity {
+    pub key: ObjectKey,
+    pub class: String,
+    /// `nodeTopology`; `None` means no node can reach it (upstream).
+    pub node_topology: Option<LabelSelector>,
+    pub capacity: Option<Quantity>,
+    pub maximum_volume_size: Option<Quantity>,
+    /// berth's agents say how many bytes their volumes held when the
+    /// object was written (the [`ANN_VOLUME_BYTES`] annotation), so
+    /// placement can count volumes made or deleted since from their PVs
+    /// instead of waiting for the object to catch up.
+    pub volume_bytes: Option<Quantity>,
+}
+
+/// Annotation on berth's CSIStorageCapacity objects: bytes of the node's
+/// volumes when `capacity` was measured.
+pub const ANN_VOLUME_BYTES: &str = "csi.berth.dev/volume-bytes";
+
+impl StorageCapacity {
+    /// The largest new volume this object admits: `maximumVolumeSize` when
+    /// set (the scheduler prefers it), else `capacity`.
+    pub fn volume_limit(&self) -> Option<Quantity> {
+        self.maximum_volume_size.or(self.capacity)
+    }
+
+    /// The scheduler's `nodeHasAccess`: a label match on `nodeTopology`.
+    pub fn reaches(&self, labels: &Labels) -> bool {
+        self.node_topology
+            .as_ref()
+            .is_some_and(|t| t.matches(labels))
+    }
+}
+
 /// A volume a pod uses, resolved enough for binding and limits.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum PodVolume {
@@ -258,6 +304,8 @@ pub struct Snapshot {
     pub claims: Vec<Claim>,
     pub nodes: Vec<Node>,
     pub csi_nodes: Vec<CsiNode>,
+    pub csi_drivers: Vec<CsiDriver>,
+    pub capacities: Vec<StorageCapacity>,
     pub pods: Vec<Pod>,
     pub stateful_sets: Vec<StatefulSet>,
     pub namespaces: Vec<Namespace>,

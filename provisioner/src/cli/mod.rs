@@ -35,8 +35,13 @@ pub enum Command {
     Explain(explain::ExplainArgs),
     /// Run the CSI driver (`csi.berth.dev`) on a unix socket.
     Csi(crate::csi::CsiArgs),
-    /// Run the provisioning controller against a cluster.
+    /// Run the cluster-wide controller (placement, node loss, `--bind`; or
+    /// provisioning through one CSI socket with `--csi-endpoint`).
     Controller(crate::controller::ControllerArgs),
+    /// Run the node agent: the CSI driver for this node, registered with
+    /// its kubelet, provisioning and reclaiming this node's volumes and
+    /// publishing its storage capacity.
+    Node(Box<crate::agent::AgentArgs>),
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -104,18 +109,26 @@ pub(crate) fn read_snapshot(input: &InputArgs) -> Result<Snapshot, InputError> {
     Ok(manifest::to_snapshot(docs).map_err(ManifestError::from)?)
 }
 
-fn init_logging() {
+/// Logs go to stderr, filtered by `BERTH_LOG`, else `RUST_LOG`, else the
+/// command's default: `warn` for the one-shot commands (their output is the
+/// answer), `info` for the services (one line per RPC and per reconcile
+/// outcome is what an operator reads in `kubectl logs`).
+fn init_logging(command: &Command) {
+    let default = match command {
+        Command::DryRun(_) | Command::Explain(_) => "warn",
+        Command::Csi(_) | Command::Controller(_) | Command::Node(_) => "info",
+    };
     let filter = tracing_subscriber::EnvFilter::try_from_env("BERTH_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+        .or_else(|_| tracing_subscriber::EnvFilter::try_from_default_env())
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_span_events(tracing_subscriber::fmt::format::FmtSpan::CLOSE)
         .with_writer(std::io::stderr)
         .try_init();
 }
 
 pub fn main(cli: Cli) -> ExitCode {
-    init_logging();
+    init_logging(&cli.command);
     match cli.command {
         Command::DryRun(args) => dry_run::run(args),
         Command::Explain(args) => explain::run(args),
@@ -130,6 +143,13 @@ pub fn main(cli: Cli) -> ExitCode {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {
                 eprintln!("berth controller: {e}");
+                ExitCode::from(1)
+            }
+        },
+        Command::Node(args) => match crate::agent::run(*args) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("berth node: {e}");
                 ExitCode::from(1)
             }
         },

@@ -35,6 +35,20 @@ struct ProvisioningDoc<'a> {
     provisioner: &'a str,
     node: Option<&'a str>,
     request: String,
+    /// Present when berth's placement chose `node` (Immediate claims of a
+    /// node-local provisioner).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    placement: Option<PlacementDoc>,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct PlacementDoc {
+    /// Free storage on the node before this claim (absent without storage
+    /// capacity tracking).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    free_storage: Option<String>,
+    feasible_nodes: usize,
 }
 
 #[derive(Serialize)]
@@ -97,6 +111,10 @@ fn doc(plan: &Plan) -> PlanDoc<'_> {
                 provisioner: &p.provisioner,
                 node: p.node.as_deref(),
                 request: p.request.to_string(),
+                placement: p.placement.as_ref().map(|pl| PlacementDoc {
+                    free_storage: pl.free.map(|q| q.to_string()),
+                    feasible_nodes: pl.feasible,
+                }),
             })
             .collect(),
         pending: plan
@@ -170,11 +188,11 @@ pub fn to_table(plan: &Plan) -> String {
         ));
     }
     for p in &plan.provisioning {
-        let node = p
-            .node
-            .as_ref()
-            .map(|n| format!(" on node {n}"))
-            .unwrap_or_default();
+        let node = match (&p.node, &p.placement) {
+            (Some(n), Some(pl)) => format!(" on node {n} ({pl})"),
+            (Some(n), None) => format!(" on node {n}"),
+            (None, _) => String::new(),
+        };
         rows.push((
             p.claim.to_string(),
             vec![

@@ -11,7 +11,7 @@ use k8s_openapi::api::apps::v1::StatefulSet;
 use k8s_openapi::api::core::v1::{
     LimitRange, Namespace, Node, PersistentVolume, PersistentVolumeClaim, Pod, ResourceQuota,
 };
-use k8s_openapi::api::storage::v1::{CSINode, StorageClass};
+use k8s_openapi::api::storage::v1::{CSIDriver, CSINode, CSIStorageCapacity, StorageClass};
 use kube::ResourceExt;
 use serde::Serialize;
 
@@ -25,6 +25,8 @@ pub struct LiveObjects {
     pub classes: Vec<Arc<StorageClass>>,
     pub nodes: Vec<Arc<Node>>,
     pub csi_nodes: Vec<Arc<CSINode>>,
+    pub csi_drivers: Vec<Arc<CSIDriver>>,
+    pub capacities: Vec<Arc<CSIStorageCapacity>>,
     pub volumes: Vec<Arc<PersistentVolume>>,
     pub claims: Vec<Arc<PersistentVolumeClaim>>,
     pub pods: Vec<Arc<Pod>>,
@@ -88,6 +90,8 @@ impl LiveObjects {
             + self.classes.len()
             + self.nodes.len()
             + self.csi_nodes.len()
+            + self.csi_drivers.len()
+            + self.capacities.len()
             + self.volumes.len()
             + self.claims.len()
             + self.pods.len()
@@ -110,6 +114,8 @@ impl LiveObjects {
         push(&mut entries, 1, &self.classes)?;
         push(&mut entries, 2, &self.nodes)?;
         push(&mut entries, 3, &self.csi_nodes)?;
+        push(&mut entries, 3, &self.csi_drivers)?;
+        push(&mut entries, 3, &self.capacities)?;
         push(&mut entries, 4, &self.limit_ranges)?;
         push(&mut entries, 5, &self.quotas)?;
         push(&mut entries, 6, &self.volumes)?;

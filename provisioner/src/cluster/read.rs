@@ -93,6 +93,8 @@ pub async fn read(client: &Client, with_stateful_sets: bool) -> Result<LiveObjec
         classes: list_all(client, "StorageClass").await?,
         nodes: list_all(client, "Node").await?,
         csi_nodes: list_all(client, "CSINode").await?,
+        csi_drivers: list_all(client, "CSIDriver").await?,
+        capacities: list_all(client, "CSIStorageCapacity").await?,
         volumes: list_all(client, "PersistentVolume").await?,
         claims: list_all(client, "PersistentVolumeClaim").await?,
         pods,

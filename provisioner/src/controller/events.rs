@@ -11,6 +11,8 @@ pub const PROVISIONING_SUCCEEDED: &str = "ProvisioningSucceeded";
 pub const PROVISIONING_FAILED: &str = "ProvisioningFailed";
 pub const VOLUME_DELETED: &str = "VolumeDeleted";
 pub const VOLUME_FAILED_DELETE: &str = "VolumeFailedDelete";
+/// berth's own: the Node a volume lived on was deleted (node_loss.rs).
+pub const NODE_LOST: &str = "NodeLost";
 // The PV controller's reasons, written by the binder (`--bind`).
 pub const FAILED_BINDING: &str = "FailedBinding";
 pub const VOLUME_MISMATCH: &str = "VolumeMismatch";
@@ -31,7 +33,9 @@ pub fn for_pending(reason: &PendingReason) -> (bool, &'static str) {
         PendingReason::ClassNotFound(_)
         | PendingReason::NoProvisioner(_)
         | PendingReason::SelectorNotProvisionable
-        | PendingReason::AccessModeUnsupported { .. } => (true, PROVISIONING_FAILED),
+        | PendingReason::AccessModeUnsupported { .. }
+        | PendingReason::NotEnoughStorage { .. }
+        | PendingReason::NoNodeForVolume { .. } => (true, PROVISIONING_FAILED),
         PendingReason::VolumeMismatch { .. } => (true, VOLUME_MISMATCH),
         PendingReason::Lost(_) => (true, CLAIM_LOST),
         PendingReason::VolumeNotFound(_)

@@ -1,21 +1,38 @@
-//! `berth controller`: the in-cluster side of berth, built on kube-runtime.
-//! Two controllers share one [`Context`]: [`provision`] watches claims and
-//! creates volumes and PVs through the CSI driver, [`reclaim`] watches our
-//! PVs and applies their reclaim policy. [`leader`] keeps a second replica
-//! idle; [`metrics`] serves Prometheus metrics and probes.
+//! `berth controller` and the Kubernetes side of `berth node`, built on
+//! kube-runtime. One [`Context`] is shared by every reconcile:
+//! [`provision`] watches claims and creates volumes and PVs through a CSI
+//! driver, [`reclaim`] applies our PVs' reclaim policy, [`binder`] runs the
+//! planner's rounds (berth's placement of Immediate node-local claims and,
+//! with `--bind`, the PV binder's job), [`node_loss`] handles the volumes of
+//! deleted Nodes, [`capacity`] publishes a node's CSIStorageCapacity.
+//! [`ownership`] says which process does what; [`leader`] keeps a second
+//! controller replica idle; [`metrics`] serves metrics and probes.
 //!
-//! This mode coexists with kube-controller-manager's PV binder, which binds
-//! claims to the PVs we create and marks them Released.
+//! Two shapes:
+//! - **node-local** (deploy/): `berth controller` without `--csi-endpoint`
+//!   holds no volume state: it places Immediate claims, handles node loss
+//!   and optionally binds; a `berth node` agent on every node provisions,
+//!   reclaims and resizes the volumes of its node.
+//! - **central**: `berth controller --csi-endpoint` provisions and reclaims
+//!   every claim through one CSI driver socket, as the CSI
+//!   external-provisioner does.
+//!
+//! Either coexists with kube-controller-manager's PV binder, which binds
+//! claims to the PVs we create and marks them Released, unless `--bind`.
 
 pub mod binder;
 pub mod caches;
+pub mod capacity;
 pub mod csi_client;
 pub mod events;
 pub mod leader;
 pub mod metrics;
+pub mod node_loss;
+pub mod ownership;
 pub mod provision;
 pub mod ratelimit;
 pub mod reclaim;
+pub mod requests;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -24,42 +41,26 @@ use std::time::Duration;
 
 use dashmap::DashMap;
 use futures::StreamExt;
-use k8s_openapi::api::core::v1::{PersistentVolume, PersistentVolumeClaim};
 use kube::Client;
-use kube::api::Api;
+use kube::runtime::Controller;
 use kube::runtime::events::{Recorder, Reporter};
-use kube::runtime::{Controller, watcher};
 
+use caches::{Caches, Feeds};
 use csi_client::CsiClient;
 use events::Events;
 use metrics::Metrics;
+use ownership::Scope;
 
-#[derive(clap::Args, Debug)]
-pub struct ControllerArgs {
+/// What every process that talks to the API server shares: the client's
+/// configuration and limits, the provisioner it serves, retry pacing.
+#[derive(clap::Args, Debug, Clone)]
+pub struct KubeArgs {
     /// Kubeconfig file; in-cluster configuration when absent.
     #[arg(long)]
     pub kubeconfig: Option<PathBuf>,
-    /// The CSI driver's controller socket, `unix:///path/to/csi.sock`.
-    #[arg(long)]
-    pub csi_endpoint: String,
     /// Provisioner name that StorageClasses refer to.
     #[arg(long, default_value = crate::csi::DRIVER_NAME)]
     pub provisioner_name: String,
-    /// Run only while holding a coordination.k8s.io Lease.
-    #[arg(long)]
-    pub leader_elect: bool,
-    /// Namespace of the leader-election Lease.
-    #[arg(long, default_value = "berth-system")]
-    pub leader_election_namespace: String,
-    /// Seconds a leader's lease lasts without renewal.
-    #[arg(long, default_value_t = 15)]
-    pub leader_election_lease_duration: u64,
-    /// This replica's identity in the lease (default: hostname and pid).
-    #[arg(long)]
-    pub identity: Option<String>,
-    /// Serve `/metrics`, `/healthz` and `/readyz` on this address.
-    #[arg(long)]
-    pub metrics_address: Option<SocketAddr>,
     /// First retry delay after a failed attempt, in milliseconds (doubles per failure).
     #[arg(long, default_value_t = 1000)]
     pub retry_interval_start_ms: u64,
@@ -75,13 +76,47 @@ pub struct ControllerArgs {
     pub kube_api_burst: u32,
     /// Reconciles each controller (claims, volumes) runs at the same time;
     /// one object is never reconciled twice at once. The binder (`--bind`)
-    /// carries out up to 4× this many bindings at once. 0 means no limit.
+    /// carries out up to 4× this many writes at once. 0 means no limit.
     #[arg(long, default_value_t = 16)]
     pub worker_threads: u16,
+}
+
+#[derive(clap::Args, Debug)]
+pub struct ControllerArgs {
+    #[command(flatten)]
+    pub kube: KubeArgs,
+    /// Provision and reclaim every claim through this CSI driver socket
+    /// (`unix:///path/to/csi.sock`). Without it the controller leaves that
+    /// to the `berth node` agents and places Immediate claims on nodes.
+    #[arg(long)]
+    pub csi_endpoint: Option<String>,
+    /// Topology key whose value names a volume's node (in PV node affinity).
+    #[arg(long, default_value = crate::csi::DEFAULT_TOPOLOGY_KEY)]
+    pub topology_key: String,
+    /// Run only while holding a coordination.k8s.io Lease.
+    #[arg(long)]
+    pub leader_elect: bool,
+    /// Namespace of the leader-election Lease.
+    #[arg(long, default_value = "berth-system")]
+    pub leader_election_namespace: String,
+    /// Seconds a leader's lease lasts without renewal.
+    #[arg(long, default_value_t = 15)]
+    pub leader_election_lease_duration: u64,
+    /// This replica's identity in the lease (default: hostname and pid).
+    #[arg(long)]
+    pub identity: Option<String>,
+    /// Serve `/metrics`, `/healthz` and `/readyz` on this address.
+    #[arg(long)]
+    pub metrics_address: Option<SocketAddr>,
     /// Also bind claims to volumes (the PV controller's job), for clusters
     /// whose kube-controller-manager runs without `persistentvolume-binder-controller`.
     #[arg(long)]
     pub bind: bool,
+    /// Seconds a Node must stay deleted before its volumes are handled as
+    /// lost (node-local shape only): a node that re-registers at once keeps
+    /// everything.
+    #[arg(long, default_value_t = 300)]
+    pub node_loss_grace_secs: u64,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -101,6 +136,8 @@ pub enum ControllerError {
     },
     #[error(transparent)]
     Leader(#[from] leader::LeaderError),
+    #[error("--topology-key {key:?}: {problem}")]
+    TopologyKey { key: String, problem: String },
 }
 
 /// Per-object exponential backoff: start, doubling, capped.
@@ -135,18 +172,95 @@ impl Backoff {
 /// Shared by every reconcile.
 pub struct Context {
     pub client: Client,
-    pub csi: CsiClient,
+    /// The driver volumes are made through; `None` for the node-local
+    /// controller, which makes none.
+    pub csi: Option<CsiClient>,
     /// Name claims and classes refer to.
     pub provisioner: String,
     /// Name the driver reports (GetPluginInfo), written into PVs.
     pub driver: String,
+    /// Which claims and volumes this process acts on.
+    pub scope: Scope,
+    /// Topology key whose value names a volume's node.
+    pub topology_key: String,
     pub events: Events,
     pub metrics: Arc<Metrics>,
     pub backoff: Backoff,
     /// Claims waiting for a volume (the queue-depth gauge).
     pub pending: DashMap<String, ()>,
-    /// Classes, volumes, nodes and CSINodes as the watches last saw them.
-    pub caches: caches::Caches,
+    /// Claims, classes, volumes, nodes and CSINodes as the watches last saw them.
+    pub caches: Caches,
+}
+
+/// How a [`Context`] is made; `csi` and `driver` come from the caller.
+pub struct ContextParts<'a> {
+    pub client: Client,
+    pub kube: &'a KubeArgs,
+    pub csi: Option<CsiClient>,
+    pub driver: String,
+    pub scope: Scope,
+    pub topology_key: String,
+    pub identity: String,
+    pub metrics: Arc<Metrics>,
+    /// Keep CSIDrivers and capacity objects (placement).
+    pub placement: bool,
+}
+
+impl Context {
+    /// Starts the caches of `scope` and returns the context with the
+    /// claim and volume feeds for the controllers that reconcile them.
+    pub fn start(parts: ContextParts<'_>) -> (Arc<Context>, Feeds) {
+        let (caches, feeds) = Caches::start(
+            &parts.client,
+            &parts.scope,
+            &parts.topology_key,
+            parts.placement,
+        );
+        let recorder = Recorder::new(
+            parts.client.clone(),
+            Reporter {
+                controller: match parts.scope {
+                    Scope::Cluster => "berth-controller".into(),
+                    Scope::Node(_) => "berth-node".into(),
+                },
+                instance: Some(parts.identity),
+            },
+        );
+        let ctx = Arc::new(Context {
+            client: parts.client,
+            csi: parts.csi,
+            provisioner: parts.kube.provisioner_name.clone(),
+            driver: parts.driver,
+            scope: parts.scope,
+            topology_key: parts.topology_key,
+            events: Events::new(recorder),
+            metrics: parts.metrics,
+            backoff: Backoff::new(
+                Duration::from_millis(parts.kube.retry_interval_start_ms.max(1)),
+                Duration::from_secs(parts.kube.retry_interval_max_secs.max(1)),
+            ),
+            pending: DashMap::new(),
+            caches,
+        });
+        (ctx, feeds)
+    }
+}
+
+/// Runs the provisioning and reclaim controllers on the feeds until
+/// shutdown.
+pub async fn run_volume_controllers(ctx: Arc<Context>, feeds: Feeds, workers: u16) {
+    let config = kube::runtime::controller::Config::default().concurrency(workers);
+    let claims = Controller::for_stream(feeds.claims, ctx.caches.claims.clone())
+        .with_config(config.clone())
+        .graceful_shutdown_on(shutdown_signal())
+        .run(provision::reconcile, provision::error_policy, ctx.clone())
+        .for_each(|_| futures::future::ready(()));
+    let volumes = Controller::for_stream(feeds.volumes, ctx.caches.volumes.clone())
+        .with_config(config)
+        .graceful_shutdown_on(shutdown_signal())
+        .run(reclaim::reconcile, reclaim::error_policy, ctx.clone())
+        .for_each(|_| futures::future::ready(()));
+    futures::future::join(claims, volumes).await;
 }
 
 /// Entry point of `berth controller`; blocks until shutdown (SIGTERM/SIGINT).
@@ -158,58 +272,73 @@ pub fn run(args: ControllerArgs) -> Result<(), ControllerError> {
     rt.block_on(run_async(args))
 }
 
-async fn client(args: &ControllerArgs) -> Result<Client, ControllerError> {
-    let config = crate::cluster::read::config(args.kubeconfig.as_deref()).await?;
-    let limit = ratelimit::RateLimitLayer::new(args.kube_api_qps, args.kube_api_burst);
+/// A client with `kube`'s configuration and request rate limit, counting
+/// its requests in `metrics`.
+pub async fn client(kube: &KubeArgs, metrics: &Arc<Metrics>) -> Result<Client, ControllerError> {
+    let config = crate::cluster::read::config(kube.kubeconfig.as_deref()).await?;
+    let limit = ratelimit::RateLimitLayer::new(kube.kube_api_qps, kube.kube_api_burst);
+    let count = requests::CountLayer::new(metrics.clone());
     let builder = kube::client::ClientBuilder::try_from(config)
         .map_err(|e| ControllerError::Client(e.to_string()))?;
-    Ok(builder.with_layer(&limit).build())
+    Ok(builder.with_layer(&limit).with_layer(&count).build())
 }
 
-fn default_identity() -> String {
+pub fn default_identity() -> String {
     let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
     format!("{}_{}", host.trim(), std::process::id())
 }
 
+/// Checks a topology key the way the API server checks a label key: the
+/// kubelet copies it onto the Node as a label, so an invalid key would make
+/// every registration fail.
+pub fn check_topology_key(key: &str) -> Result<(), ControllerError> {
+    crate::model::validate_label_key(key).map_err(|problem| ControllerError::TopologyKey {
+        key: key.to_string(),
+        problem,
+    })
+}
+
 async fn run_async(args: ControllerArgs) -> Result<(), ControllerError> {
-    let client = client(&args).await?;
-    let csi = CsiClient::new(&args.csi_endpoint)?;
-    let metrics = Metrics::new();
+    check_topology_key(&args.topology_key)?;
+    let metrics = Metrics::new("berth_controller");
+    let client = client(&args.kube, &metrics).await?;
     if let Some(addr) = args.metrics_address {
-        // Bind now so a busy port fails the start rather than a probe later.
-        let listener = std::net::TcpListener::bind(addr)
-            .map_err(|source| ControllerError::Metrics { addr, source })?;
-        drop(listener);
-        let m = metrics.clone();
-        tokio::spawn(async move {
-            if let Err(e) = metrics::serve(addr, m).await {
-                tracing::error!(%addr, error = %e, "metrics server stopped");
-            }
-        });
+        metrics::spawn_server(addr, metrics.clone(), metrics::Extra::default())?;
     }
 
-    // The driver may start after us (sidecar ordering): wait for it.
-    let driver = loop {
-        match csi.driver_name().await {
-            Ok(name) => break name,
-            Err(e) => {
-                tracing::info!(endpoint = %args.csi_endpoint, error = %e.message(), "waiting for the CSI driver");
-                tokio::select! {
-                    _ = tokio::time::sleep(Duration::from_secs(1)) => {}
-                    _ = tokio::signal::ctrl_c() => return Ok(()),
+    let csi = args
+        .csi_endpoint
+        .as_deref()
+        .map(CsiClient::new)
+        .transpose()?;
+    let driver = match &csi {
+        // The driver may start after us (sidecar ordering): wait for it.
+        Some(c) => loop {
+            match c.driver_name().await {
+                Ok(name) => break name,
+                Err(e) => {
+                    tracing::info!(endpoint = ?args.csi_endpoint, error = %e.message(), "waiting for the CSI driver");
+                    tokio::select! {
+                        _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+                        _ = shutdown_signal() => return Ok(()),
+                    }
                 }
             }
-        }
+        },
+        None => args.kube.provisioner_name.clone(),
     };
-    metrics.set_ready(true);
-    tracing::info!(driver = %driver, provisioner = %args.provisioner_name, "CSI driver ready");
+    metrics.set_check("controller", Ok(()));
+    tracing::info!(driver = %driver, provisioner = %args.kube.provisioner_name, central = csi.is_some(), "starting");
 
     let identity = args.identity.clone().unwrap_or_else(default_identity);
     let elector = args.leader_elect.then(|| {
         leader::Elector::new(
             client.clone(),
             &args.leader_election_namespace,
-            &format!("{}-controller", args.provisioner_name.replace('.', "-")),
+            &format!(
+                "{}-controller",
+                args.kube.provisioner_name.replace('.', "-")
+            ),
             &identity,
             Duration::from_secs(args.leader_election_lease_duration.max(2)),
         )
@@ -222,60 +351,55 @@ async fn run_async(args: ControllerArgs) -> Result<(), ControllerError> {
         metrics.is_leader.set(1);
     }
 
-    let recorder = Recorder::new(
-        client.clone(),
-        Reporter {
-            controller: "berth-controller".into(),
-            instance: Some(identity),
-        },
-    );
-    let ctx = Arc::new(Context {
+    let central = csi.is_some();
+    let (ctx, feeds) = Context::start(ContextParts {
         client: client.clone(),
+        kube: &args.kube,
         csi,
-        provisioner: args.provisioner_name.clone(),
         driver,
-        events: Events::new(recorder),
+        scope: Scope::Cluster,
+        topology_key: args.topology_key.clone(),
+        identity,
         metrics: metrics.clone(),
-        backoff: Backoff::new(
-            Duration::from_millis(args.retry_interval_start_ms.max(1)),
-            Duration::from_secs(args.retry_interval_max_secs.max(1)),
-        ),
-        pending: DashMap::new(),
-        caches: caches::Caches::start(&client),
+        placement: !central || args.bind,
     });
 
-    let workers = kube::runtime::controller::Config::default().concurrency(args.worker_threads);
-    let claims = Controller::new(
-        Api::<PersistentVolumeClaim>::all(client.clone()),
-        watcher::Config::default(),
-    )
-    .with_config(workers.clone())
-    .graceful_shutdown_on(shutdown_signal())
-    .run(provision::reconcile, provision::error_policy, ctx.clone())
-    .for_each(|_| futures::future::ready(()));
-    let volumes = Controller::new(
-        Api::<PersistentVolume>::all(client.clone()),
-        watcher::Config::default(),
-    )
-    .with_config(workers)
-    .graceful_shutdown_on(shutdown_signal())
-    .run(reclaim::reconcile, reclaim::error_policy, ctx.clone())
-    .for_each(|_| futures::future::ready(()));
-    let binder = async {
-        if args.bind {
+    let workers = args.kube.worker_threads;
+    let volume_work = async {
+        if central {
+            run_volume_controllers(ctx.clone(), feeds, workers).await;
+        } else {
+            feeds.drive();
+            shutdown_signal().await;
+        }
+    };
+    let mode = binder::Mode {
+        bind: args.bind,
+        place: !central,
+    };
+    let rounds = async {
+        if mode.bind || mode.place {
             // A binding is four small writes with no CSI call behind them,
             // so the binder can keep more of them in flight than reconciles.
-            let writes = match args.worker_threads {
+            let writes = match workers {
                 0 => usize::MAX,
                 n => usize::from(n) * 4,
             };
             tokio::select! {
-                _ = binder::run(ctx.clone(), writes) => {}
+                _ = binder::run(ctx.clone(), writes, mode) => {}
                 _ = shutdown_signal() => {}
             }
         }
     };
-    let work = futures::future::join3(claims, volumes, binder);
+    let node_loss = async {
+        if !central {
+            tokio::select! {
+                _ = node_loss::run(ctx.clone(), Duration::from_secs(args.node_loss_grace_secs)) => {}
+                _ = shutdown_signal() => {}
+            }
+        }
+    };
+    let work = futures::future::join3(volume_work, rounds, node_loss);
 
     match &elector {
         None => {
@@ -295,20 +419,8 @@ async fn run_async(args: ControllerArgs) -> Result<(), ControllerError> {
     }
 }
 
-/// Resolves on SIGTERM or SIGINT.
-async fn shutdown_signal() {
-    let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-        Ok(s) => s,
-        Err(_) => {
-            let _ = tokio::signal::ctrl_c().await;
-            return;
-        }
-    };
-    tokio::select! {
-        _ = term.recv() => {}
-        _ = tokio::signal::ctrl_c() => {}
-    }
-}
+/// Resolves on SIGTERM or SIGINT (one handler for every berth service).
+pub use crate::csi::shutdown_signal;
 
 #[cfg(test)]
 mod tests {

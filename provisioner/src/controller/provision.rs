@@ -20,12 +20,13 @@ use kube::runtime::reflector::ObjectRef;
 use kube::{Resource, ResourceExt};
 
 use super::Context;
+use super::csi_client::CsiClient;
 use super::events::{PROVISIONING_FAILED, PROVISIONING_SUCCEEDED};
+use super::ownership::{ANN_SELECTED_NODE, selected_node};
 use crate::quantity::Quantity;
 
 pub const ANN_STORAGE_PROVISIONER: &str = "volume.kubernetes.io/storage-provisioner";
 pub const ANN_BETA_STORAGE_PROVISIONER: &str = "volume.beta.kubernetes.io/storage-provisioner";
-pub const ANN_SELECTED_NODE: &str = "volume.kubernetes.io/selected-node";
 pub const ANN_PROVISIONED_BY: &str = "pv.kubernetes.io/provisioned-by";
 pub const PV_FINALIZER: &str = "external-provisioner.volume.kubernetes.io/finalizer";
 /// Class parameters under this prefix are Kubernetes' own, never the driver's.
@@ -103,14 +104,6 @@ fn requested_provisioner(pvc: &PersistentVolumeClaim) -> Option<&str> {
         .map(String::as_str)
 }
 
-fn selected_node(pvc: &PersistentVolumeClaim) -> Option<&str> {
-    pvc.metadata
-        .annotations
-        .as_ref()?
-        .get(ANN_SELECTED_NODE)
-        .map(String::as_str)
-}
-
 /// Name of the volume and PV for a claim: stable across restarts.
 pub fn volume_name(pvc: &PersistentVolumeClaim) -> Option<String> {
     pvc.metadata.uid.as_ref().map(|u| format!("pvc-{u}"))
@@ -121,7 +114,11 @@ pub async fn reconcile(
     ctx: Arc<Context>,
 ) -> Result<Action, ProvisionError> {
     let k = key(&pvc);
+    let Some(csi) = ctx.csi.clone() else {
+        return Ok(Action::await_change());
+    };
     let wants_us = pvc.metadata.deletion_timestamp.is_none()
+        && ctx.scope.owns_claim(&pvc)
         && pvc
             .spec
             .as_ref()
@@ -186,7 +183,7 @@ pub async fn reconcile(
     // the writes that matter.
     let pvc_ref = pvc.object_ref(&());
     let started = Instant::now();
-    let volume = match ctx.csi.create_volume(request.clone()).await {
+    let volume = match csi.create_volume(request.clone()).await {
         Ok(v) => v,
         Err(status) => {
             let e = ProvisionError::Csi {
@@ -203,7 +200,12 @@ pub async fn reconcile(
                 // No retry of a deleted claim ever comes back here, so the
                 // volume the driver may still be making is cleaned up now.
                 tracing::info!(claim = %k, code = ?status.code(), "claim deleted while CreateVolume failed; finishing and deleting the volume");
-                spawn_cleanup(ctx.clone(), k.clone(), Orphan::Request(Box::new(request)));
+                spawn_cleanup(
+                    csi,
+                    ctx.clone(),
+                    k.clone(),
+                    Orphan::Request(Box::new(request)),
+                );
                 ctx.done(&k);
                 return Ok(Action::await_change());
             }
@@ -217,9 +219,14 @@ pub async fn reconcile(
     // released and reclaimed by its policy, as upstream's are.)
     if !still_wanted_cached(&pvc, &ctx).await? {
         tracing::info!(claim = %k, volume = %volume.volume_id, "claim deleted during provisioning; deleting the volume");
-        if let Err(status) = ctx.csi.delete_volume(&volume.volume_id).await {
+        if let Err(status) = csi.delete_volume(&volume.volume_id).await {
             tracing::warn!(claim = %k, volume = %volume.volume_id, error = %status.message(), "deleting the volume of a deleted claim failed; retrying in the background");
-            spawn_cleanup(ctx.clone(), k.clone(), Orphan::Volume(volume.volume_id));
+            spawn_cleanup(
+                csi,
+                ctx.clone(),
+                k.clone(),
+                Orphan::Volume(volume.volume_id),
+            );
         }
         ctx.done(&k);
         return Ok(Action::await_change());
@@ -314,13 +321,13 @@ enum Orphan {
 /// Deletes an orphaned volume in the background, retrying on the claim's
 /// backoff until the driver confirms. The claim is gone, so the controller
 /// will never reconcile it again: without this the volume would leak.
-fn spawn_cleanup(ctx: Arc<Context>, claim: String, mut orphan: Orphan) {
+fn spawn_cleanup(csi: CsiClient, ctx: Arc<Context>, claim: String, mut orphan: Orphan) {
     tokio::spawn(async move {
         let key = format!("orphan/{claim}");
         loop {
             let attempt = match &orphan {
-                Orphan::Volume(id) => ctx.csi.delete_volume(id).await,
-                Orphan::Request(req) => match ctx.csi.create_volume((**req).clone()).await {
+                Orphan::Volume(id) => csi.delete_volume(id).await,
+                Orphan::Request(req) => match csi.create_volume((**req).clone()).await {
                     Ok(v) => {
                         orphan = Orphan::Volume(v.volume_id);
                         continue;
@@ -654,7 +661,8 @@ fn build_pv(
         })
         .collect();
     let mut pv_spec = serde_json::json!({
-        "capacity": { "storage": volume.capacity_bytes.to_string() },
+        // Canonical, as upstream writes it (`64Mi`, not `67108864`).
+        "capacity": { "storage": u64::try_from(volume.capacity_bytes).map(|b| Quantity::from_bytes(b).to_string()).unwrap_or_default() },
         "accessModes": spec.access_modes.clone().unwrap_or_default(),
         "volumeMode": spec.volume_mode.clone().unwrap_or_else(|| "Filesystem".into()),
         "storageClassName": class.metadata.name.clone().unwrap_or_default(),

@@ -34,6 +34,7 @@ pub enum ReclaimError {
 
 fn ours(pv: &PersistentVolume, ctx: &Context) -> bool {
     pv.annotations().get(ANN_PROVISIONED_BY).map(String::as_str) == Some(ctx.provisioner.as_str())
+        && ctx.scope.owns_volume(pv, &ctx.topology_key)
 }
 
 fn has_finalizer(pv: &PersistentVolume) -> bool {
@@ -44,6 +45,9 @@ pub async fn reconcile(
     pv: Arc<PersistentVolume>,
     ctx: Arc<Context>,
 ) -> Result<Action, ReclaimError> {
+    let Some(csi) = ctx.csi.clone() else {
+        return Ok(Action::await_change());
+    };
     if !ours(&pv, &ctx) {
         return Ok(Action::await_change());
     }
@@ -87,7 +91,7 @@ pub async fn reconcile(
         .map(|c| c.volume_handle.clone());
     if let Some(handle) = handle {
         let started = Instant::now();
-        if let Err(status) = ctx.csi.delete_volume(&handle).await {
+        if let Err(status) = csi.delete_volume(&handle).await {
             ctx.metrics
                 .observe_deletion("transient_error", started.elapsed());
             let err = ReclaimError::Csi {

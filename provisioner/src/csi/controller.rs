@@ -19,7 +19,7 @@ use super::Ctx;
 use super::error::CsiError;
 use super::format;
 use super::store::{ContentSource, Layout, Publication, SnapshotRecord, VolumeRecord};
-use super::volumes::{Driver, validate_id};
+use super::volumes::{Driver, Pool, validate_id};
 
 /// Size given to volumes created without a capacity range.
 const DEFAULT_SIZE: u64 = 1 << 30;
@@ -443,7 +443,7 @@ impl Driver {
             };
         }
 
-        self.reserve(size)?;
+        self.reserve(size, Pool::Volumes)?;
         let rec = VolumeRecord {
             id: self.new_id("vol"),
             name: req.name.clone(),
@@ -460,7 +460,7 @@ impl Driver {
             // Nothing references the new data yet; if even this cleanup
             // fails, start-up reconciliation sweeps it.
             let _ = self.remove_volume_data(&rec.id);
-            self.release(size);
+            self.release(size, Pool::Volumes);
             return Err(e);
         }
         Ok(self.volume_message(&rec))
@@ -488,7 +488,7 @@ impl Driver {
             let _ = self.store.put_volume(&rec);
             return Err(e);
         }
-        self.release(rec.capacity);
+        self.release(rec.capacity, Pool::Volumes);
         Ok(())
     }
 
@@ -710,7 +710,7 @@ impl Driver {
             });
         }
         let grow_by = target - rec.capacity;
-        self.reserve(grow_by)?;
+        self.reserve(grow_by, Pool::Volumes)?;
         let result = (|| {
             if rec.layout == Layout::Image {
                 grow_image(&self.volume_path(&rec.id, Layout::Image), target)?;
@@ -719,7 +719,7 @@ impl Driver {
             self.store.put_volume(&rec)
         })();
         if let Err(e) = result {
-            self.release(grow_by);
+            self.release(grow_by, Pool::Volumes);
             return Err(e);
         }
         Ok(csi::ControllerExpandVolumeResponse {
@@ -747,7 +747,7 @@ impl Driver {
         }
         let _vol_lock = self.lock(format!("volume:{}", req.source_volume_id))?;
         let vol = self.ready_volume(&req.source_volume_id)?;
-        self.reserve(vol.capacity)?;
+        self.reserve(vol.capacity, Pool::Snapshots)?;
         let rec = SnapshotRecord {
             id: self.new_id("snap"),
             name: req.name.clone(),
@@ -766,7 +766,7 @@ impl Driver {
         .and_then(|()| self.store.put_snapshot(&rec));
         if let Err(e) = result {
             let _ = self.remove_snapshot_data(&rec.id);
-            self.release(vol.capacity);
+            self.release(vol.capacity, Pool::Snapshots);
             return Err(e);
         }
         Ok(Self::snapshot_message(&rec))
@@ -783,7 +783,7 @@ impl Driver {
             let _ = self.store.put_snapshot(&rec);
             return Err(e);
         }
-        self.release(rec.size);
+        self.release(rec.size, Pool::Snapshots);
         Ok(())
     }
 

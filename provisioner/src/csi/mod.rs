@@ -15,7 +15,7 @@ pub mod volumes;
 
 use std::net::SocketAddr;
 use std::os::unix::fs::{FileTypeExt, PermissionsExt};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -27,6 +27,12 @@ use volumes::{Config, Driver};
 
 /// Name reported by GetPluginInfo; the storage-class catalog refers to it.
 pub const DRIVER_NAME: &str = "csi.berth.dev";
+/// Topology key whose value is the node id. The kubelet copies it onto the
+/// Node as a label, so it must be a valid label key.
+pub const DEFAULT_TOPOLOGY_KEY: &str = "topology.csi.berth.dev/node";
+/// How often the space berth's data occupies is re-measured when the
+/// capacity is the file system's.
+const OCCUPIED_SAMPLE: std::time::Duration = std::time::Duration::from_secs(30);
 
 #[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Mode {
@@ -35,8 +41,9 @@ pub enum Mode {
     Node,
 }
 
-#[derive(clap::Args, Debug)]
-pub struct CsiArgs {
+/// The driver's own settings, shared by `berth csi` and `berth node`.
+#[derive(clap::Args, Debug, Clone)]
+pub struct DriverArgs {
     /// gRPC endpoint, `unix:///path/to/csi.sock`.
     #[arg(long)]
     pub endpoint: String,
@@ -49,18 +56,26 @@ pub struct CsiArgs {
     /// Directory holding volume and snapshot data.
     #[arg(long)]
     pub data_dir: PathBuf,
-    /// Which CSI services to serve (Identity is always served).
-    #[arg(long, value_enum, default_value = "all")]
-    pub mode: Mode,
     /// NodeGetInfo max_volumes_per_node; NodeStage refuses past it. 0 = unlimited.
     #[arg(long, default_value_t = 0)]
     pub max_volumes_per_node: i64,
-    /// Total bytes the driver may provision (e.g. `100Gi`).
-    #[arg(long, default_value = "100Gi")]
-    pub capacity: String,
+    /// Total bytes the driver may provision (e.g. `100Gi`); without it, the
+    /// data directory's file system free space (plus what berth's data
+    /// already holds there).
+    #[arg(long)]
+    pub capacity: Option<String>,
     /// Topology segment key whose value is the node id.
-    #[arg(long, default_value = "topology.csi.berth.dev/node")]
+    #[arg(long, default_value = DEFAULT_TOPOLOGY_KEY)]
     pub topology_key: String,
+}
+
+#[derive(clap::Args, Debug)]
+pub struct CsiArgs {
+    #[command(flatten)]
+    pub driver: DriverArgs,
+    /// Which CSI services to serve (Identity is always served).
+    #[arg(long, value_enum, default_value = "all")]
+    pub mode: Mode,
     /// Serve Prometheus `/metrics` and `/healthz` on this address.
     #[arg(long)]
     pub metrics_address: Option<SocketAddr>,
@@ -125,7 +140,7 @@ impl Ctx {
     }
 }
 
-fn socket_path(endpoint: &str) -> Result<PathBuf, CsiError> {
+pub fn socket_path(endpoint: &str) -> Result<PathBuf, CsiError> {
     endpoint
         .strip_prefix("unix://")
         .filter(|p| !p.is_empty())
@@ -133,18 +148,16 @@ fn socket_path(endpoint: &str) -> Result<PathBuf, CsiError> {
         .ok_or_else(|| CsiError::Config(format!("endpoint {endpoint:?} must be unix:///path")))
 }
 
-/// Entry point for `berth csi`. Synchronous: builds its own tokio runtime.
-pub fn run(args: CsiArgs) -> Result<(), CsiError> {
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        )
-        .with_writer(std::io::stderr)
-        .try_init();
+/// Opens the state store and data directory and reconciles them: the
+/// driver, ready to serve `mode`'s services.
+pub fn open_driver(args: &DriverArgs, mode: Mode) -> Result<Arc<Driver>, CsiError> {
     volumes::validate_id("node id", &args.node_id)?;
-    let capacity = parse_size(&args.capacity)?;
-    let socket = socket_path(&args.endpoint)?;
+    crate::model::validate_label_key(&args.topology_key)
+        .map_err(|e| CsiError::Config(format!("--topology-key {:?}: {e}", args.topology_key)))?;
+    let capacity = match &args.capacity {
+        Some(size) => volumes::CapacityLimit::Fixed(parse_size(size)?),
+        None => volumes::CapacityLimit::FileSystem,
+    };
     std::fs::create_dir_all(&args.state_dir).map_err(CsiError::io(format!(
         "creating {}",
         args.state_dir.display()
@@ -155,20 +168,70 @@ pub fn run(args: CsiArgs) -> Result<(), CsiError> {
         topology_key: args.topology_key.clone(),
         max_volumes_per_node: args.max_volumes_per_node,
         capacity,
-        controller: args.mode != Mode::Node,
-        node: args.mode != Mode::Controller,
+        controller: mode != Mode::Node,
+        node: mode != Mode::Controller,
     };
     let driver = Arc::new(Driver::new(cfg, store, args.data_dir.clone())?);
     driver.reconcile()?;
+    Ok(driver)
+}
 
+/// Re-measures what berth's data occupies, on a thread of its own (a
+/// large tree takes a while to walk), for as long as the driver lives.
+pub fn spawn_occupied_sampler(driver: &Arc<Driver>) {
+    if driver.cfg.capacity != volumes::CapacityLimit::FileSystem {
+        return;
+    }
+    let weak = Arc::downgrade(driver);
+    let _ = std::thread::Builder::new()
+        .name("berth-occupied".into())
+        .spawn(move || {
+            while let Some(d) = weak.upgrade() {
+                d.sample_occupied();
+                drop(d);
+                std::thread::sleep(OCCUPIED_SAMPLE);
+            }
+        });
+}
+
+/// Entry point for `berth csi`. Synchronous: builds its own tokio runtime.
+pub fn run(args: CsiArgs) -> Result<(), CsiError> {
+    let driver = open_driver(&args.driver, args.mode)?;
+    spawn_occupied_sampler(&driver);
+    let socket = socket_path(&args.driver.endpoint)?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .map_err(CsiError::io("building tokio runtime"))?;
-    runtime.block_on(serve(args, socket, driver))
+    runtime.block_on(async move {
+        let ctx = Ctx {
+            driver: driver.clone(),
+            metrics: Arc::new(Metrics::default()),
+        };
+        let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+        if let Some(addr) = args.metrics_address {
+            let metrics = ctx.metrics.clone();
+            let mut rx = stop_rx.clone();
+            let driver = driver.clone();
+            tokio::spawn(async move {
+                let stop = async move {
+                    let _ = rx.wait_for(|v| *v).await;
+                };
+                if let Err(e) = metrics::serve(addr, metrics, driver, stop).await {
+                    tracing::error!(%addr, error = %e, "metrics endpoint failed");
+                }
+            });
+        }
+        let listener = bind_socket(&socket)?;
+        tracing::info!(endpoint = %args.driver.endpoint, node_id = %args.driver.node_id, mode = ?args.mode, "berth csi serving");
+        let result = serve(listener, ctx, args.mode, shutdown_signal()).await;
+        let _ = stop_tx.send(true);
+        let _ = std::fs::remove_file(&socket);
+        result
+    })
 }
 
-async fn shutdown_signal() {
+pub async fn shutdown_signal() {
     use tokio::signal::unix::{SignalKind, signal};
     let (Ok(mut term), Ok(mut int)) = (
         signal(SignalKind::terminate()),
@@ -185,11 +248,13 @@ async fn shutdown_signal() {
     tracing::info!("shutting down");
 }
 
-async fn serve(args: CsiArgs, socket: PathBuf, driver: Arc<Driver>) -> Result<(), CsiError> {
-    // Remove a stale socket from a previous run, but never anything else
-    // that happens to sit at the configured path.
-    match std::fs::symlink_metadata(&socket) {
-        Ok(m) if m.file_type().is_socket() => std::fs::remove_file(&socket).map_err(
+/// Binds the driver's unix socket: a stale socket from an earlier run is
+/// replaced (anything else at the path is refused), and clients never see
+/// it before it listens or with looser permissions than 0600 (it is bound
+/// under a temporary name, restricted, then renamed into place).
+pub fn bind_socket(socket: &Path) -> Result<tokio::net::UnixListener, CsiError> {
+    match std::fs::symlink_metadata(socket) {
+        Ok(m) if m.file_type().is_socket() => std::fs::remove_file(socket).map_err(
             CsiError::io(format!("removing stale socket {}", socket.display())),
         )?,
         Ok(_) => {
@@ -204,9 +269,6 @@ async fn serve(args: CsiArgs, socket: PathBuf, driver: Arc<Driver>) -> Result<()
         std::fs::create_dir_all(parent)
             .map_err(CsiError::io(format!("creating {}", parent.display())))?;
     }
-    // Bind under a temporary name, restrict it to 0600, then rename it into
-    // place: clients never see the socket before it is listening, and it is
-    // never reachable with looser permissions.
     let tmp = socket.with_file_name(format!(
         ".{}.{}.tmp",
         socket
@@ -220,52 +282,39 @@ async fn serve(args: CsiArgs, socket: PathBuf, driver: Arc<Driver>) -> Result<()
         .map_err(CsiError::io(format!("binding {}", tmp.display())))?;
     std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(0o600))
         .map_err(CsiError::io(format!("chmod 0600 {}", tmp.display())))?;
-    std::fs::rename(&tmp, &socket).map_err(CsiError::io(format!(
+    std::fs::rename(&tmp, socket).map_err(CsiError::io(format!(
         "moving socket into place at {}",
         socket.display()
     )))?;
+    Ok(listener)
+}
 
-    let ctx = Ctx {
-        driver: driver.clone(),
-        metrics: Arc::new(Metrics::default()),
-    };
-    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    if let Some(addr) = args.metrics_address {
-        let metrics = ctx.metrics.clone();
-        let mut rx = stop_rx.clone();
-        tokio::spawn(async move {
-            let stop = async move {
-                let _ = rx.wait_for(|v| *v).await;
-            };
-            if let Err(e) = metrics::serve(addr, metrics, driver, stop).await {
-                tracing::error!(%addr, error = %e, "metrics endpoint failed");
-            }
-        });
-    }
-
+/// Serves `mode`'s CSI services on `listener` until `shutdown` resolves.
+pub async fn serve(
+    listener: tokio::net::UnixListener,
+    ctx: Ctx,
+    mode: Mode,
+    shutdown: impl std::future::Future<Output = ()>,
+) -> Result<(), CsiError> {
     use csi_proto::controller_server::ControllerServer;
     use csi_proto::identity_server::IdentityServer;
     use csi_proto::node_server::NodeServer;
     let mut router = tonic::transport::Server::builder().add_service(IdentityServer::new(
         identity::IdentityService::new(ctx.clone()),
     ));
-    if args.mode != Mode::Node {
+    if mode != Mode::Node {
         router = router.add_service(ControllerServer::new(controller::ControllerService::new(
             ctx.clone(),
         )));
     }
-    if args.mode != Mode::Controller {
+    if mode != Mode::Controller {
         router = router.add_service(NodeServer::new(node::NodeService::new(ctx.clone())));
     }
-    tracing::info!(endpoint = %args.endpoint, node_id = %args.node_id, mode = ?args.mode, "berth csi serving");
     let incoming = tokio_stream::wrappers::UnixListenerStream::new(listener);
-    let result = router
-        .serve_with_incoming_shutdown(incoming, shutdown_signal())
+    router
+        .serve_with_incoming_shutdown(incoming, shutdown)
         .await
-        .map_err(|e| CsiError::Server(e.to_string()));
-    let _ = stop_tx.send(true);
-    let _ = std::fs::remove_file(&socket);
-    result
+        .map_err(|e| CsiError::Server(e.to_string()))
 }
 
 #[cfg(test)]

@@ -16,11 +16,24 @@ use super::{loopdev, mount};
 /// Longest volume/snapshot name or ID accepted (the CSI spec's 128 bytes).
 pub const MAX_ID_LEN: usize = 128;
 
+/// How much the driver may promise to volumes and snapshots.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CapacityLimit {
+    /// `--capacity`: this many bytes in all.
+    Fixed(u64),
+    /// The data directory's file system: its free space plus what berth's
+    /// own data already occupies there. Space promised to volumes but not
+    /// yet written counts as taken, so the same free bytes are never
+    /// promised twice; other users of the file system shrink it as they
+    /// write.
+    FileSystem,
+}
+
 pub struct Config {
     pub node_id: String,
     pub topology_key: String,
     pub max_volumes_per_node: i64,
-    pub capacity: u64,
+    pub capacity: CapacityLimit,
     pub controller: bool,
     pub node: bool,
 }
@@ -31,8 +44,47 @@ pub struct Driver {
     pub data_dir: PathBuf,
     locks: DashMap<String, ()>,
     /// Bytes promised to volumes and snapshots, including ones being created.
-    used: Mutex<u64>,
+    used: Mutex<Used>,
+    /// Bytes berth's volumes and snapshots occupy on disk, as last sampled
+    /// (only kept under [`CapacityLimit::FileSystem`]).
+    occupied: AtomicU64,
+    /// Fires whenever the free capacity may have changed.
+    capacity_changed: tokio::sync::watch::Sender<()>,
     id_counter: AtomicU64,
+}
+
+/// What capacity is promised to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Pool {
+    Volumes,
+    Snapshots,
+}
+
+#[derive(Debug, Default, Clone, Copy)]
+struct Used {
+    volumes: u64,
+    snapshots: u64,
+}
+
+impl Used {
+    fn total(self) -> u64 {
+        self.volumes.saturating_add(self.snapshots)
+    }
+
+    fn of(&mut self, pool: Pool) -> &mut u64 {
+        match pool {
+            Pool::Volumes => &mut self.volumes,
+            Pool::Snapshots => &mut self.snapshots,
+        }
+    }
+}
+
+/// The driver's capacity at one instant: what is free, and how much its
+/// volumes hold (both taken under one lock, so they agree).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CapacityReading {
+    pub available: u64,
+    pub volume_bytes: u64,
 }
 
 /// Holds the in-flight lock for one key; dropping it releases the key.
@@ -66,6 +118,30 @@ pub fn validate_id(kind: &str, value: &str) -> Result<(), CsiError> {
     Ok(())
 }
 
+/// Bytes allocated on disk under `path` (blocks, so sparse images count
+/// what they hold), each hard-linked file once; never follows symlinks.
+pub fn disk_usage(path: &Path) -> u64 {
+    use std::os::unix::fs::MetadataExt;
+    let mut seen = std::collections::HashSet::new();
+    let mut total = 0u64;
+    let mut stack = vec![path.to_path_buf()];
+    while let Some(p) = stack.pop() {
+        let Ok(m) = std::fs::symlink_metadata(&p) else {
+            continue;
+        };
+        if m.nlink() > 1 && !m.is_dir() && !seen.insert((m.dev(), m.ino())) {
+            continue;
+        }
+        total = total.saturating_add(m.blocks().saturating_mul(512));
+        if m.is_dir()
+            && let Ok(entries) = std::fs::read_dir(&p)
+        {
+            stack.extend(entries.flatten().map(|e| e.path()));
+        }
+    }
+    total
+}
+
 fn remove_path(path: &Path) -> Result<(), CsiError> {
     let result = match std::fs::symlink_metadata(path) {
         Ok(m) if m.is_dir() => std::fs::remove_dir_all(path),
@@ -89,9 +165,17 @@ impl Driver {
             store,
             data_dir,
             locks: DashMap::new(),
-            used: Mutex::new(0),
+            used: Mutex::new(Used::default()),
+            occupied: AtomicU64::new(0),
+            capacity_changed: tokio::sync::watch::channel(()).0,
             id_counter: AtomicU64::new(0),
         })
+    }
+
+    /// A receiver that wakes whenever the free capacity may have changed
+    /// (the node agent republishes its CSIStorageCapacity then).
+    pub fn subscribe_capacity(&self) -> tokio::sync::watch::Receiver<()> {
+        self.capacity_changed.subscribe()
     }
 
     /// Take the in-flight lock for `key` or fail with ABORTED.
@@ -169,38 +253,93 @@ impl Driver {
         remove_path(&self.snapshot_path(id, Layout::Image))
     }
 
-    pub fn available(&self) -> u64 {
-        let used = self.used.lock().map(|u| *u).unwrap_or(u64::MAX);
-        self.cfg.capacity.saturating_sub(used)
+    /// Everything the driver may promise: the fixed capacity, or what the
+    /// file system has free plus what berth's data already occupies.
+    fn total(&self) -> u64 {
+        match self.cfg.capacity {
+            CapacityLimit::Fixed(bytes) => bytes,
+            CapacityLimit::FileSystem => {
+                let free = nix::sys::statvfs::statvfs(&self.data_dir)
+                    .map(|s| u64::from(s.blocks_available()).saturating_mul(s.fragment_size()))
+                    .unwrap_or(0);
+                free.saturating_add(self.occupied.load(Ordering::Relaxed))
+            }
+        }
     }
 
-    /// Reserve `bytes` of the configured capacity or fail. Checking and
-    /// reserving under one lock keeps concurrent creates from overbooking.
-    pub fn reserve(&self, bytes: u64) -> Result<(), CsiError> {
-        if bytes > self.cfg.capacity {
-            return Err(CsiError::OutOfRange(format!(
-                "{bytes} bytes exceeds the largest volume this driver can hold ({})",
-                self.cfg.capacity
-            )));
+    pub fn available(&self) -> u64 {
+        self.capacity_reading().available
+    }
+
+    /// Free bytes and the bytes held by volumes, read together.
+    pub fn capacity_reading(&self) -> CapacityReading {
+        let total = self.total();
+        match self.used.lock() {
+            Ok(u) => CapacityReading {
+                available: total.saturating_sub(u.total()),
+                volume_bytes: u.volumes,
+            },
+            Err(_) => CapacityReading {
+                available: 0,
+                volume_bytes: 0,
+            },
         }
+    }
+
+    /// Reserve `bytes` of the capacity or fail. Checking and reserving
+    /// under one lock keeps concurrent creates from overbooking. A request
+    /// that does not fit is RESOURCE_EXHAUSTED even when it exceeds the
+    /// node's whole capacity: another node may hold it, and that code is
+    /// what sends a claim back to the scheduler (OUT_OF_RANGE would fail it
+    /// for good).
+    pub fn reserve(&self, bytes: u64, pool: Pool) -> Result<(), CsiError> {
+        let total = self.total();
         let mut used = self
             .used
             .lock()
             .map_err(|_| CsiError::Store("capacity accounting lock poisoned".into()))?;
-        let free = self.cfg.capacity.saturating_sub(*used);
+        let free = total.saturating_sub(used.total());
         if bytes > free {
-            return Err(CsiError::ResourceExhausted(format!(
-                "{bytes} bytes requested but only {free} are free"
-            )));
+            return Err(CsiError::ResourceExhausted(if bytes > total {
+                format!(
+                    "{bytes} bytes requested but node {} holds at most {total}",
+                    self.cfg.node_id
+                )
+            } else {
+                format!(
+                    "{bytes} bytes requested but node {} has only {free} free",
+                    self.cfg.node_id
+                )
+            }));
         }
-        *used += bytes;
+        *used.of(pool) += bytes;
+        drop(used);
+        self.capacity_changed.send_replace(());
         Ok(())
     }
 
-    pub fn release(&self, bytes: u64) {
+    pub fn release(&self, bytes: u64, pool: Pool) {
         if let Ok(mut used) = self.used.lock() {
-            *used = used.saturating_sub(bytes);
+            let held = used.of(pool);
+            *held = held.saturating_sub(bytes);
         }
+        self.capacity_changed.send_replace(());
+    }
+
+    /// Re-measures what berth's data occupies on disk (file system
+    /// capacity only); returns the bytes found.
+    pub fn sample_occupied(&self) -> u64 {
+        if self.cfg.capacity != CapacityLimit::FileSystem {
+            return 0;
+        }
+        let bytes = ["volumes", "snapshots"]
+            .iter()
+            .map(|sub| disk_usage(&self.data_dir.join(sub)))
+            .sum();
+        if self.occupied.swap(bytes, Ordering::Relaxed) != bytes {
+            self.capacity_changed.send_replace(());
+        }
+        bytes
     }
 
     /// Make disk agree with the store after a restart: drop data nobody has
@@ -271,10 +410,10 @@ impl Driver {
     }
 
     fn reconcile_controller(&self) -> Result<(), CsiError> {
-        let mut used = 0u64;
+        let mut used = Used::default();
         let mut known_volumes = std::collections::HashSet::new();
         for v in self.store.volumes_page(None, 0)?.0 {
-            used += v.capacity;
+            used.volumes += v.capacity;
             if self.volume_on_disk(&v.id).is_none() {
                 // Records are written only after their data exists, so this
                 // means someone removed the data behind our back; keep the
@@ -286,7 +425,7 @@ impl Driver {
         }
         let mut known_snapshots = std::collections::HashSet::new();
         for s in self.store.snapshots_page(None, 0)?.0 {
-            used += s.size;
+            used.snapshots += s.size;
             known_snapshots.insert(s.id);
         }
         self.sweep_unrecorded("volumes", &known_volumes)?;
@@ -294,6 +433,7 @@ impl Driver {
         if let Ok(mut u) = self.used.lock() {
             *u = used;
         }
+        self.sample_occupied();
         Ok(())
     }
 

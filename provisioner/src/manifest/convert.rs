@@ -240,6 +240,8 @@ impl Builder {
             "PersistentVolumeClaim",
             "Node",
             "CSINode",
+            "CSIDriver",
+            "CSIStorageCapacity",
             "Pod",
             "StatefulSet",
             "Namespace",
@@ -310,6 +312,57 @@ impl Builder {
                 };
                 let id = (kind.clone(), String::new(), name.clone());
                 upsert(&mut self.snap.csi_nodes, seen, w, id, place, n);
+            }
+            "CSIDriver" => {
+                let o: storage::CSIDriver = decode(&ctx, value, w)?;
+                let d = CsiDriver {
+                    name: name.clone(),
+                    storage_capacity: o.spec.storage_capacity.unwrap_or(false),
+                };
+                let id = (kind.clone(), String::new(), name.clone());
+                upsert(&mut self.snap.csi_drivers, seen, w, id, place, d);
+            }
+            "CSIStorageCapacity" => {
+                let mut value = value;
+                // `capacity: 100` is a valid quantity written as a number.
+                for field in ["capacity", "maximumVolumeSize"] {
+                    if let Some(n) = value.get(field).filter(|v| v.is_number()) {
+                        let text = n.to_string();
+                        value[field] = Value::String(text);
+                    }
+                }
+                let o: storage::CSIStorageCapacity = decode(&ctx, value, w)?;
+                let key = ObjectKey::new(ns(&o.metadata), name.clone());
+                if o.storage_class_name.is_empty() {
+                    return Err(ctx.err("storageClassName", "Required value"));
+                }
+                let node_topology = o
+                    .node_topology
+                    .as_ref()
+                    .map(|t| label_selector(&ctx, "nodeTopology", t))
+                    .transpose()?;
+                let c = StorageCapacity {
+                    key: key.clone(),
+                    class: o.storage_class_name,
+                    node_topology,
+                    capacity: o
+                        .capacity
+                        .as_ref()
+                        .map(|q| ctx.quantity("capacity", &q.0))
+                        .transpose()?,
+                    maximum_volume_size: o
+                        .maximum_volume_size
+                        .as_ref()
+                        .map(|q| ctx.quantity("maximumVolumeSize", &q.0))
+                        .transpose()?,
+                    volume_bytes: annotation(&o.metadata, ANN_VOLUME_BYTES)
+                        .map(|q| {
+                            ctx.quantity(&format!("metadata.annotations[{ANN_VOLUME_BYTES}]"), q)
+                        })
+                        .transpose()?,
+                };
+                let id = (kind.clone(), key.namespace, key.name);
+                upsert(&mut self.snap.capacities, seen, w, id, place, c);
             }
             "Pod" => {
                 let o: core::Pod = decode(&ctx, value, w)?;

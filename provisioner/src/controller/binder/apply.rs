@@ -15,9 +15,12 @@ use kube::api::{Api, Patch, PatchParams, PostParams};
 use kube::{Client, Resource, ResourceExt};
 use serde_json::json;
 
+use super::Mode;
 use super::effects::Effect;
 use super::overlay::Overlay;
+use crate::binding::PendingReason;
 use crate::controller::events::{self, Events};
+use crate::controller::ownership::ANN_SELECTED_NODE;
 use crate::controller::provision::{ANN_BETA_STORAGE_PROVISIONER, ANN_STORAGE_PROVISIONER};
 use crate::model::{ClaimKey, VolumePhase};
 
@@ -59,6 +62,7 @@ pub struct Objects {
 pub struct Applier {
     client: Client,
     events: Events,
+    mode: Mode,
     pub volumes: Overlay<PersistentVolume>,
     pub claims: Overlay<PersistentVolumeClaim>,
     /// The last event note written per claim, so a waiting claim gets one
@@ -78,14 +82,32 @@ fn has_annotation(
 }
 
 impl Applier {
-    pub fn new(client: Client, events: Events) -> Self {
+    pub fn new(client: Client, events: Events, mode: Mode) -> Self {
         Applier {
             client,
             events,
+            mode,
             volumes: Overlay::default(),
             claims: Overlay::default(),
             said: Mutex::new(HashMap::new()),
         }
+    }
+
+    /// Whether this process carries the effect out: everything with
+    /// `--bind`; otherwise only berth's placement (the stock binder does
+    /// the rest) and saying that no node has room.
+    pub fn wants(&self, effect: &Effect) -> bool {
+        if self.mode.bind {
+            return true;
+        }
+        self.mode.place
+            && match effect {
+                Effect::Provision { node, .. } => node.is_some(),
+                Effect::Wait { reason, .. } => {
+                    matches!(reason, PendingReason::NoNodeForVolume { .. })
+                }
+                _ => false,
+            }
     }
 
     pub async fn apply(&self, effect: &Effect, objects: &Objects) -> Result<(), ApplyError> {
@@ -112,7 +134,11 @@ impl Applier {
             Effect::Provision {
                 claim: key,
                 provisioner,
-            } => self.hand_to_provisioner(claim(key)?, provisioner).await,
+                node,
+            } => {
+                self.hand_to_provisioner(claim(key)?, provisioner, node.as_deref())
+                    .await
+            }
             Effect::Wait { claim: key, reason } => {
                 let pvc = claim(key)?;
                 let (warning, why) = events::for_pending(reason);
@@ -253,30 +279,47 @@ impl Applier {
     }
 
     /// Upstream annotates the claim with its provisioner (GA and beta keys)
-    /// and says so; the provisioner watches for the annotation.
+    /// and says so; the provisioner watches for the annotation. berth's
+    /// placement adds `selected-node` in the same write; without `--bind`
+    /// the stock binder hands the claim over and only the node is written.
     async fn hand_to_provisioner(
         &self,
         pvc: Arc<PersistentVolumeClaim>,
         provisioner: &str,
+        node: Option<&str>,
     ) -> Result<(), ApplyError> {
         let key = ClaimKey::new(pvc.namespace().unwrap_or_default(), pvc.name_any());
-        if !has_annotation(&pvc.metadata, ANN_STORAGE_PROVISIONER, provisioner)
-            || !has_annotation(&pvc.metadata, ANN_BETA_STORAGE_PROVISIONER, provisioner)
+        let mut annotations = serde_json::Map::new();
+        if self.mode.bind
+            && (!has_annotation(&pvc.metadata, ANN_STORAGE_PROVISIONER, provisioner)
+                || !has_annotation(&pvc.metadata, ANN_BETA_STORAGE_PROVISIONER, provisioner))
         {
+            annotations.insert(ANN_STORAGE_PROVISIONER.into(), json!(provisioner));
+            annotations.insert(ANN_BETA_STORAGE_PROVISIONER.into(), json!(provisioner));
+        }
+        if let Some(node) = node {
+            annotations.insert(ANN_SELECTED_NODE.into(), json!(node));
+        }
+        if !annotations.is_empty() {
             let claims: Api<PersistentVolumeClaim> =
                 Api::namespaced(self.client.clone(), &key.namespace);
+            // The resourceVersion makes a claim that changed since the plan
+            // (re-created, placed by someone else) conflict, not be overwritten.
             let patch = json!({ "metadata": {
                 "resourceVersion": pvc.resource_version(),
-                "annotations": {
-                    ANN_STORAGE_PROVISIONER: provisioner,
-                    ANN_BETA_STORAGE_PROVISIONER: provisioner,
-                },
+                "annotations": annotations,
             } });
             let written = claims
                 .patch(&key.name, &PatchParams::default(), &Patch::Merge(&patch))
                 .await
                 .map_err(kube(format!("annotating PersistentVolumeClaim {key}")))?;
             self.claims.record(&pvc, written);
+            if let Some(node) = node {
+                tracing::info!(claim = %key, node, "placed");
+            }
+        }
+        if !self.mode.bind {
+            return Ok(());
         }
         self.say_once(
             &key,

@@ -24,10 +24,14 @@ pub enum Effect {
         /// The claim named no volume: berth chose it (`bound-by-controller`).
         chosen: bool,
     },
-    /// Hand the claim to an external provisioner (its annotation).
+    /// Hand the claim to an external provisioner (its annotation); `node`
+    /// is berth's placement for an Immediate claim of a node-local
+    /// provisioner that names no node yet (`selected-node`, which its
+    /// node's agent waits for).
     Provision {
         claim: ClaimKey,
         provisioner: String,
+        node: Option<String>,
     },
     /// Tell why the claim waits (an event, written once per distinct reason).
     Wait {
@@ -128,10 +132,15 @@ pub fn effects(
         }
     }
     for p in &plan.provisioning {
-        if claims.get(&p.claim).is_some_and(|c| c.exists()) {
+        if let Some(claim) = claims.get(&p.claim).filter(|c| c.exists()) {
+            let node = match (&p.placement, &p.node) {
+                (Some(_), Some(n)) if claim.selected_node.is_none() => Some(n.clone()),
+                _ => None,
+            };
             out.push(Effect::Provision {
                 claim: p.claim.clone(),
                 provisioner: p.provisioner.clone(),
+                node,
             });
         }
     }
@@ -183,7 +192,7 @@ provisioner: kubernetes.io/no-provisioner
 apiVersion: storage.k8s.io/v1
 kind: StorageClass
 metadata: {name: fast}
-provisioner: csi.berth.dev
+provisioner: ebs.csi.aws.com
 ";
 
     fn pv(name: &str, size: &str, extra: &str) -> String {
@@ -348,7 +357,8 @@ spec:
             got[0],
             Effect::Provision {
                 claim: key("dynamic"),
-                provisioner: "csi.berth.dev".into()
+                provisioner: "ebs.csi.aws.com".into(),
+                node: None,
             }
         );
         assert!(got.contains(&Effect::Lost {
@@ -378,5 +388,48 @@ spec:
             pv("v", "1Gi", "status: {phase: Available}")
         ));
         assert_eq!(got, []);
+    }
+
+    #[test]
+    fn an_immediate_node_local_claim_gets_the_placed_node_once() {
+        let cluster = "---
+apiVersion: storage.k8s.io/v1
+kind: StorageClass
+metadata: {name: local-now}
+provisioner: csi.berth.dev
+---
+apiVersion: v1
+kind: Node
+metadata: {name: n1, labels: {topology.csi.berth.dev/node: n1}}
+---
+apiVersion: storage.k8s.io/v1
+kind: CSINode
+metadata: {name: n1}
+spec:
+  drivers: [{name: csi.berth.dev, nodeID: n1, topologyKeys: [topology.csi.berth.dev/node]}]
+";
+        let got = effects_of(&format!("{cluster}{}", pvc("fresh", "local-now", "")));
+        assert_eq!(
+            got,
+            [Effect::Provision {
+                claim: key("fresh"),
+                provisioner: "csi.berth.dev".into(),
+                node: Some("n1".into()),
+            }]
+        );
+        let placed = pvc("fresh", "local-now", "").replace(
+            "uid: uid-fresh}",
+            "uid: uid-fresh, annotations: {volume.kubernetes.io/selected-node: n1}}",
+        );
+        let got = effects_of(&format!("{cluster}{placed}"));
+        assert_eq!(
+            got,
+            [Effect::Provision {
+                claim: key("fresh"),
+                provisioner: "csi.berth.dev".into(),
+                node: None,
+            }],
+            "a placed claim is not placed again"
+        );
     }
 }

@@ -1,5 +1,7 @@
-//! `berth controller --bind`: the binding core drives binding in a cluster
-//! whose kube-controller-manager runs without its PV binder.
+//! The planner's rounds in a cluster: `berth controller --bind` binds with
+//! the binding core where kube-controller-manager runs without its PV
+//! binder, and the node-local controller writes berth's placement of
+//! Immediate claims (the node the planner chose, as `selected-node`).
 //!
 //! Reflectors keep the objects the planner reads; every change (coalesced
 //! over a short window) starts a round: snapshot → `binding::plan` →
@@ -19,7 +21,7 @@ use std::time::Duration;
 
 use futures::{StreamExt, stream};
 use k8s_openapi::api::core::v1::{Namespace, Node, PersistentVolume, PersistentVolumeClaim, Pod};
-use k8s_openapi::api::storage::v1::{CSINode, StorageClass};
+use k8s_openapi::api::storage::v1::{CSIDriver, CSINode, CSIStorageCapacity, StorageClass};
 use kube::ResourceExt;
 use kube::runtime::reflector::Store;
 
@@ -46,18 +48,30 @@ const RETRY: Duration = Duration::from_millis(250);
 /// Source name of live objects in error messages.
 const SOURCE: &str = "cluster";
 
+/// What the rounds carry out.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Mode {
+    /// The PV binder's whole job (`--bind`).
+    pub bind: bool,
+    /// berth's placement of Immediate claims of node-local provisioners.
+    pub place: bool,
+}
+
 struct Stores {
     namespaces: Store<Namespace>,
     classes: Store<StorageClass>,
     nodes: Store<Node>,
     csi_nodes: Store<CSINode>,
+    csi_drivers: Option<Store<CSIDriver>>,
+    capacities: Option<Store<CSIStorageCapacity>>,
     volumes: Store<PersistentVolume>,
     claims: Store<PersistentVolumeClaim>,
-    pods: Store<Pod>,
+    /// Consumers matter to binding, not to placement: only kept with `--bind`.
+    pods: Option<Store<Pod>>,
 }
 
-/// Runs binding rounds until the future is dropped (shutdown, lost lease).
-pub async fn run(ctx: Arc<Context>, workers: usize) {
+/// Runs planner rounds until the future is dropped (shutdown, lost lease).
+pub async fn run(ctx: Arc<Context>, workers: usize, mode: Mode) {
     let client = &ctx.client;
     let caches = &ctx.caches;
     let changed = caches.changed.clone();
@@ -66,23 +80,28 @@ pub async fn run(ctx: Arc<Context>, workers: usize) {
         classes: caches.classes.clone(),
         nodes: caches.nodes.clone(),
         csi_nodes: caches.csi_nodes.clone(),
+        csi_drivers: caches.csi_drivers.clone(),
+        capacities: caches.capacities.clone(),
         volumes: caches.volumes.clone(),
         claims: caches.claims.clone(),
-        pods: reflect(client, &changed),
+        pods: mode.bind.then(|| reflect(client, &changed)),
     };
     // Planning from a half-listed cluster could bind a claim to a worse
     // volume than one not yet listed: wait for every first list.
     let ready = async {
         caches.ready().await?;
         stores.namespaces.wait_until_ready().await?;
-        stores.pods.wait_until_ready().await
+        match &stores.pods {
+            Some(p) => p.wait_until_ready().await,
+            None => Ok(()),
+        }
     };
     if let Err(e) = ready.await {
         tracing::error!(error = %e, "binder stores never became ready");
         return;
     }
-    tracing::info!("binder ready");
-    let applier = Applier::new(client.clone(), ctx.events.clone());
+    tracing::info!(?mode, "planner rounds ready");
+    let applier = Applier::new(client.clone(), ctx.events.clone(), mode);
     let mut wait = Duration::ZERO;
     loop {
         tokio::select! {
@@ -100,13 +119,23 @@ async fn round(stores: &Stores, applier: &Applier, workers: usize) -> bool {
     let started = std::time::Instant::now();
     let volumes = applier.volumes.view(stores.volumes.state());
     let claims = applier.claims.view(stores.claims.state());
-    let mut pods = stores.pods.state();
+    let mut pods = stores.pods.as_ref().map(|p| p.state()).unwrap_or_default();
     pods.retain(|p| pod_uses_volumes(p));
     let live = LiveObjects {
         namespaces: stores.namespaces.state(),
         classes: stores.classes.state(),
         nodes: stores.nodes.state(),
         csi_nodes: stores.csi_nodes.state(),
+        csi_drivers: stores
+            .csi_drivers
+            .as_ref()
+            .map(|s| s.state())
+            .unwrap_or_default(),
+        capacities: stores
+            .capacities
+            .as_ref()
+            .map(|s| s.state())
+            .unwrap_or_default(),
         volumes: volumes.clone(),
         claims: claims.clone(),
         pods,
@@ -116,7 +145,8 @@ async fn round(stores: &Stores, applier: &Applier, workers: usize) -> bool {
         return true;
     };
     let outcome = binding::run(&snap, &Options { near_misses: false });
-    let todo = effects(&snap, &outcome.plan, &outcome.states);
+    let mut todo = effects(&snap, &outcome.plan, &outcome.states);
+    todo.retain(|e| applier.wants(e));
     let objects = Objects {
         volumes: volumes.into_iter().map(|v| (v.name_any(), v)).collect(),
         claims: claims
@@ -158,7 +188,7 @@ async fn round(stores: &Stores, applier: &Applier, workers: usize) -> bool {
         failed,
         plan_ms = planned.as_millis() as u64,
         total_ms = started.elapsed().as_millis() as u64,
-        "binding round"
+        "planner round"
     );
     retry
 }

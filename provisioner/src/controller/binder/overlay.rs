@@ -6,7 +6,12 @@
 //! volume we just took). An [`Overlay`] keeps the object each write returned
 //! next to the resourceVersion the store had before it; while the store still
 //! shows that version, the overlay's object is used instead, and the entry
-//! is dropped as soon as the store moves on (our write, or someone else's).
+//! is dropped as soon as the store has caught up with it. A store can also
+//! show a version between the two (someone else wrote the object just
+//! before us and that event arrives first): resourceVersions are etcd
+//! revisions, so one below our write's is older than it, and our object
+//! (which includes that change) still wins. A version berth cannot read as
+//! a number counts as caught up.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -29,6 +34,13 @@ impl<K> Default for Overlay<K> {
             entries: Mutex::new(HashMap::new()),
         }
     }
+}
+
+/// Whether `seen` is an older version than `ours` (both resourceVersions
+/// read as numbers).
+fn older<K: Resource>(seen: &K, ours: &K) -> bool {
+    let rv = |o: &K| o.resource_version()?.parse::<u64>().ok();
+    matches!((rv(seen), rv(ours)), (Some(a), Some(b)) if a < b)
 }
 
 fn key<K: Resource>(o: &K) -> (String, String) {
@@ -65,7 +77,9 @@ impl<K: Resource> Overlay<K> {
             .map(|o| {
                 let k = key(&*o);
                 let replaced = match entries.get(&k) {
-                    Some(e) if e.stale == o.resource_version() => Some(e.newest.clone()),
+                    Some(e) if e.stale == o.resource_version() || older(&*o, &*e.newest) => {
+                        Some(e.newest.clone())
+                    }
                     Some(_) => {
                         entries.remove(&k);
                         None
@@ -118,6 +132,24 @@ mod tests {
         // The entry is gone: a store that moved on is authoritative.
         let later = o.view(vec![pv("a", "9", "Released")]);
         assert_eq!(phase(&later[0]), "Released");
+    }
+
+    #[test]
+    fn a_version_between_the_plan_and_our_write_does_not_hide_our_write() {
+        let o = Overlay::default();
+        let before = pv("a", "10", "Available");
+        o.record(&before, (*pv("a", "12", "Bound")).clone());
+        // Someone else's write (11) arrives before ours (12).
+        let seen = o.view(vec![pv("a", "11", "Available")]);
+        assert_eq!(phase(&seen[0]), "Bound");
+        let seen = o.view(vec![pv("a", "12", "Bound")]);
+        assert_eq!(seen[0].resource_version().as_deref(), Some("12"));
+        let later = o.view(vec![pv("a", "11", "Available")]);
+        assert_eq!(
+            phase(&later[0]),
+            "Available",
+            "the entry went once caught up"
+        );
     }
 
     #[test]
