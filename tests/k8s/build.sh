@@ -1,11 +1,12 @@
 #!/usr/bin/env bash
 # Builds the real control plane the e2e tests run — etcd, kube-apiserver,
-# kube-controller-manager and kube-scheduler — from the Go module proxy, at the
-# versions pinned in tests/k8s/versions.env and resolved by the wrapper modules
+# kube-controller-manager and kube-scheduler — and the real node's kubelet
+# and kubectl (tests/node/), from the Go module proxy, at the versions pinned
+# in tests/k8s/versions.env and resolved by the wrapper modules
 # tests/k8s/kube and tests/k8s/etcd (their go.mod/go.sum are committed so every
 # machine resolves the same dependency graph).
 #
-# Output: $REPO/.cache/k8s/bin/<KUBE_VERSION>/{kube-apiserver,...,etcd}.
+# Output: $REPO/.cache/k8s/bin/<KUBE_VERSION>/{kube-apiserver,...,kubelet,kubectl,etcd}.
 # Go's module and build caches live under $REPO/.cache/go so CI can keep them.
 # Does nothing when the binaries for the pinned versions already exist.
 #
@@ -27,7 +28,7 @@ export GOTOOLCHAIN="${GOTOOLCHAIN:-local}"
 
 OUT="$REPO/.cache/k8s/bin/$KUBE_VERSION"
 STAMP="$OUT/.versions"
-KUBE_CMDS=(kube-apiserver kube-controller-manager kube-scheduler)
+KUBE_CMDS=(kube-apiserver kube-controller-manager kube-scheduler kubelet kubectl)
 
 resolve_kube() {
     local dir="$HERE/kube" minor="${KUBE_VERSION#v1.}" gomod m
@@ -58,7 +59,7 @@ if [[ "${1:-}" == "--resolve" ]]; then
     exit 0
 fi
 
-want="kube=$KUBE_VERSION etcd=$ETCD_VERSION"
+want="kube=$KUBE_VERSION etcd=$ETCD_VERSION cmds=${KUBE_CMDS[*]}"
 # Test binaries running side by side may call this at once: build only once.
 mkdir -p "$REPO/.cache/k8s"
 exec 9>"$REPO/.cache/k8s/.build.lock"

@@ -82,6 +82,12 @@ pub struct Options {
     pub stock_binder: bool,
     /// Run kube-scheduler (needed for WaitForFirstConsumer).
     pub scheduler: bool,
+    /// Serve a real kubelet (tests/src/real_node.rs): the API server listens
+    /// on [`REAL_NODE_API`] (the `kubernetes` Service's IP, which pods reach
+    /// without kube-proxy once it is on the host's loopback), reaches the
+    /// kubelet by host name with a client certificate, and admits node
+    /// writes with NodeRestriction.
+    pub real_node: bool,
 }
 
 impl Default for Options {
@@ -89,9 +95,17 @@ impl Default for Options {
         Options {
             stock_binder: true,
             scheduler: true,
+            real_node: false,
         }
     }
 }
+
+/// Where the API server listens for a real node: the first address of
+/// `--service-cluster-ip-range`, i.e. the `kubernetes` Service's ClusterIP,
+/// so in-cluster clients (berth's pods) reach it as they would anywhere.
+pub const REAL_NODE_API: (&str, u16) = ("10.0.0.1", 443);
+/// The real node's name (the kubelet's `--hostname-override`).
+pub const REAL_NODE_NAME: &str = "localhost";
 
 struct Process {
     name: &'static str,
@@ -109,6 +123,9 @@ pub struct ControlPlane {
     pub kubeconfig: PathBuf,
     /// PEM of the cluster CA (serving and client certificates).
     pub ca_pem: String,
+    /// The real node's kubelet credentials (`system:node:localhost`).
+    pub node_cert: String,
+    pub node_key: String,
 }
 
 /// Directory holding the binaries for the pinned versions, built on demand.
@@ -170,6 +187,30 @@ struct Pki {
     admin_key: String,
     sa_key: String,
     sa_pub: String,
+    /// The real node's kubelet (`system:node:localhost` in `system:nodes`).
+    node_cert: String,
+    node_key: String,
+}
+
+/// A client certificate for `cn` in `org`, signed by `ca`.
+fn client_cert(
+    ca: &Issuer<'_, KeyPair>,
+    cn: &str,
+    org: &str,
+) -> Result<(String, String), ControlPlaneError> {
+    let key = KeyPair::generate()?;
+    let mut params = CertificateParams::new(Vec::<String>::new())?;
+    params.distinguished_name.push(DnType::CommonName, cn);
+    params
+        .distinguished_name
+        .push(DnType::OrganizationName, org);
+    params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
+    params.key_usages = vec![
+        KeyUsagePurpose::DigitalSignature,
+        KeyUsagePurpose::KeyEncipherment,
+    ];
+    let cert = params.signed_by(&key, ca)?;
+    Ok((cert.pem(), key.serialize_pem()))
 }
 
 fn make_pki() -> Result<Pki, ControlPlaneError> {
@@ -205,30 +246,24 @@ fn make_pki() -> Result<Pki, ControlPlaneError> {
     ];
     let serving_cert = serving.signed_by(&serving_key, &ca)?;
 
-    let admin_key = KeyPair::generate()?;
-    let mut admin = CertificateParams::new(Vec::<String>::new())?;
-    admin
-        .distinguished_name
-        .push(DnType::CommonName, "berth-test-admin");
-    admin
-        .distinguished_name
-        .push(DnType::OrganizationName, "system:masters");
-    admin.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
-    admin.key_usages = vec![
-        KeyUsagePurpose::DigitalSignature,
-        KeyUsagePurpose::KeyEncipherment,
-    ];
-    let admin_cert = admin.signed_by(&admin_key, &ca)?;
+    let (admin_cert, admin_key) = client_cert(&ca, "berth-test-admin", "system:masters")?;
+    let (node_cert, node_key) = client_cert(
+        &ca,
+        &format!("system:node:{REAL_NODE_NAME}"),
+        "system:nodes",
+    )?;
 
     let sa = KeyPair::generate()?;
     Ok(Pki {
         ca_pem: ca_cert.pem(),
         serving_cert: serving_cert.pem(),
         serving_key: serving_key.serialize_pem(),
-        admin_cert: admin_cert.pem(),
-        admin_key: admin_key.serialize_pem(),
+        admin_cert,
+        admin_key,
         sa_key: sa.serialize_pem(),
         sa_pub: sa.public_key_pem(),
+        node_cert,
+        node_key,
     })
 }
 
@@ -316,8 +351,12 @@ impl ControlPlane {
 
         let etcd_client = free_port();
         let etcd_peer = free_port();
-        let api_port = free_port();
-        let server = format!("https://127.0.0.1:{api_port}");
+        let (api_host, api_port) = if options.real_node {
+            (REAL_NODE_API.0, REAL_NODE_API.1)
+        } else {
+            ("127.0.0.1", free_port())
+        };
+        let server = format!("https://{api_host}:{api_port}");
         let kubeconfig = d.join("admin.kubeconfig");
         let admin = kubeconfig_yaml(
             &server,
@@ -335,6 +374,8 @@ impl ControlPlane {
             server,
             kubeconfig,
             ca_pem: pki.ca_pem.clone(),
+            node_cert: pki.node_cert.clone(),
+            node_key: pki.node_key.clone(),
         };
 
         let etcd_url = format!("http://127.0.0.1:{etcd_client}");
@@ -354,33 +395,51 @@ impl ControlPlane {
                 "--log-level=warn".into(),
             ],
         )?;
-        cp.spawn(
-            "kube-apiserver",
-            &bin.join("kube-apiserver"),
-            &[
-                format!("--etcd-servers={etcd_url}"),
-                "--bind-address=127.0.0.1".into(),
-                "--advertise-address=127.0.0.1".into(),
-                format!("--secure-port={api_port}"),
-                "--endpoint-reconciler-type=none".into(),
-                format!("--cert-dir={}", d.join("certs").display()),
-                format!("--tls-cert-file={tls_cert}"),
-                format!("--tls-private-key-file={tls_key}"),
-                format!("--client-ca-file={ca}"),
-                "--service-account-issuer=https://kubernetes.default.svc.cluster.local".into(),
-                format!("--service-account-key-file={sa_pub}"),
-                format!("--service-account-signing-key-file={sa_key}"),
-                "--service-cluster-ip-range=10.0.0.0/24".into(),
-                "--authorization-mode=Node,RBAC".into(),
-                "--allow-privileged=true".into(),
-                "--v=1".into(),
-            ],
-        )?;
+        let mut api_args = vec![
+            format!("--etcd-servers={etcd_url}"),
+            format!("--bind-address={api_host}"),
+            format!("--advertise-address={api_host}"),
+            format!("--secure-port={api_port}"),
+            "--endpoint-reconciler-type=none".into(),
+            format!("--cert-dir={}", d.join("certs").display()),
+            format!("--tls-cert-file={tls_cert}"),
+            format!("--tls-private-key-file={tls_key}"),
+            format!("--client-ca-file={ca}"),
+            "--service-account-issuer=https://kubernetes.default.svc.cluster.local".into(),
+            format!("--service-account-key-file={sa_pub}"),
+            format!("--service-account-signing-key-file={sa_key}"),
+            "--service-cluster-ip-range=10.0.0.0/24".into(),
+            "--authorization-mode=Node,RBAC".into(),
+            "--allow-privileged=true".into(),
+            "--v=1".into(),
+        ];
+        if options.real_node {
+            // `kubectl exec/logs` reach the kubelet by its name (it serves
+            // on loopback only), as the apiserver's own client.
+            let (cert, key) = (&pki.admin_cert, &pki.admin_key);
+            api_args.extend([
+                format!(
+                    "--kubelet-client-certificate={}",
+                    write("kubelet-client.crt", cert)?
+                ),
+                format!("--kubelet-client-key={}", write("kubelet-client.key", key)?),
+                "--kubelet-preferred-address-types=Hostname".into(),
+                "--enable-admission-plugins=NodeRestriction".into(),
+            ]);
+        }
+        cp.spawn("kube-apiserver", &bin.join("kube-apiserver"), &api_args)?;
 
         let client = client_from(&cp.kubeconfig).await?;
         cp.wait_ready(&client, "/readyz").await?;
 
-        let mut controllers = "*,-node-lifecycle-controller".to_string();
+        // Fake nodes have no kubelet to keep them Ready, so node-lifecycle
+        // is off for them; a real kubelet's node needs it to lose the
+        // not-ready taint it is born with.
+        let mut controllers = if options.real_node {
+            "*".to_string()
+        } else {
+            "*,-node-lifecycle-controller".to_string()
+        };
         if !options.stock_binder {
             controllers.push_str(",-persistentvolume-binder-controller");
         }

@@ -3,6 +3,8 @@
 //! shape of the JSON contract.
 
 pub mod control_plane;
+pub mod images;
+pub mod real_node;
 
 use berth::binding::{self, Plan, Snapshot};
 use berth::manifest;

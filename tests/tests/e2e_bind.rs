@@ -39,6 +39,7 @@ async fn cluster(stock_binder: bool, scheduler: bool) -> Cluster {
         Options {
             stock_binder,
             scheduler,
+            ..Options::default()
         },
         &[NODE],
     )
@@ -128,6 +129,7 @@ async fn bind_mode_binds_exactly_what_dry_run_predicts() {
         Options {
             stock_binder: false,
             scheduler: false,
+            ..Options::default()
         },
         &[NodeSpec::new(NODE, "64Gi")],
     )

@@ -17,6 +17,7 @@
 //! The CSI side never waits on the API server: a node keeps mounting its
 //! volumes while the control plane is away.
 
+pub mod authority;
 pub mod registration;
 
 use std::net::SocketAddr;

@@ -19,6 +19,7 @@ use csi_proto::pluginregistration::registration_server::{Registration, Registrat
 use csi_proto::pluginregistration::{
     InfoRequest, PluginInfo, RegistrationStatus, RegistrationStatusResponse,
 };
+use tokio_stream::StreamExt;
 use tonic::{Request, Response, Status};
 
 use crate::controller::metrics::Metrics;
@@ -112,18 +113,37 @@ pub async fn run(
                 }
             }
         };
+        // The kubelet's connections reach the server through the authority
+        // relay (authority.rs), over in-process pipes.
+        let (pipes_tx, pipes_rx) = tokio::sync::mpsc::channel::<tokio::io::DuplexStream>(8);
+        let accept = async move {
+            loop {
+                let Ok((conn, _)) = listener.accept().await else {
+                    continue;
+                };
+                let (ours, theirs) = tokio::io::duplex(64 * 1024);
+                if pipes_tx.send(theirs).await.is_err() {
+                    return;
+                }
+                tokio::spawn(async move {
+                    if let Err(e) = super::authority::relay(conn, ours).await {
+                        tracing::warn!(error = %e, "kubelet registration connection failed");
+                    }
+                });
+            }
+        };
         let mut stop = shutdown.clone();
+        let incoming =
+            tokio_stream::wrappers::ReceiverStream::new(pipes_rx).map(Ok::<_, std::io::Error>);
         let served = tonic::transport::Server::builder()
             .add_service(RegistrationServer::from_arc(service.clone()))
-            .serve_with_incoming_shutdown(
-                tokio_stream::wrappers::UnixListenerStream::new(listener),
-                async move {
-                    tokio::select! {
-                        _ = gone => {}
-                        _ = stop.wait_for(|s| *s) => {}
-                    }
-                },
-            )
+            .serve_with_incoming_shutdown(incoming, async move {
+                tokio::select! {
+                    _ = gone => {}
+                    _ = stop.wait_for(|s| *s) => {}
+                    _ = accept => {}
+                }
+            })
             .await;
         if *shutdown.borrow() {
             if inode(&path) == ours {

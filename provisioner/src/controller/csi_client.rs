@@ -76,4 +76,26 @@ impl CsiClient {
             Err(s) => Err(s),
         }
     }
+
+    /// ControllerExpandVolume to at least `required_bytes`.
+    pub async fn expand_volume(
+        &self,
+        volume_id: &str,
+        required_bytes: i64,
+        capability: Option<csi_proto::VolumeCapability>,
+    ) -> Result<csi_proto::ControllerExpandVolumeResponse, tonic::Status> {
+        let req = csi_proto::ControllerExpandVolumeRequest {
+            volume_id: volume_id.to_string(),
+            capacity_range: Some(csi_proto::CapacityRange {
+                required_bytes,
+                limit_bytes: 0,
+            }),
+            volume_capability: capability,
+            ..Default::default()
+        };
+        Ok(ControllerClient::new(self.channel.clone())
+            .controller_expand_volume(req)
+            .await?
+            .into_inner())
+    }
 }

@@ -11,6 +11,11 @@ pub const PROVISIONING_SUCCEEDED: &str = "ProvisioningSucceeded";
 pub const PROVISIONING_FAILED: &str = "ProvisioningFailed";
 pub const VOLUME_DELETED: &str = "VolumeDeleted";
 pub const VOLUME_FAILED_DELETE: &str = "VolumeFailedDelete";
+// The external-resizer's reasons, written by the agent (resize.rs).
+pub const RESIZING: &str = "Resizing";
+pub const FILE_SYSTEM_RESIZE_REQUIRED: &str = "FileSystemResizeRequired";
+pub const VOLUME_RESIZE_SUCCESSFUL: &str = "VolumeResizeSuccessful";
+pub const VOLUME_RESIZE_FAILED: &str = "VolumeResizeFailed";
 /// berth's own: the Node a volume lived on was deleted (node_loss.rs).
 pub const NODE_LOST: &str = "NodeLost";
 // The PV controller's reasons, written by the binder (`--bind`).

@@ -4,7 +4,8 @@
 //! driver, [`reclaim`] applies our PVs' reclaim policy, [`binder`] runs the
 //! planner's rounds (berth's placement of Immediate node-local claims and,
 //! with `--bind`, the PV binder's job), [`node_loss`] handles the volumes of
-//! deleted Nodes, [`capacity`] publishes a node's CSIStorageCapacity.
+//! deleted Nodes, [`capacity`] publishes a node's CSIStorageCapacity,
+//! [`resize`] expands the volumes of claims that ask for more.
 //! [`ownership`] says which process does what; [`leader`] keeps a second
 //! controller replica idle; [`metrics`] serves metrics and probes.
 //!
@@ -33,6 +34,7 @@ pub mod provision;
 pub mod ratelimit;
 pub mod reclaim;
 pub mod requests;
+pub mod resize;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;

@@ -36,6 +36,8 @@ const RESERVED_PREFIX: &str = "csi.storage.k8s.io/";
 pub enum ProvisionError {
     #[error("Kubernetes API: {0}")]
     Kube(#[from] kube::Error),
+    #[error(transparent)]
+    Resize(#[from] super::resize::ResizeError),
     #[error("StorageClass {0:?} not found")]
     ClassNotFound(String),
     #[error("claim {claim}: {field}: {message}")]
@@ -117,6 +119,20 @@ pub async fn reconcile(
     let Some(csi) = ctx.csi.clone() else {
         return Ok(Action::await_change());
     };
+    // A bound claim has its volume: the only thing left to do for it is
+    // to grow it when asked (an agent does that for its node's volumes).
+    let bound = pvc
+        .spec
+        .as_ref()
+        .and_then(|s| s.volume_name.as_deref())
+        .is_some_and(|v| !v.is_empty());
+    if bound && ctx.scope.node().is_some() && pvc.metadata.deletion_timestamp.is_none() {
+        ctx.pending.remove(&k);
+        ctx.metrics.queue_depth.set(ctx.pending.len() as i64);
+        let action = super::resize::reconcile(&pvc, &ctx).await?;
+        ctx.backoff.reset(&k);
+        return Ok(action);
+    }
     let wants_us = pvc.metadata.deletion_timestamp.is_none()
         && ctx.scope.owns_claim(&pvc)
         && pvc

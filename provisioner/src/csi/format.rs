@@ -90,3 +90,42 @@ pub fn grow(device: &Path, mount_point: &Path, fs_type: &str) -> Result<(), CsiE
         ))),
     }
 }
+
+/// Bytes an ext4 file system spans (`dumpe2fs -h`: block count × size).
+fn ext4_bytes(device: &Path) -> Result<u64, CsiError> {
+    let out = run(Command::new("dumpe2fs").arg("-h").arg(device))?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    let field = |name: &str| {
+        text.lines()
+            .find_map(|l| l.strip_prefix(name))
+            .and_then(|v| v.trim().parse::<u64>().ok())
+    };
+    match (field("Block count:"), field("Block size:")) {
+        (Some(n), Some(size)) => Ok(n.saturating_mul(size)),
+        _ => Err(CsiError::Command {
+            command: format!("dumpe2fs -h {}", device.display()),
+            detail: String::from_utf8_lossy(&out.stderr).trim().to_string(),
+        }),
+    }
+}
+
+/// Grows an unmounted ext4 file system to fill `device_bytes` when the
+/// volume was expanded while no pod used it: offline growth needs no
+/// privilege beyond the device, where growing it mounted needs
+/// CAP_SYS_RESOURCE (which some nodes' root lacks). XFS only grows mounted
+/// and is left to NodeExpandVolume.
+pub fn grow_unmounted(device: &Path, fs_type: &str, device_bytes: u64) -> Result<(), CsiError> {
+    if fs_type != "ext4" || ext4_bytes(device)? >= device_bytes {
+        return Ok(());
+    }
+    // resize2fs insists on a checked file system; e2fsck exits 1 when it
+    // fixed something, which is fine here.
+    let out = run(Command::new("e2fsck").args(["-f", "-p"]).arg(device))?;
+    if !matches!(out.status.code(), Some(0 | 1)) {
+        return Err(CsiError::Command {
+            command: format!("e2fsck -f -p {}", device.display()),
+            detail: String::from_utf8_lossy(&out.stderr).trim().to_string(),
+        });
+    }
+    check(Command::new("resize2fs").arg(device))
+}

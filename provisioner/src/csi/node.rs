@@ -129,7 +129,13 @@ impl Driver {
                                 .unwrap_or_else(|| "ext4".to_string())
                         };
                         let fs = match format::probe(&dev)? {
-                            Some(existing) => existing,
+                            Some(existing) => {
+                                let bytes = std::fs::metadata(&data)
+                                    .map_err(CsiError::io(format!("stat {}", data.display())))?
+                                    .len();
+                                format::grow_unmounted(&dev, &existing, bytes)?;
+                                existing
+                            }
                             None => {
                                 format::mkfs(&dev, &wanted)?;
                                 wanted

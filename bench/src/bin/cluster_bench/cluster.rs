@@ -84,6 +84,7 @@ impl Cluster {
         let cp = ControlPlane::start_with(Options {
             stock_binder,
             scheduler: false,
+            ..Options::default()
         })
         .await?;
         let client = cp.client().await?;
