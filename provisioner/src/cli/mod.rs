@@ -20,11 +20,24 @@ use crate::manifest::{self, ManifestError};
 #[command(
     name = "berth",
     version,
-    about = "Kubernetes storage engine: binding planner, CSI driver and provisioner"
+    about = "Kubernetes storage engine: binding planner, CSI driver and provisioner",
+    // A flag given twice takes its last value, as kubectl's do: a kustomize
+    // patch appending to deploy/'s args overrides them.
+    args_override_self = true
 )]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
+    /// How log lines are written to stderr: `text` for people, `json` (one
+    /// object per line) for cluster log pipelines.
+    #[arg(long, value_enum, global = true, default_value = "text")]
+    pub log_format: LogFormat,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
 }
 
 #[derive(Debug, Subcommand)]
@@ -113,7 +126,8 @@ pub(crate) fn read_snapshot(input: &InputArgs) -> Result<Snapshot, InputError> {
 /// command's default: `warn` for the one-shot commands (their output is the
 /// answer), `info` for the services (one line per RPC and per reconcile
 /// outcome is what an operator reads in `kubectl logs`).
-fn init_logging(command: &Command) {
+fn init_logging(command: &Command, format: LogFormat) {
+    use std::io::IsTerminal;
     let default = match command {
         Command::DryRun(_) | Command::Explain(_) => "warn",
         Command::Csi(_) | Command::Controller(_) | Command::Node(_) => "info",
@@ -121,14 +135,20 @@ fn init_logging(command: &Command) {
     let filter = tracing_subscriber::EnvFilter::try_from_env("BERTH_LOG")
         .or_else(|_| tracing_subscriber::EnvFilter::try_from_default_env())
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
-    let _ = tracing_subscriber::fmt()
+    let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .try_init();
+        .with_writer(std::io::stderr);
+    let _ = match format {
+        LogFormat::Json => builder.json().try_init(),
+        // Colours only for a terminal: `kubectl logs` shows escape codes.
+        LogFormat::Text => builder
+            .with_ansi(std::io::stderr().is_terminal())
+            .try_init(),
+    };
 }
 
 pub fn main(cli: Cli) -> ExitCode {
-    init_logging(&cli.command);
+    init_logging(&cli.command, cli.log_format);
     match cli.command {
         Command::DryRun(args) => dry_run::run(args),
         Command::Explain(args) => explain::run(args),
