@@ -572,3 +572,32 @@ async fn a_deleted_nodes_volumes_are_handled_as_documented_and_others_untouched(
     assert_eq!(other.status.and_then(|s| s.phase).as_deref(), Some("Bound"));
     assert_eq!(env.agent("node-a").volumes_on_disk(), [other_volume]);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_claim_below_its_file_systems_minimum_gets_a_volume_of_the_minimum() {
+    let mut env = Cluster::start_node_local(&[NodeSpec::new("node-a", "4Gi")]).await;
+    env.berth.add_controller(&[]).expect("controller");
+    env.namespace("apps").await;
+    env.class(
+        "xfs",
+        "Immediate",
+        "Delete",
+        json!({ "csi.storage.k8s.io/fstype": "xfs" }),
+    )
+    .await;
+    env.wait_capacities("xfs").await;
+    env.claim("apps", "small", "xfs").await;
+    let pv = env.wait_bound("apps", "small").await;
+    let pv = env.pvs().get(&pv).await.expect("pv");
+    let capacity = pv
+        .spec
+        .and_then(|s| s.capacity)
+        .and_then(|c| c.get("storage").cloned())
+        .map(|q| q.0);
+    assert_eq!(
+        capacity.as_deref(),
+        Some("300Mi"),
+        "the 64Mi claim's xfs volume has xfs's minimum, written canonically"
+    );
+    wait_capacity(&env, "node-a", "xfs", "3796Mi").await;
+}

@@ -493,3 +493,68 @@ fn capacity_objects_are_validated_at_the_edge() {
     let err = berth::manifest::to_snapshot(docs).expect_err("no class");
     assert!(err.to_string().contains("storageClassName"), "{err}");
 }
+
+#[test]
+fn a_request_below_the_file_systems_minimum_is_rounded_up_and_placed_at_that_size() {
+    // xfs volumes are at least 300Mi: a 64Mi claim takes 300Mi on its node,
+    // so the second one no longer fits node-a's 400Mi.
+    let xfs = class(
+        "xfs",
+        "csi.berth.dev",
+        "parameters:\n  csi.storage.k8s.io/fstype: xfs",
+    );
+    let yaml = format!(
+        "{}{}{}{}{}{xfs}{}{}{}",
+        csi_driver(true),
+        node("na", "a", None),
+        node("nb", "b", None),
+        capacity("na", "xfs", "400Mi", None),
+        capacity("nb", "xfs", "350Mi", None),
+        pvc("c1", "64Mi", RWO, Some("xfs"), ""),
+        pvc("c2", "64Mi", RWO, Some("xfs"), ""),
+        pvc("block", "1Mi", RWO, Some("xfs"), "  volumeMode: Block"),
+    );
+    let p = plan(&yaml);
+    let got: Vec<(String, Option<String>, Option<String>)> = p
+        .provisioning
+        .iter()
+        .map(|x| {
+            (
+                x.claim.name.clone(),
+                x.node.clone(),
+                x.rounded_up.map(|q| q.to_string()),
+            )
+        })
+        .collect();
+    assert_eq!(
+        got,
+        [
+            ("block".to_string(), Some("na".to_string()), None),
+            (
+                "c1".to_string(),
+                Some("na".to_string()),
+                Some("300Mi".to_string())
+            ),
+            (
+                "c2".to_string(),
+                Some("nb".to_string()),
+                Some("300Mi".to_string())
+            ),
+        ],
+        "raw block has no file system and no minimum"
+    );
+    // `berth dry-run` says so.
+    let dir = tempfile::tempdir().expect("tempdir");
+    let file = dir.path().join("xfs.yaml");
+    std::fs::write(&file, &yaml).expect("write");
+    let out = std::process::Command::new(berth_bin())
+        .args(["dry-run", "-f"])
+        .arg(&file)
+        .output()
+        .expect("berth dry-run");
+    let table = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        table.contains("64Mi (rounded up to 300Mi, its file system's minimum)"),
+        "{table}"
+    );
+}

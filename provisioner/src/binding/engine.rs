@@ -15,6 +15,28 @@ use crate::model::{BindingMode, ClaimKey, Labels, ObjectKey};
 
 const EMPTY_LABELS: &Labels = &Labels::new();
 
+/// berth's driver makes a volume at least as large as its file system's
+/// minimum (csi/format.rs): a Filesystem claim of a class with an `fsType`
+/// asking for less gets that much.
+fn rounded_up(
+    class: &StorageClass,
+    claim: &Claim,
+    request: crate::quantity::Quantity,
+) -> Option<crate::quantity::Quantity> {
+    if class.provisioner != crate::csi::DRIVER_NAME
+        || claim.volume_mode != crate::model::VolumeMode::Filesystem
+    {
+        return None;
+    }
+    let fs = class
+        .parameters
+        .iter()
+        .find(|(k, _)| k == "csi.storage.k8s.io/fstype" || k == "fsType")
+        .map(|(_, v)| v.as_str())?;
+    let min = crate::csi::format::minimum_bytes(fs);
+    (request.value_ceil() < i128::from(min)).then(|| crate::quantity::Quantity::from_bytes(min))
+}
+
 /// The catalog says the provisioner's volumes live on one node each.
 fn node_local(provisioner: &str) -> bool {
     storage_classes::provisioner(provisioner).is_some_and(|p| p.node_local)
@@ -333,6 +355,7 @@ impl<'s> Engine<'s> {
             node: node.map(str::to_string),
             request: view.request,
             placement: None,
+            rounded_up: rounded_up(class, claim, view.request),
         })
     }
 

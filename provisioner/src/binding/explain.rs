@@ -109,6 +109,12 @@ pub fn explain(snapshot: &Snapshot, key: &ClaimKey) -> Option<Vec<String>> {
                 (None, _) => String::new(),
             }
         ));
+        if let Some(q) = p.rounded_up {
+            out.push(format!(
+                "  size: {q}, not the {} requested: its file system's minimum",
+                p.request
+            ));
+        }
     } else if let Some(p) = plan.pending.iter().find(|p| &p.claim == key) {
         out.push(format!("  decision: Pending: {}", p.reason));
     }

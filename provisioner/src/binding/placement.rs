@@ -107,9 +107,9 @@ impl<'s> Engine<'s> {
                 continue;
             };
             load.count_planned(self, &p.provisioner);
-            match self.choose_node(class, &nodes, view.request, &load) {
+            match self.choose_node(class, &nodes, p.size(), &load) {
                 Ok((node, placement)) => {
-                    load.add(&p.provisioner, &node, view.request);
+                    load.add(&p.provisioner, &node, p.size());
                     p.node = Some(node);
                     p.placement = Some(placement);
                     self.plan.provisioning.push(p);
@@ -292,7 +292,7 @@ impl Load {
             .provisioning
             .iter()
             .filter(|p| p.provisioner == driver)
-            .filter_map(|p| Some((p.node.clone()?, p.request)))
+            .filter_map(|p| Some((p.node.clone()?, p.size())))
             .collect();
         for (node, request) in planned {
             self.add(driver, &node, request);

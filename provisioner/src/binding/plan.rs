@@ -42,6 +42,16 @@ pub struct Provisioning {
     pub request: Quantity,
     /// Set when berth's placement chose `node` (see [`Placement`]).
     pub placement: Option<Placement>,
+    /// The size berth's driver makes when the request is below the class's
+    /// file system's minimum (xfs: 300Mi): the volume, and the PV, get this.
+    pub rounded_up: Option<Quantity>,
+}
+
+impl Provisioning {
+    /// What the volume will take on its node.
+    pub fn size(&self) -> Quantity {
+        self.rounded_up.unwrap_or(self.request)
+    }
 }
 
 /// Why berth's placement chose a node for an Immediate claim of a

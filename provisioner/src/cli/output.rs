@@ -39,6 +39,10 @@ struct ProvisioningDoc<'a> {
     /// node-local provisioner).
     #[serde(skip_serializing_if = "Option::is_none")]
     placement: Option<PlacementDoc>,
+    /// The size the volume gets when the request is below its file
+    /// system's minimum.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    rounded_up_to: Option<String>,
 }
 
 #[derive(Serialize)]
@@ -115,6 +119,7 @@ fn doc(plan: &Plan) -> PlanDoc<'_> {
                     free_storage: pl.free.map(|q| q.to_string()),
                     feasible_nodes: pl.feasible,
                 }),
+                rounded_up_to: p.rounded_up.map(|q| q.to_string()),
             })
             .collect(),
         pending: plan
@@ -193,12 +198,16 @@ pub fn to_table(plan: &Plan) -> String {
             (Some(n), None) => format!(" on node {n}"),
             (None, _) => String::new(),
         };
+        let rounded = p
+            .rounded_up
+            .map(|q| format!(" (rounded up to {q}, its file system's minimum)"))
+            .unwrap_or_default();
         rows.push((
             p.claim.to_string(),
             vec![
                 "Provision".into(),
                 format!("{} ({})", p.provisioner, p.class),
-                format!("{}{node}", p.request),
+                format!("{}{rounded}{node}", p.request),
             ],
             vec![],
         ));

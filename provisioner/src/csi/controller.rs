@@ -133,6 +133,22 @@ fn range_bytes(range: Option<&csi::CapacityRange>) -> Result<(u64, u64), CsiErro
     Ok((req, lim))
 }
 
+/// `size`, or `fs`'s minimum when that is larger; OUT_OF_RANGE, naming the
+/// minimum, when `limit` (non-zero) forbids it.
+fn at_least_fs_minimum(fs: &str, size: u64, limit: u64) -> Result<u64, CsiError> {
+    let min = format::minimum_bytes(fs);
+    if size >= min {
+        return Ok(size);
+    }
+    if limit > 0 && limit < min {
+        return Err(CsiError::OutOfRange(format!(
+            "{fs} needs at least {min} bytes ({}); limit_bytes {limit} is below it",
+            crate::quantity::Quantity::from_bytes(min)
+        )));
+    }
+    Ok(min)
+}
+
 fn run_cp(args: &[&std::ffi::OsStr]) -> Result<(), CsiError> {
     let mut cmd = Command::new("cp");
     cmd.args(args);
@@ -425,6 +441,13 @@ impl Driver {
                 "the content source needs {min_size} bytes, above limit_bytes {limit}"
             )));
         }
+        // A file system berth formats has a floor: round up to it, and say
+        // so in capacity_bytes (the CSI spec lets a volume be larger than
+        // asked, up to limit_bytes).
+        let size = match fs_type.as_deref().filter(|_| caps.mount) {
+            Some(fs) => at_least_fs_minimum(fs, size, limit)?,
+            None => size,
+        };
 
         if let Some(existing) = self.store.volume_by_name(&req.name)? {
             let fits = existing.capacity >= required && (limit == 0 || existing.capacity <= limit);
@@ -703,6 +726,14 @@ impl Driver {
         let mut rec = self.ready_volume(&req.volume_id)?;
         let node_expansion_required = rec.layout == Layout::Image;
         let target = if required > 0 { required } else { limit };
+        let target = match rec
+            .fs_type
+            .as_deref()
+            .filter(|_| rec.layout == Layout::Image)
+        {
+            Some(fs) => at_least_fs_minimum(fs, target, limit)?,
+            None => target,
+        };
         if target <= rec.capacity {
             return Ok(csi::ControllerExpandVolumeResponse {
                 capacity_bytes: to_i64(rec.capacity),
@@ -1075,6 +1106,30 @@ mod tests {
         assert!(decode_token("abc").is_err());
         assert!(decode_token(&encode_token("../x")).is_err());
         assert!(matches!(decode_token(""), Ok(None)));
+    }
+
+    #[test]
+    fn sizes_below_a_file_systems_floor_are_raised_to_it_within_the_limit() {
+        let xfs = format::minimum_bytes("xfs");
+        let cases: [(&str, &str, u64, u64, u64); 5] = [
+            ("xfs 1Mi", "xfs", 1 << 20, 0, xfs),
+            ("xfs 1Mi with room", "xfs", 1 << 20, 1 << 30, xfs),
+            ("xfs above", "xfs", 1 << 30, 0, 1 << 30),
+            ("ext4 1Mi", "ext4", 1 << 20, 1 << 20, 1 << 20),
+            ("ext4 tiny", "ext4", 4096, 0, 106_496),
+        ];
+        for (name, fs, size, limit, want) in cases {
+            assert_eq!(
+                at_least_fs_minimum(fs, size, limit).ok(),
+                Some(want),
+                "case {name}"
+            );
+        }
+        let refused = at_least_fs_minimum("xfs", 1 << 20, 1 << 20);
+        match refused {
+            Err(CsiError::OutOfRange(m)) => assert!(m.contains("300Mi"), "{m}"),
+            other => panic!("expected OUT_OF_RANGE, got {other:?}"),
+        }
     }
 
     #[test]

@@ -1,0 +1,174 @@
+//! A volume NodeStage can format, whatever size was asked: `berth csi`
+//! rounds a request below its file system's minimum (xfs 300Mi, ext4
+//! 104Ki) up to it, reports the real size in `capacity_bytes`, and refuses
+//! with OUT_OF_RANGE naming the minimum when `limit_bytes` forbids that;
+//! raw block volumes have no minimum. Each rounded volume is staged (a real
+//! mkfs and mount) to show it works.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use berth_tests::berth_bin;
+use csi_proto as csi;
+use csi_proto::controller_client::ControllerClient;
+use csi_proto::node_client::NodeClient;
+
+struct Driver {
+    child: Child,
+    dir: tempfile::TempDir,
+    sock: PathBuf,
+}
+
+impl Drop for Driver {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn start() -> Driver {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let sock = dir.path().join("csi.sock");
+    let child = Command::new(berth_bin())
+        .arg("csi")
+        .arg(format!("--endpoint=unix://{}", sock.display()))
+        .args(["--node-id=n1", "--capacity=10Gi"])
+        .arg(format!(
+            "--state-dir={}",
+            dir.path().join("state").display()
+        ))
+        .arg(format!("--data-dir={}", dir.path().join("data").display()))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("berth csi");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !sock.exists() {
+        assert!(Instant::now() < deadline, "no socket");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    Driver { child, dir, sock }
+}
+
+fn cap(fs: Option<&str>) -> csi::VolumeCapability {
+    use csi::volume_capability::*;
+    csi::VolumeCapability {
+        access_type: Some(match fs {
+            Some(fs) => AccessType::Mount(MountVolume {
+                fs_type: fs.into(),
+                ..Default::default()
+            }),
+            None => AccessType::Block(BlockVolume {}),
+        }),
+        access_mode: Some(AccessMode {
+            mode: access_mode::Mode::SingleNodeWriter as i32,
+        }),
+    }
+}
+
+/// Total bytes of the file system mounted at `path`.
+fn fs_bytes(path: &Path) -> u64 {
+    let s = nix::sys::statvfs::statvfs(path).expect("statvfs");
+    u64::from(s.blocks()) * s.fragment_size()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn requests_below_a_file_systems_minimum_are_rounded_up_or_refused() {
+    let driver = start();
+    let channel = {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            match csi_proto::connect_unix(driver.sock.clone()).await {
+                Ok(c) => break c,
+                Err(e) => {
+                    assert!(Instant::now() < deadline, "{e}");
+                    tokio::time::sleep(Duration::from_millis(10)).await;
+                }
+            }
+        }
+    };
+    let mut ctrl = ControllerClient::new(channel.clone());
+    let mut node = NodeClient::new(channel);
+    const MI: i64 = 1 << 20;
+    // (case, fs or block, required, limit, Ok(capacity) or Err(minimum named))
+    let cases: [(&str, Option<&str>, i64, i64, Result<i64, &str>); 6] = [
+        ("xfs 1Mi", Some("xfs"), MI, 0, Ok(300 * MI)),
+        (
+            "xfs 1Mi within a 1Gi limit",
+            Some("xfs"),
+            MI,
+            1024 * MI,
+            Ok(300 * MI),
+        ),
+        ("xfs 1Mi, limit 1Mi", Some("xfs"), MI, MI, Err("300Mi")),
+        ("ext4 4Ki", Some("ext4"), 4096, 0, Ok(106_496)),
+        (
+            "ext4 4Ki, limit 64Ki",
+            Some("ext4"),
+            4096,
+            64 * 1024,
+            Err("104Ki"),
+        ),
+        ("raw block 1Mi has no minimum", None, MI, MI, Ok(MI)),
+    ];
+    for (i, (name, fs, required, limit, want)) in cases.into_iter().enumerate() {
+        let req = csi::CreateVolumeRequest {
+            name: format!("v{i}"),
+            capacity_range: Some(csi::CapacityRange {
+                required_bytes: required,
+                limit_bytes: limit,
+            }),
+            volume_capabilities: vec![cap(fs)],
+            ..Default::default()
+        };
+        let got = ctrl.create_volume(req).await;
+        match want {
+            Err(minimum) => {
+                let s = got.expect_err(name);
+                assert_eq!(s.code(), tonic::Code::OutOfRange, "case {name}: {s:?}");
+                assert!(
+                    s.message().contains(minimum),
+                    "case {name}: {}",
+                    s.message()
+                );
+            }
+            Ok(capacity) => {
+                let volume = got
+                    .unwrap_or_else(|s| panic!("case {name}: {s:?}"))
+                    .into_inner()
+                    .volume
+                    .expect("volume");
+                assert_eq!(volume.capacity_bytes, capacity, "case {name}");
+                let Some(fs) = fs else { continue };
+                // It stages: mkfs accepts it, and it mounts at that size.
+                let staging = driver.dir.path().join(format!("stage-{i}"));
+                node.node_stage_volume(csi::NodeStageVolumeRequest {
+                    volume_id: volume.volume_id.clone(),
+                    staging_target_path: staging.display().to_string(),
+                    volume_capability: Some(cap(Some(fs))),
+                    ..Default::default()
+                })
+                .await
+                .unwrap_or_else(|s| panic!("case {name}: NodeStage: {s:?}"));
+                let size = fs_bytes(&staging);
+                assert!(
+                    size > 0 && size <= capacity as u64,
+                    "case {name}: a {size}-byte {fs} on a {capacity}-byte volume"
+                );
+                node.node_unstage_volume(csi::NodeUnstageVolumeRequest {
+                    volume_id: volume.volume_id.clone(),
+                    staging_target_path: staging.display().to_string(),
+                })
+                .await
+                .unwrap_or_else(|s| panic!("case {name}: NodeUnstage: {s:?}"));
+                ctrl.delete_volume(csi::DeleteVolumeRequest {
+                    volume_id: volume.volume_id,
+                    ..Default::default()
+                })
+                .await
+                .unwrap_or_else(|s| panic!("case {name}: DeleteVolume: {s:?}"));
+            }
+        }
+    }
+}
