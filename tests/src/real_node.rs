@@ -60,6 +60,12 @@ fn run(cmd: &mut Command) -> Result<String, String> {
     Ok(String::from_utf8_lossy(&out.stdout).into_owned())
 }
 
+/// `ip addr add|del 10.0.0.1/32 dev lo`: the API server's address for pods.
+fn api_address(op: &str) -> Result<String, String> {
+    let cidr = format!("{}/32", REAL_NODE_API.0);
+    run(Command::new("ip").args(["addr", op, &cidr, "dev", "lo"]))
+}
+
 fn write(path: &Path, text: &str) -> Result<(), String> {
     if let Some(parent) = path.parent() {
         fs::create_dir_all(parent).map_err(|e| format!("{}: {e}", parent.display()))?;
@@ -183,20 +189,8 @@ impl RealNode {
             .map(PathBuf::from)
             .filter(|p| !p.exists())
             .collect();
-        let _ = run(Command::new("ip").args([
-            "addr",
-            "del",
-            &format!("{}/32", REAL_NODE_API.0),
-            "dev",
-            "lo",
-        ]));
-        run(Command::new("ip").args([
-            "addr",
-            "add",
-            &format!("{}/32", REAL_NODE_API.0),
-            "dev",
-            "lo",
-        ]))?;
+        let _ = api_address("del");
+        api_address("add")?;
 
         let cp = ControlPlane::start_with(Options {
             real_node: true,
@@ -597,13 +591,7 @@ volumePluginDir: {plugins}
         }
         let _ = run(Command::new("ip").args(["link", "del", BRIDGE]));
         if self.address_added {
-            let _ = run(Command::new("ip").args([
-                "addr",
-                "del",
-                &format!("{}/32", REAL_NODE_API.0),
-                "dev",
-                "lo",
-            ]));
+            let _ = api_address("del");
         }
     }
 

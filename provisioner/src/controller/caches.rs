@@ -36,6 +36,23 @@ const LAST_APPLIED: &str = "kubectl.kubernetes.io/last-applied-configuration";
 /// the store to stay current.
 pub type Feed<K> = BoxStream<'static, Result<K, watcher::Error>>;
 
+/// What a kind needs to be watched into a store.
+pub trait Cached:
+    Resource<DynamicType = ()> + Clone + DeserializeOwned + std::fmt::Debug + Send + Sync + 'static
+{
+}
+
+impl<K> Cached for K where
+    K: Resource<DynamicType = ()>
+        + Clone
+        + DeserializeOwned
+        + std::fmt::Debug
+        + Send
+        + Sync
+        + 'static
+{
+}
+
 /// Drops what berth never reads before an object is stored.
 fn trim<K: Resource>(o: &mut K) {
     o.managed_fields_mut().clear();
@@ -51,13 +68,7 @@ fn watch<K>(
     keep: impl Fn(&K) -> bool + Send + Sync + 'static,
 ) -> (Store<K>, Feed<K>)
 where
-    K: Resource<DynamicType = ()>
-        + Clone
-        + DeserializeOwned
-        + std::fmt::Debug
-        + Send
-        + Sync
-        + 'static,
+    K: Cached,
 {
     let (store, writer) = reflector::store();
     let changed = changed.clone();
@@ -89,13 +100,7 @@ where
 /// Starts an unfiltered reflector for `K` and drives it in the background.
 pub fn reflect<K>(client: &Client, changed: &Arc<Notify>) -> Store<K>
 where
-    K: Resource<DynamicType = ()>
-        + Clone
-        + DeserializeOwned
-        + std::fmt::Debug
-        + Send
-        + Sync
-        + 'static,
+    K: Cached,
 {
     let (store, feed) = watch(
         Api::all(client.clone()),
