@@ -3,7 +3,9 @@
 //! shape of the JSON contract.
 
 pub mod control_plane;
+pub mod csi_driver;
 pub mod images;
+pub mod readme;
 pub mod real_node;
 
 use berth::binding::{self, Plan, Snapshot};
@@ -132,4 +134,18 @@ pub fn repo_root() -> std::path::PathBuf {
         .parent()
         .expect("tests/ lives in the workspace")
         .to_path_buf()
+}
+
+/// `GET path` on a loopback HTTP server, returning the body.
+pub async fn http_get(port: u16, path: &str) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut s = tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .expect("connect");
+    s.write_all(format!("GET {path} HTTP/1.0\r\nHost: localhost\r\n\r\n").as_bytes())
+        .await
+        .unwrap();
+    let mut out = String::new();
+    s.read_to_string(&mut out).await.unwrap();
+    out
 }

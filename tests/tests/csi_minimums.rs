@@ -5,51 +5,12 @@
 //! raw block volumes have no minimum. Each rounded volume is staged (a real
 //! mkfs and mount) to show it works.
 
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::path::Path;
 
-use berth_tests::berth_bin;
+use berth_tests::csi_driver::CsiDriver;
 use csi_proto as csi;
 use csi_proto::controller_client::ControllerClient;
 use csi_proto::node_client::NodeClient;
-
-struct Driver {
-    child: Child,
-    dir: tempfile::TempDir,
-    sock: PathBuf,
-}
-
-impl Drop for Driver {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn start() -> Driver {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let sock = dir.path().join("csi.sock");
-    let child = Command::new(berth_bin())
-        .arg("csi")
-        .arg(format!("--endpoint=unix://{}", sock.display()))
-        .args(["--node-id=n1", "--capacity=10Gi"])
-        .arg(format!(
-            "--state-dir={}",
-            dir.path().join("state").display()
-        ))
-        .arg(format!("--data-dir={}", dir.path().join("data").display()))
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("berth csi");
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while !sock.exists() {
-        assert!(Instant::now() < deadline, "no socket");
-        std::thread::sleep(Duration::from_millis(10));
-    }
-    Driver { child, dir, sock }
-}
 
 fn cap(fs: Option<&str>) -> csi::VolumeCapability {
     use csi::volume_capability::*;
@@ -67,32 +28,32 @@ fn cap(fs: Option<&str>) -> csi::VolumeCapability {
     }
 }
 
+/// One case: its name, fsType (None: raw block), required and limit
+/// bytes, and the capacity given or the minimum the refusal names.
+type Case = (
+    &'static str,
+    Option<&'static str>,
+    i64,
+    i64,
+    Result<i64, &'static str>,
+);
+
 /// Total bytes of the file system mounted at `path`.
 fn fs_bytes(path: &Path) -> u64 {
     let s = nix::sys::statvfs::statvfs(path).expect("statvfs");
-    u64::from(s.blocks()) * s.fragment_size()
+    s.blocks() * s.fragment_size()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn requests_below_a_file_systems_minimum_are_rounded_up_or_refused() {
-    let driver = start();
-    let channel = {
-        let deadline = Instant::now() + Duration::from_secs(10);
-        loop {
-            match csi_proto::connect_unix(driver.sock.clone()).await {
-                Ok(c) => break c,
-                Err(e) => {
-                    assert!(Instant::now() < deadline, "{e}");
-                    tokio::time::sleep(Duration::from_millis(10)).await;
-                }
-            }
-        }
-    };
+    let driver = CsiDriver::start(&[]);
+    let channel = csi_proto::connect_unix(driver.sock().to_path_buf())
+        .await
+        .expect("connect");
     let mut ctrl = ControllerClient::new(channel.clone());
     let mut node = NodeClient::new(channel);
     const MI: i64 = 1 << 20;
-    // (case, fs or block, required, limit, Ok(capacity) or Err(minimum named))
-    let cases: [(&str, Option<&str>, i64, i64, Result<i64, &str>); 6] = [
+    let cases: [Case; 6] = [
         ("xfs 1Mi", Some("xfs"), MI, 0, Ok(300 * MI)),
         (
             "xfs 1Mi within a 1Gi limit",
@@ -142,7 +103,7 @@ async fn requests_below_a_file_systems_minimum_are_rounded_up_or_refused() {
                 assert_eq!(volume.capacity_bytes, capacity, "case {name}");
                 let Some(fs) = fs else { continue };
                 // It stages: mkfs accepts it, and it mounts at that size.
-                let staging = driver.dir.path().join(format!("stage-{i}"));
+                let staging = driver.dir().join(format!("stage-{i}"));
                 node.node_stage_volume(csi::NodeStageVolumeRequest {
                     volume_id: volume.volume_id.clone(),
                     staging_target_path: staging.display().to_string(),

@@ -4,13 +4,15 @@
 //! persisted). The kustomizations list every manifest, so `kubectl apply
 //! -k` installs what is tested here.
 
-use std::path::Path;
+use std::path::{Component, Path, PathBuf};
+use std::process::Command;
 
 use berth::manifest;
-use berth_tests::control_plane::ControlPlane;
+use berth_tests::control_plane::{ControlPlane, binaries};
 use kube::api::{Api, DynamicObject, Patch, PatchParams};
 use kube::core::GroupVersionKind;
 use kube::discovery::pinned_kind;
+use serde_json::Value;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn deploy_manifests_pass_server_side_dry_run() {
@@ -44,30 +46,14 @@ async fn deploy_manifests_pass_server_side_dry_run() {
         let text = std::fs::read_to_string(file).unwrap();
         let docs = manifest::parse_str(&file.display().to_string(), &text).expect("parse");
         for doc in docs {
-            let v = doc.value;
-            let api_version = v["apiVersion"].as_str().expect("apiVersion");
-            let kind = v["kind"].as_str().expect("kind");
-            let name = v["metadata"]["name"].as_str().expect("name").to_string();
-            let (group, version) = api_version.rsplit_once('/').unwrap_or(("", api_version));
-            let gvk = GroupVersionKind::gvk(group, version, kind);
-            let (ar, caps) = pinned_kind(&client, &gvk).await.unwrap_or_else(|e| {
-                panic!("{}: unknown kind {api_version} {kind}: {e}", file.display())
-            });
-            let api: Api<DynamicObject> = match v["metadata"]["namespace"].as_str() {
-                Some(ns) if caps.scope == kube::discovery::Scope::Namespaced => {
-                    Api::namespaced_with(client.clone(), ns, &ar)
-                }
-                _ => Api::all_with(client.clone(), &ar),
-            };
-            let mut pp = PatchParams::apply("berth-e2e").force();
-            if kind != "Namespace" {
-                pp = pp.dry_run();
-            }
-            api.patch(&name, &pp, &Patch::Apply(&v))
-                .await
-                .unwrap_or_else(|e| panic!("{}: {kind} {name} rejected: {e}", file.display()));
-            applied.push(format!("{kind}/{name}"));
+            applied.push(apply(&client, &file.display().to_string(), &doc.value).await);
         }
+    }
+    // The kubelet-root overlay of deploy/kind/README.md, as kustomize
+    // renders it, passes the same checks (its Namespace is re-applied as is).
+    let overlay = kubelet_root_overlay();
+    for doc in kustomize(overlay.path()) {
+        apply(&client, "the kubelet-root overlay", &doc).await;
     }
     for expected in [
         "Namespace/berth-system",
@@ -92,6 +78,34 @@ async fn deploy_manifests_pass_server_side_dry_run() {
         classes >= 2,
         "an Immediate and a WaitForFirstConsumer class: {applied:?}"
     );
+}
+
+/// Applies one document with server-side apply: a Namespace for real (the
+/// dry-run objects need it to exist), anything else with dry-run. Returns
+/// `Kind/name`.
+async fn apply(client: &kube::Client, source: &str, v: &Value) -> String {
+    let api_version = v["apiVersion"].as_str().expect("apiVersion");
+    let kind = v["kind"].as_str().expect("kind");
+    let name = v["metadata"]["name"].as_str().expect("name");
+    let (group, version) = api_version.rsplit_once('/').unwrap_or(("", api_version));
+    let gvk = GroupVersionKind::gvk(group, version, kind);
+    let (ar, caps) = pinned_kind(client, &gvk)
+        .await
+        .unwrap_or_else(|e| panic!("{source}: unknown kind {api_version} {kind}: {e}"));
+    let api: Api<DynamicObject> = match v["metadata"]["namespace"].as_str() {
+        Some(ns) if caps.scope == kube::discovery::Scope::Namespaced => {
+            Api::namespaced_with(client.clone(), ns, &ar)
+        }
+        _ => Api::all_with(client.clone(), &ar),
+    };
+    let mut pp = PatchParams::apply("berth-e2e").force();
+    if kind != "Namespace" {
+        pp = pp.dry_run();
+    }
+    api.patch(name, &pp, &Patch::Apply(v))
+        .await
+        .unwrap_or_else(|e| panic!("{source}: {kind} {name} rejected: {e}"));
+    format!("{kind}/{name}")
 }
 
 fn file_name(p: &Path) -> String {
@@ -244,4 +258,182 @@ fn deploy_is_one_agent_per_node_and_a_controller_without_volume_state() {
             }
         }
     }
+}
+
+/// The kubelet root deploy/node.yaml assumes.
+const KUBELET_ROOT: &str = "/var/lib/kubelet";
+
+fn deploy_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy")
+}
+
+/// `kubectl kustomize DIR` with the kubectl of tests/k8s/build.sh, one
+/// value per rendered document.
+fn kustomize(dir: &Path) -> Vec<Value> {
+    let kubectl = binaries().unwrap_or_else(|e| panic!("{e}")).join("kubectl");
+    let out = Command::new(&kubectl)
+        .arg("kustomize")
+        .arg(dir)
+        .output()
+        .unwrap_or_else(|e| panic!("{}: {e}", kubectl.display()));
+    assert!(
+        out.status.success(),
+        "kubectl kustomize {}: {}",
+        dir.display(),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8(out.stdout).expect("kustomize prints UTF-8");
+    manifest::parse_str(&dir.display().to_string(), &text)
+        .expect("kustomize prints YAML documents")
+        .into_iter()
+        .map(|d| d.value)
+        .collect()
+}
+
+/// `to` relative to the directory `from`, through `/`: kustomize refuses an
+/// absolute path in `resources`.
+fn relative_path(from: &Path, to: &Path) -> String {
+    let from = from.canonicalize().expect("canonical temp dir");
+    let to = to.canonicalize().expect("canonical deploy dir");
+    let up = from
+        .components()
+        .filter(|c| matches!(c, Component::Normal(_)))
+        .count();
+    let down = to.strip_prefix("/").expect("an absolute path");
+    format!("{}{}", "../".repeat(up), down.display())
+}
+
+/// A temporary directory holding the kustomization of deploy/kind/README.md's
+/// `<!-- kubelet-root: kustomization -->` block as written, except its one
+/// `resources` entry: the README's `../deploy` (a directory next to
+/// deploy/) becomes the path of this repository's deploy/ from the temp dir.
+fn kubelet_root_overlay() -> tempfile::TempDir {
+    let block = berth_tests::readme::marked_block(
+        "deploy/kind/README.md",
+        "<!-- kubelet-root: kustomization ",
+        "yaml",
+    );
+    let dir = tempfile::tempdir().expect("temp dir");
+    const BASE: &str = "\n  - ../deploy\n";
+    assert_eq!(
+        block.matches(BASE).count(),
+        1,
+        "the README's overlay has one resource, ../deploy:\n{block}"
+    );
+    let resource = format!("\n  - {}\n", relative_path(dir.path(), &deploy_dir()));
+    let text = block.replace(BASE, &resource);
+    std::fs::write(dir.path().join("kustomization.yaml"), text).expect("write kustomization.yaml");
+    dir
+}
+
+/// Splits a render into the berth-node DaemonSet and every other document.
+fn node_daemonset(docs: Vec<Value>) -> (Value, Vec<Value>) {
+    let (ds, rest): (Vec<Value>, Vec<Value>) = docs
+        .into_iter()
+        .partition(|d| d["kind"] == "DaemonSet" && d["metadata"]["name"] == "berth-node");
+    let [ds] = <[Value; 1]>::try_from(ds).expect("one berth-node DaemonSet");
+    (ds, rest)
+}
+
+/// `path` is the kubelet root `root` or a path under it.
+fn under(path: &str, root: &str) -> bool {
+    path.strip_prefix(root)
+        .is_some_and(|rest| rest.is_empty() || rest.starts_with('/'))
+}
+
+#[test]
+fn the_kubelet_root_overlay_moves_every_kubelet_path_and_nothing_else() {
+    let (base, base_rest) = node_daemonset(kustomize(&deploy_dir()));
+    let overlay = kubelet_root_overlay();
+    let (ds, rest) = node_daemonset(kustomize(overlay.path()));
+    assert_eq!(
+        rest, base_rest,
+        "the overlay changes nothing but the berth-node DaemonSet"
+    );
+
+    let pod = &ds["spec"]["template"]["spec"];
+    let kubelet_volume = pod["volumes"]
+        .as_array()
+        .expect("volumes")
+        .iter()
+        .find(|v| v["name"] == "kubelet-dir")
+        .expect("the kubelet-dir volume");
+    let root = kubelet_volume["hostPath"]["path"]
+        .as_str()
+        .expect("kubelet-dir is a hostPath");
+    assert!(
+        root.starts_with('/') && root != KUBELET_ROOT,
+        "the kubelet-dir hostPath moved: {root}"
+    );
+
+    // No trace of the old root (the new one may contain it, as microk8s's
+    // /var/snap/microk8s/common/var/lib/kubelet does).
+    let text = serde_json::to_string(&ds)
+        .expect("serialize")
+        .replace(root, "<root>");
+    assert!(
+        !text.contains(KUBELET_ROOT),
+        "{KUBELET_ROOT} left in the overlay's DaemonSet: {text}"
+    );
+
+    let container = &pod["containers"][0];
+    let args: Vec<&str> = container["args"]
+        .as_array()
+        .expect("args")
+        .iter()
+        .filter_map(|a| a.as_str())
+        .collect();
+    let arg = |flag: &str| -> &str {
+        args.iter()
+            .find_map(|a| a.strip_prefix(flag))
+            .unwrap_or_else(|| panic!("no {flag} in {args:?}"))
+    };
+    let endpoint = arg("--endpoint=unix://");
+    assert!(under(endpoint, root), "--endpoint under {root}: {endpoint}");
+    let registration = arg("--registration-path=");
+    assert!(
+        registration.starts_with(&format!("{root}/plugins_registry/")),
+        "the kubelet watches {root}/plugins_registry: {registration}"
+    );
+    let mount = container["volumeMounts"]
+        .as_array()
+        .expect("volumeMounts")
+        .iter()
+        .find(|m| m["name"] == "kubelet-dir")
+        .expect("the kubelet-dir mount");
+    assert_eq!(
+        mount["mountPath"], root,
+        "the kubelet hands the driver host paths: the mount is at the host path"
+    );
+    for volume in pod["volumes"].as_array().into_iter().flatten() {
+        let Some(path) = volume["hostPath"]["path"].as_str() else {
+            continue;
+        };
+        let name = &volume["name"];
+        let base_path = base["spec"]["template"]["spec"]["volumes"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .find(|v| &v["name"] == name)
+            .and_then(|v| v["hostPath"]["path"].as_str())
+            .unwrap_or_else(|| panic!("volume {name} is in the base"));
+        if under(base_path, KUBELET_ROOT) {
+            assert!(under(path, root), "hostPath of {name} under {root}: {path}");
+        } else {
+            assert_eq!(path, base_path, "hostPath of {name} is not the kubelet's");
+        }
+    }
+
+    // And nothing else: the base with the root replaced, field for field.
+    let base_text = serde_json::to_string(&base).expect("serialize");
+    assert!(
+        base_text.contains(KUBELET_ROOT),
+        "the base names {KUBELET_ROOT}"
+    );
+    let expected: Value =
+        serde_json::from_str(&base_text.replace(KUBELET_ROOT, root)).expect("reparse");
+    assert_eq!(
+        ds, expected,
+        "the overlay is the base with {KUBELET_ROOT} moved to {root}"
+    );
 }

@@ -601,3 +601,50 @@ async fn a_claim_below_its_file_systems_minimum_gets_a_volume_of_the_minimum() {
     );
     wait_capacity(&env, "node-a", "xfs", "3796Mi").await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_burst_of_deleted_claims_deletes_each_volume_once() {
+    // Reclaim races the PV's other writers (the binder's status, pv-protection);
+    // a conflict must be retried on the PV, never by deleting the volume again.
+    let mut env = Cluster::start_node_local(&[NodeSpec::new("node-a", "8Gi")]).await;
+    env.berth.add_controller(&[]).expect("controller");
+    env.namespace("burst").await;
+    env.class("local", "Immediate", "Delete", json!({})).await;
+    env.wait_capacities("local").await;
+    const N: usize = 30;
+    for i in 0..N {
+        env.claim("burst", &format!("c{i}"), "local").await;
+    }
+    for i in 0..N {
+        env.wait_bound("burst", &format!("c{i}")).await;
+    }
+    env.claims("burst")
+        .delete_collection(&DeleteParams::default(), &ListParams::default())
+        .await
+        .expect("delete claims");
+    env.wait("every PV reclaimed", Duration::from_secs(120), || {
+        let env = &env;
+        async move { env.berth_pvs().await.is_empty().then_some(()) }
+    })
+    .await;
+    let port = env.agent("node-a").metrics_port;
+    let page = berth_tests::http_get(port, "/metrics").await;
+    let calls: u64 = page
+        .lines()
+        .filter(|l| l.starts_with("berth_csi_rpc_total{method=\"DeleteVolume\""))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
+        .sum();
+    assert_eq!(
+        calls,
+        N as u64,
+        "one DeleteVolume per volume; the agent's counters:\n{}",
+        page.lines()
+            .filter(|l| l.starts_with("berth_csi_rpc_total"))
+            .collect::<Vec<_>>()
+            .join("\n")
+    );
+    assert!(
+        env.agent("node-a").volumes_on_disk().is_empty(),
+        "nothing left on disk"
+    );
+}

@@ -8,6 +8,7 @@
 use std::time::Duration;
 
 use berth_tests::control_plane::{Cluster, DRIVER, NodeSpec, TOPOLOGY_KEY};
+use berth_tests::http_get;
 use kube::ResourceExt;
 use kube::api::{Api, DeleteParams, ListParams, PostParams};
 use serde_json::json;
@@ -236,20 +237,6 @@ async fn restarting_controller_and_driver_mid_run_leaves_no_duplicates() {
     }
     let all = env.pvs().list(&ListParams::default()).await.unwrap().items;
     assert_eq!(all.len(), 6, "no stray PVs");
-}
-
-/// `GET path` on a loopback HTTP server, returning the body.
-async fn http_get(port: u16, path: &str) -> String {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let mut s = tokio::net::TcpStream::connect(("127.0.0.1", port))
-        .await
-        .expect("connect");
-    s.write_all(format!("GET {path} HTTP/1.0\r\nHost: localhost\r\n\r\n").as_bytes())
-        .await
-        .unwrap();
-    let mut out = String::new();
-    s.read_to_string(&mut out).await.unwrap();
-    out
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -24,8 +24,8 @@
 
 use std::time::{Duration, Instant};
 
+use berth_tests::berth_bin;
 use berth_tests::real_node::{BERTH_HOST_DIR, RealNode};
-use berth_tests::{berth_bin, repo_root};
 use k8s_openapi::api::apps::v1::DaemonSet;
 use k8s_openapi::api::core::v1::{Node, PersistentVolumeClaim, Pod};
 use k8s_openapi::api::storage::v1::{CSINode, CSIStorageCapacity};
@@ -37,16 +37,11 @@ const KEY: &str = "topology.csi.berth.dev/node";
 /// The fenced `sh` block right after `<!-- real-node: NAME ...-->` in
 /// deploy/kind/README.md.
 fn readme_block(name: &str) -> String {
-    let text = std::fs::read_to_string(repo_root().join("deploy/kind/README.md"))
-        .expect("deploy/kind/README.md");
-    let marker = format!("<!-- real-node: {name} ");
-    let after = text
-        .split_once(&marker)
-        .unwrap_or_else(|| panic!("README has no {marker}"))
-        .1;
-    let start = after.find("```sh\n").expect("a sh block after the marker") + 6;
-    let end = after[start..].find("```").expect("the block ends") + start;
-    after[start..end].to_string()
+    berth_tests::readme::marked_block(
+        "deploy/kind/README.md",
+        &format!("<!-- real-node: {name} "),
+        "sh",
+    )
 }
 
 /// Polls `check` every 500 ms until it yields, or fails with the node's logs.

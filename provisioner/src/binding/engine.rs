@@ -11,7 +11,7 @@ use super::matcher::{ClaimView, VolumeState, is_bound_to_claim, satisfies_named}
 use super::plan::*;
 use super::reclaim;
 use super::snapshot::{self, Claim, Node, Snapshot, StorageClass};
-use crate::model::{BindingMode, ClaimKey, Labels, ObjectKey};
+use crate::model::{BindingMode, ClaimKey, Labels, NodeSelector, ObjectKey};
 
 const EMPTY_LABELS: &Labels = &Labels::new();
 
@@ -59,6 +59,8 @@ pub(super) struct Engine<'s> {
     /// Immediate claims of node-local provisioners waiting for berth's
     /// placement (admitted index).
     pub(super) unplaced: Vec<usize>,
+    /// Every claim of the snapshot by key: the sources of clones.
+    pub(super) claims: HashMap<&'s ClaimKey, &'s Claim>,
     pub(super) plan: Plan,
 }
 
@@ -93,6 +95,7 @@ impl<'s> Engine<'s> {
             consumers: HashMap::default(),
             deferred: BTreeMap::new(),
             unplaced: Vec::new(),
+            claims: snap.claims.iter().map(|c| (&c.key, c)).collect(),
             plan: Plan::default(),
         }
     }
@@ -356,7 +359,148 @@ impl<'s> Engine<'s> {
             request: view.request,
             placement: None,
             rounded_up: rounded_up(class, claim, view.request),
+            content: self.content(view, class, node)?,
         })
+    }
+
+    /// The claim's data source, checked by the external-provisioner's rules
+    /// (`data_source`), as the content its volume is made from.
+    fn content(
+        &self,
+        view: &ClaimView<'_>,
+        class: &StorageClass,
+        node: Option<&str>,
+    ) -> Result<Option<Content>, PendingReason> {
+        use super::data_source::{self as ds, Problem};
+        use super::snapshot::DataSource;
+        let claim = view.claim;
+        let Some(source) = &claim.data_source else {
+            return Ok(None);
+        };
+        let fail = |problem: Problem| PendingReason::DataSource {
+            class: class.name.clone(),
+            kind: source.kind().to_string(),
+            name: source.name().to_string(),
+            problem,
+        };
+        let new = ds::NewClaim {
+            name: &claim.key.name,
+            namespace: &claim.key.namespace,
+            class: Some(view.class),
+            request: Some(view.request),
+            block: claim.volume_mode == crate::model::VolumeMode::Block,
+            driver: &class.provisioner,
+        };
+        let content =
+            match source {
+                DataSource::Populator { kind, name, .. } => {
+                    return Err(PendingReason::WaitingForPopulator {
+                        kind: kind.clone(),
+                        name: name.clone(),
+                    });
+                }
+                DataSource::Refused { problem, .. } => return Err(fail(problem.clone())),
+                DataSource::Claim(name) => {
+                    let key = ClaimKey::new(claim.key.namespace.clone(), name.clone());
+                    let src = self.claims.get(&key).copied();
+                    let src_view = src.map(|c| ds::SourceClaim {
+                        uid: c.uid.as_deref(),
+                        phase: if c.bound_phase { "Bound" } else { "Pending" },
+                        deleting: c.deleting,
+                        class: match &c.class {
+                            snapshot::ClaimClass::Unset => None,
+                            snapshot::ClaimClass::Named(n) => Some(n.as_str()),
+                        },
+                        request: c.request,
+                        volume_name: c.volume_name.as_deref(),
+                    });
+                    let volume = src
+                        .and_then(|c| c.volume_name.as_deref())
+                        .and_then(|v| self.by_name.get(v))
+                        .map(|&i| &self.snap.volumes[i]);
+                    let vol_view = volume.map(|v| ds::SourceVolume {
+                        csi_driver: v.source.csi_driver.as_deref(),
+                        handle: v.source.csi_handle.as_deref(),
+                        claim_ref: v.claim_ref.as_ref().map(|r| {
+                            (
+                                r.key.namespace.as_str(),
+                                r.key.name.as_str(),
+                                r.uid.as_deref(),
+                            )
+                        }),
+                        bound: v.phase == Some(crate::model::VolumePhase::Bound),
+                        block: v.volume_mode == crate::model::VolumeMode::Block,
+                    });
+                    let handle = ds::check_clone(&new, name, src_view.as_ref(), vol_view.as_ref())
+                        .map_err(fail)?;
+                    Content::Clone {
+                        claim: name.clone(),
+                        volume: volume.map(|v| v.name.clone()).unwrap_or_default(),
+                        handle: handle.to_string(),
+                    }
+                }
+                DataSource::Snapshot(name) => {
+                    let snap =
+                        self.snap.snapshots.iter().find(|s| {
+                            s.key.namespace == claim.key.namespace && s.key.name == *name
+                        });
+                    let content = snap
+                        .and_then(|s| s.content.as_deref())
+                        .and_then(|c| self.snap.snapshot_contents.iter().find(|x| x.name == c));
+                    let snap_view = snap.map(|s| ds::SnapshotView {
+                        uid: s.uid.as_deref(),
+                        deleting: s.deleting,
+                        protected: s.protected,
+                        content: s.content.as_deref(),
+                        ready: s.ready,
+                        restore_size: s.restore_size,
+                    });
+                    let content_view = content.map(|c| ds::ContentView {
+                        driver: &c.driver,
+                        snapshot: c.snapshot.as_ref().map(|(k, uid)| {
+                            (k.namespace.as_str(), k.name.as_str(), uid.as_deref())
+                        }),
+                        handle: c.handle.as_deref(),
+                    });
+                    let handle =
+                        ds::check_restore(&new, name, snap_view.as_ref(), content_view.as_ref())
+                            .map_err(fail)?;
+                    let volume = content
+                        .and_then(|c| c.source_volume.as_deref())
+                        .and_then(|h| {
+                            self.snap
+                                .volumes
+                                .iter()
+                                .find(|v| v.source.csi_handle.as_deref() == Some(h))
+                        })
+                        .map(|v| v.name.clone());
+                    Content::Restore {
+                        snapshot: name.clone(),
+                        handle: handle.to_string(),
+                        volume,
+                    }
+                }
+            };
+        // A node-local volume can only be made where its source lives.
+        if let (Some(n), Some(affinity)) = (node, self.source_affinity(&content))
+            && node_local(&class.provisioner)
+        {
+            let labels = self.nodes.get(n).map_or(EMPTY_LABELS, |nd| &nd.labels);
+            if !affinity.matches(n, labels) {
+                return Err(fail(Problem::SourceOnOtherNode {
+                    source: content.source_volume().unwrap_or_default().to_string(),
+                    node: n.to_string(),
+                }));
+            }
+        }
+        Ok(Some(content))
+    }
+
+    /// The node affinity of the volume a clone or restore is made from.
+    pub(super) fn source_affinity(&self, content: &Content) -> Option<&'s NodeSelector> {
+        let name = content.source_volume()?;
+        let &i = self.by_name.get(name)?;
+        self.snap.volumes[i].node_affinity.as_ref()
     }
 
     /// The scheduler's VolumeBinding for pods already placed on a node.

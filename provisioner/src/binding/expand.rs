@@ -98,6 +98,7 @@ fn from_template(
         selected_node: None,
         bound_phase: false,
         deleting: false,
+        data_source: None,
         source,
         origin: origin.clone(),
         seq,

@@ -24,6 +24,7 @@
 //! 7. `limits`: per-node volume counts against CSINode limits.
 
 pub mod admission;
+pub mod data_source;
 mod engine;
 pub mod expand;
 pub mod explain;

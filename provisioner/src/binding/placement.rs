@@ -37,7 +37,7 @@ use super::engine::Engine;
 use super::matcher::ClaimView;
 use super::plan::{NodeRejection, PendingClaim, PendingReason, Placement};
 use super::snapshot::{Node, StorageClass};
-use crate::model::Labels;
+use crate::model::{Labels, NodeSelector};
 use crate::quantity::Quantity;
 
 fn bytes(q: Quantity) -> i128 {
@@ -107,7 +107,8 @@ impl<'s> Engine<'s> {
                 continue;
             };
             load.count_planned(self, &p.provisioner);
-            match self.choose_node(class, &nodes, p.size(), &load) {
+            let source = p.content.as_ref().and_then(|c| self.source_affinity(c));
+            match self.choose_node(class, &nodes, p.size(), source, &load) {
                 Ok((node, placement)) => {
                     load.add(&p.provisioner, &node, p.size());
                     p.node = Some(node);
@@ -128,6 +129,7 @@ impl<'s> Engine<'s> {
         class: &StorageClass,
         nodes: &[&'s Node],
         request: Quantity,
+        source: Option<&NodeSelector>,
         load: &Load,
     ) -> Result<(String, Placement), PendingReason> {
         let driver = class.provisioner.as_str();
@@ -155,6 +157,11 @@ impl<'s> Engine<'s> {
                 *rejected.entry(NodeRejection::NotRegistered).or_default() += 1;
                 continue;
             };
+            // A clone or a restore is made next to its source.
+            if source.is_some_and(|s| !s.matches(name, &node.labels)) {
+                *rejected.entry(NodeRejection::NotSourceNode).or_default() += 1;
+                continue;
+            }
             if let Some(allowed) = &class.allowed_topologies
                 && !allowed.matches(name, &node.labels)
             {

@@ -45,6 +45,48 @@ pub struct Provisioning {
     /// The size berth's driver makes when the request is below the class's
     /// file system's minimum (xfs: 300Mi): the volume, and the PV, get this.
     pub rounded_up: Option<Quantity>,
+    /// What the new volume is made from, when the claim has a data source.
+    pub content: Option<Content>,
+}
+
+/// A provisioning's content source, resolved to the CSI id it is made from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Content {
+    /// A clone of the claim `claim`, whose volume is `volume` (CSI `handle`).
+    Clone {
+        claim: String,
+        volume: String,
+        handle: String,
+    },
+    /// A restore of the VolumeSnapshot `snapshot` (CSI snapshot `handle`),
+    /// taken of the PV `volume` when that is known.
+    Restore {
+        snapshot: String,
+        handle: String,
+        volume: Option<String>,
+    },
+}
+
+impl Content {
+    /// The PV the content comes from, when known.
+    pub fn source_volume(&self) -> Option<&str> {
+        match self {
+            Content::Clone { volume, .. } => Some(volume).filter(|v| !v.is_empty()),
+            Content::Restore { volume, .. } => volume.as_ref(),
+        }
+        .map(String::as_str)
+    }
+}
+
+impl fmt::Display for Content {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Content::Clone { claim, volume, .. } => {
+                write!(f, "clone of claim {claim} (volume {volume})")
+            }
+            Content::Restore { snapshot, .. } => write!(f, "restore of snapshot {snapshot}"),
+        }
+    }
 }
 
 impl Provisioning {
@@ -198,12 +240,25 @@ pub enum PendingReason {
         nodes: usize,
         rejected: Vec<(NodeRejection, usize)>,
     },
+    /// The claim's data source cannot be used (yet): no volume is made.
+    DataSource {
+        class: String,
+        kind: String,
+        name: String,
+        problem: super::data_source::Problem,
+    },
+    /// A data source of another kind: a volume populator fills the claim.
+    WaitingForPopulator {
+        kind: String,
+        name: String,
+    },
 }
 
 /// Why placement ruled a node out, worded as the scheduler's filters are.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum NodeRejection {
     NotRegistered,
+    NotSourceNode,
     TopologyNotAllowed,
     VolumeLimit,
     NotEnoughStorage,
@@ -213,6 +268,7 @@ impl fmt::Display for NodeRejection {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(match self {
             NodeRejection::NotRegistered => "node(s) did not have the driver registered",
+            NodeRejection::NotSourceNode => "node(s) did not hold the data source's volume",
             NodeRejection::TopologyNotAllowed => {
                 "node(s) did not match the storage class's allowedTopologies"
             }
@@ -288,6 +344,20 @@ impl fmt::Display for PendingReason {
                 }
                 f.write_str(".")
             }
+            PendingReason::DataSource {
+                class,
+                kind,
+                name,
+                problem,
+            } => write!(
+                f,
+                "failed to provision volume with StorageClass {class:?}: {}",
+                problem.message(kind, name)
+            ),
+            PendingReason::WaitingForPopulator { kind, name } => write!(
+                f,
+                "data source ({kind} {name}) is not handled by the provisioner, assuming an external populator will provision it"
+            ),
         }
     }
 }

@@ -91,6 +91,9 @@ pub struct Claim {
     pub selected_node: Option<String>,
     pub bound_phase: bool,
     pub deleting: bool,
+    /// `spec.dataSource`, else `spec.dataSourceRef`: what the new volume's
+    /// content comes from.
+    pub data_source: Option<DataSource>,
     pub source: ClaimSource,
     pub origin: Origin,
     /// Position in creation order.
@@ -103,6 +106,79 @@ impl Claim {
     pub fn exists(&self) -> bool {
         self.uid.is_some()
     }
+}
+
+/// A claim's data source, sorted by who fills the volume.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DataSource {
+    /// A clone of another claim in the claim's namespace.
+    Claim(String),
+    /// A restore of a `snapshot.storage.k8s.io` VolumeSnapshot in the
+    /// claim's namespace.
+    Snapshot(String),
+    /// Any other kind: a volume populator fills the volume, the provisioner
+    /// does not.
+    Populator {
+        group: String,
+        kind: String,
+        name: String,
+    },
+    /// A source the provisioner refuses before looking it up (a
+    /// `dataSourceRef` in another namespace, a VolumeSnapshot of another
+    /// API group, no name).
+    Refused {
+        kind: String,
+        name: String,
+        problem: super::data_source::Problem,
+    },
+}
+
+impl DataSource {
+    /// The kind, as the claim names it.
+    pub fn kind(&self) -> &str {
+        match self {
+            DataSource::Claim(_) => "PersistentVolumeClaim",
+            DataSource::Snapshot(_) => "VolumeSnapshot",
+            DataSource::Populator { kind, .. } | DataSource::Refused { kind, .. } => kind,
+        }
+    }
+
+    pub fn name(&self) -> &str {
+        match self {
+            DataSource::Claim(n) | DataSource::Snapshot(n) => n,
+            DataSource::Populator { name, .. } | DataSource::Refused { name, .. } => name,
+        }
+    }
+}
+
+/// A `snapshot.storage.k8s.io/v1` VolumeSnapshot, as restores need it.
+#[derive(Debug, Clone)]
+pub struct VolumeSnapshot {
+    pub key: ObjectKey,
+    pub uid: Option<String>,
+    pub deleting: bool,
+    /// Carries the provisioner's `volumesnapshot-as-source-protection`
+    /// finalizer: a restore already started and may finish.
+    pub protected: bool,
+    /// `status.boundVolumeSnapshotContentName`.
+    pub content: Option<String>,
+    /// `status.readyToUse`.
+    pub ready: bool,
+    /// `status.restoreSize`.
+    pub restore_size: Option<Quantity>,
+}
+
+/// A `snapshot.storage.k8s.io/v1` VolumeSnapshotContent.
+#[derive(Debug, Clone)]
+pub struct SnapshotContent {
+    pub name: String,
+    pub driver: String,
+    /// `spec.volumeSnapshotRef`: namespace/name and uid.
+    pub snapshot: Option<(ObjectKey, Option<String>)>,
+    /// `status.snapshotHandle`: the id CreateVolume restores from.
+    pub handle: Option<String>,
+    /// `spec.source.volumeHandle`: the volume it was taken of, if known.
+    pub source_volume: Option<String>,
 }
 
 /// `spec.claimRef` of a PersistentVolume.
@@ -306,6 +382,8 @@ pub struct Snapshot {
     pub csi_nodes: Vec<CsiNode>,
     pub csi_drivers: Vec<CsiDriver>,
     pub capacities: Vec<StorageCapacity>,
+    pub snapshots: Vec<VolumeSnapshot>,
+    pub snapshot_contents: Vec<SnapshotContent>,
     pub pods: Vec<Pod>,
     pub stateful_sets: Vec<StatefulSet>,
     pub namespaces: Vec<Namespace>,

@@ -7,7 +7,7 @@
 use serde::Serialize;
 
 use super::table::Table;
-use crate::binding::{BindHow, Plan};
+use crate::binding::{BindHow, Content, Plan};
 
 #[derive(Serialize)]
 struct PlanDoc<'a> {
@@ -43,6 +43,21 @@ struct ProvisioningDoc<'a> {
     /// system's minimum.
     #[serde(skip_serializing_if = "Option::is_none")]
     rounded_up_to: Option<String>,
+    /// What the volume is made from, for a claim with a data source.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    data_source: Option<DataSourceDoc<'a>>,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct DataSourceDoc<'a> {
+    kind: &'static str,
+    name: &'a str,
+    /// The source claim's PV (clones) or the snapshot's source PV, if known.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    volume: Option<&'a str>,
+    /// The CSI volume or snapshot id CreateVolume is given.
+    handle: &'a str,
 }
 
 #[derive(Serialize)]
@@ -120,6 +135,28 @@ fn doc(plan: &Plan) -> PlanDoc<'_> {
                     feasible_nodes: pl.feasible,
                 }),
                 rounded_up_to: p.rounded_up.map(|q| q.to_string()),
+                data_source: p.content.as_ref().map(|c| match c {
+                    Content::Clone {
+                        claim,
+                        volume,
+                        handle,
+                    } => DataSourceDoc {
+                        kind: "PersistentVolumeClaim",
+                        name: claim,
+                        volume: Some(volume),
+                        handle,
+                    },
+                    Content::Restore {
+                        snapshot,
+                        handle,
+                        volume,
+                    } => DataSourceDoc {
+                        kind: "VolumeSnapshot",
+                        name: snapshot,
+                        volume: volume.as_deref(),
+                        handle,
+                    },
+                }),
             })
             .collect(),
         pending: plan
@@ -202,12 +239,17 @@ pub fn to_table(plan: &Plan) -> String {
             .rounded_up
             .map(|q| format!(" (rounded up to {q}, its file system's minimum)"))
             .unwrap_or_default();
+        let content = p
+            .content
+            .as_ref()
+            .map(|c| format!(", {c}"))
+            .unwrap_or_default();
         rows.push((
             p.claim.to_string(),
             vec![
                 "Provision".into(),
                 format!("{} ({})", p.provisioner, p.class),
-                format!("{}{rounded}{node}", p.request),
+                format!("{}{rounded}{node}{content}", p.request),
             ],
             vec![],
         ));

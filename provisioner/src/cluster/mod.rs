@@ -6,6 +6,7 @@
 
 pub mod objects;
 pub mod read;
+pub mod snapshots;
 
 pub use objects::LiveObjects;
 pub use read::{ReadError, connect, read};

@@ -36,6 +36,8 @@ pub struct LiveObjects {
     pub stateful_sets: Vec<Arc<StatefulSet>>,
     pub limit_ranges: Vec<Arc<LimitRange>>,
     pub quotas: Vec<Arc<ResourceQuota>>,
+    /// VolumeSnapshots and VolumeSnapshotContents (CRDs, so untyped).
+    pub snapshots: Vec<Arc<kube::api::DynamicObject>>,
 }
 
 /// Pods matter to the planner only through their volumes (consumers of
@@ -98,6 +100,7 @@ impl LiveObjects {
             + self.stateful_sets.len()
             + self.limit_ranges.len()
             + self.quotas.len()
+            + self.snapshots.len()
     }
 
     pub fn is_empty(&self) -> bool {
@@ -119,6 +122,7 @@ impl LiveObjects {
         push(&mut entries, 4, &self.limit_ranges)?;
         push(&mut entries, 5, &self.quotas)?;
         push(&mut entries, 6, &self.volumes)?;
+        push(&mut entries, 6, &self.snapshots)?;
         push(&mut entries, 7, &self.stateful_sets)?;
         push(&mut entries, 8, &self.claims)?;
         push(&mut entries, 9, &self.pods)?;

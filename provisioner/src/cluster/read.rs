@@ -105,5 +105,11 @@ pub async fn read(client: &Client, with_stateful_sets: bool) -> Result<LiveObjec
         },
         limit_ranges: list_all(client, "LimitRange").await?,
         quotas: list_all(client, "ResourceQuota").await?,
+        snapshots: super::snapshots::list(client)
+            .await
+            .map_err(|source| ReadError::List {
+                kind: "VolumeSnapshot",
+                source,
+            })?,
     })
 }

@@ -9,6 +9,8 @@ use crate::binding::PendingReason;
 
 pub const PROVISIONING_SUCCEEDED: &str = "ProvisioningSucceeded";
 pub const PROVISIONING_FAILED: &str = "ProvisioningFailed";
+/// Said (Normal) of a claim a volume populator fills.
+pub const PROVISIONING: &str = "Provisioning";
 pub const VOLUME_DELETED: &str = "VolumeDeleted";
 pub const VOLUME_FAILED_DELETE: &str = "VolumeFailedDelete";
 // The external-resizer's reasons, written by the agent (resize.rs).
@@ -40,7 +42,9 @@ pub fn for_pending(reason: &PendingReason) -> (bool, &'static str) {
         | PendingReason::SelectorNotProvisionable
         | PendingReason::AccessModeUnsupported { .. }
         | PendingReason::NotEnoughStorage { .. }
-        | PendingReason::NoNodeForVolume { .. } => (true, PROVISIONING_FAILED),
+        | PendingReason::NoNodeForVolume { .. }
+        | PendingReason::DataSource { .. } => (true, PROVISIONING_FAILED),
+        PendingReason::WaitingForPopulator { .. } => (false, PROVISIONING),
         PendingReason::VolumeMismatch { .. } => (true, VOLUME_MISMATCH),
         PendingReason::Lost(_) => (true, CLAIM_LOST),
         PendingReason::VolumeNotFound(_)

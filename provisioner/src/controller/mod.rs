@@ -25,6 +25,7 @@ pub mod binder;
 pub mod caches;
 pub mod capacity;
 pub mod csi_client;
+pub mod data_source;
 pub mod events;
 pub mod leader;
 pub mod metrics;
@@ -190,6 +191,10 @@ pub struct Context {
     pub backoff: Backoff,
     /// Claims waiting for a volume (the queue-depth gauge).
     pub pending: DashMap<String, ()>,
+    /// Volume handles this process deleted whose PV may still be in a
+    /// lagging cache: a reconcile of that stale PV releases it without a
+    /// second DeleteVolume.
+    pub deleted: DashMap<String, std::time::Instant>,
     /// Claims, classes, volumes, nodes and CSINodes as the watches last saw them.
     pub caches: Caches,
 }
@@ -242,6 +247,7 @@ impl Context {
                 Duration::from_secs(parts.kube.retry_interval_max_secs.max(1)),
             ),
             pending: DashMap::new(),
+            deleted: DashMap::new(),
             caches,
         });
         (ctx, feeds)

@@ -21,8 +21,10 @@ use kube::{Resource, ResourceExt};
 
 use super::Context;
 use super::csi_client::CsiClient;
+use super::data_source;
 use super::events::{PROVISIONING_FAILED, PROVISIONING_SUCCEEDED};
 use super::ownership::{ANN_SELECTED_NODE, selected_node};
+use crate::binding::Content;
 use crate::quantity::Quantity;
 
 pub const ANN_STORAGE_PROVISIONER: &str = "volume.kubernetes.io/storage-provisioner";
@@ -57,6 +59,13 @@ pub enum ProvisionError {
         used: usize,
         limit: i32,
     },
+    /// The claim's data source cannot be used (yet); the planner's words.
+    #[error("{0}")]
+    DataSource(String),
+    #[error(
+        "failed to provision volume with StorageClass {class:?}: volume content source missing"
+    )]
+    ContentSourceMissing { class: String },
     #[error(
         "failed to provision volume with StorageClass {class:?}: rpc error: code = {code:?} desc = {message}"
     )]
@@ -133,6 +142,9 @@ pub async fn reconcile(
         ctx.backoff.reset(&k);
         return Ok(action);
     }
+    if let Some(done) = super::data_source::release_source(&pvc, &ctx).await {
+        return done;
+    }
     let wants_us = pvc.metadata.deletion_timestamp.is_none()
         && ctx.scope.owns_claim(&pvc)
         && pvc
@@ -184,7 +196,7 @@ pub async fn reconcile(
     ctx.pending.insert(k.clone(), ());
     ctx.metrics.queue_depth.set(ctx.pending.len() as i64);
 
-    let request = match build_request(&pvc, &class, &pv_name, node.as_deref(), &ctx).await {
+    let mut request = match build_request(&pvc, &class, &pv_name, node.as_deref(), &ctx).await {
         Ok(r) => r,
         Err(e @ ProvisionError::NodeFull { .. }) => {
             ctx.metrics
@@ -193,6 +205,39 @@ pub async fn reconcile(
         }
         Err(e) => return Err(ctx.fail(&pvc, e).await),
     };
+    // A clone or a restore: never an empty volume in its place.
+    let content = match data_source::resolve(&pvc, &class, node.as_deref(), &ctx).await {
+        Ok(None) => None,
+        Ok(Some(data_source::Source::Content(c))) => Some(c),
+        Ok(Some(data_source::Source::Populator(why))) => {
+            ctx.events
+                .normal(
+                    &pvc.object_ref(&()),
+                    super::events::PROVISIONING,
+                    "Provision",
+                    "Assuming an external populator will provision the volume".into(),
+                )
+                .await;
+            tracing::info!(claim = %k, reason = %why, "left to a volume populator");
+            ctx.done(&k);
+            return Ok(Action::await_change());
+        }
+        Err(e) => {
+            ctx.metrics
+                .observe_provision(e.outcome(), std::time::Duration::ZERO);
+            return Err(ctx.fail(&pvc, e).await);
+        }
+    };
+    if let Some(c) = &content {
+        if let Content::Clone { claim, .. } = c {
+            let ns = pvc.namespace().unwrap_or_default();
+            if let Err(e) = data_source::protect_source(&ctx.client, &ns, claim).await {
+                return Err(ctx.fail(&pvc, e).await);
+            }
+        }
+        tracing::info!(claim = %k, source = %c, "provisioning from a data source");
+        request.volume_content_source = Some(data_source::csi_source(c));
+    }
 
     // One event per outcome (ProvisioningSucceeded or ProvisioningFailed),
     // not also one when the work starts: events share the API budget with
@@ -228,6 +273,30 @@ pub async fn reconcile(
             return Err(ctx.fail(&pvc, e).await);
         }
     };
+
+    // A driver that ignored the content source made an empty volume:
+    // delete it rather than hand it out as a copy.
+    if content.is_some() && volume.content_source.is_none() {
+        if let Err(status) = csi.delete_volume(&volume.volume_id).await {
+            tracing::warn!(claim = %k, volume = %volume.volume_id, error = %status.message(), "deleting a volume made without its content failed; retrying in the background");
+            spawn_cleanup(
+                csi,
+                ctx.clone(),
+                k.clone(),
+                Orphan::Volume(volume.volume_id),
+            );
+        }
+        ctx.metrics
+            .observe_provision("final_error", started.elapsed());
+        return Err(ctx
+            .fail(
+                &pvc,
+                ProvisionError::ContentSourceMissing {
+                    class: class_name.clone(),
+                },
+            )
+            .await);
+    }
 
     // The claim may have been deleted while the driver worked: then the
     // volume has no owner and must not outlive this call. (A deletion the

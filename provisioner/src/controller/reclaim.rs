@@ -89,7 +89,7 @@ pub async fn reconcile(
         .as_ref()
         .and_then(|s| s.csi.as_ref())
         .map(|c| c.volume_handle.clone());
-    if let Some(handle) = handle {
+    if let Some(handle) = handle.filter(|h| !ctx.deleted.contains_key(h)) {
         let started = Instant::now();
         if let Err(status) = csi.delete_volume(&handle).await {
             ctx.metrics
@@ -110,6 +110,7 @@ pub async fn reconcile(
             return Err(err);
         }
         ctx.metrics.observe_deletion("success", started.elapsed());
+        remember_deleted(&ctx, &handle);
         ctx.events
             .normal(
                 &pv.object_ref(&()),
@@ -127,9 +128,7 @@ pub async fn reconcile(
             Err(e) => return Err(e.into()),
         }
     }
-    if let Some(current) = api.get_opt(&name).await? {
-        remove_finalizer(&current, &ctx).await?;
-    }
+    release_pv(&api, &name, &ctx).await?;
     tracing::info!(volume = %name, "reclaimed (Delete)");
     Ok(Action::await_change())
 }
@@ -148,6 +147,47 @@ async fn attached(pv: &str, ctx: &Context) -> Result<bool, ReclaimError> {
         .items
         .iter()
         .any(|va| va.spec.source.persistent_volume_name.as_deref() == Some(pv)))
+}
+
+/// How long a deleted volume's handle is remembered: far longer than a
+/// watch cache lags its writes.
+const REMEMBER_DELETED: Duration = Duration::from_secs(600);
+
+fn remember_deleted(ctx: &Context, handle: &str) {
+    let now = Instant::now();
+    ctx.deleted
+        .retain(|_, at| now.duration_since(*at) < REMEMBER_DELETED);
+    ctx.deleted.insert(handle.to_string(), now);
+}
+
+/// How often a finalizer removal that conflicts is retried on a fresh read
+/// before the whole reclaim is retried.
+const CONFLICT_RETRIES: usize = 5;
+
+/// Lets the PV of a deleted volume go: drops our finalizer. The PV changes
+/// under us while it is deleted (the binder's status writes, pv-protection),
+/// so a 409 is answered by reading the PV again and retrying the update
+/// here: going back through the reconcile would repeat DeleteVolume.
+async fn release_pv(
+    api: &Api<PersistentVolume>,
+    name: &str,
+    ctx: &Context,
+) -> Result<(), ReclaimError> {
+    let mut attempt = 0;
+    loop {
+        let Some(current) = api.get_opt(name).await? else {
+            return Ok(());
+        };
+        match remove_finalizer(&current, ctx).await {
+            Err(ReclaimError::Kube(kube::Error::Api(s)))
+                if s.code == 409 && attempt < CONFLICT_RETRIES =>
+            {
+                attempt += 1;
+                tracing::debug!(volume = %name, attempt, "PV changed while releasing it; reading it again");
+            }
+            other => return other,
+        }
+    }
 }
 
 /// Drops our finalizer with an update that carries the resourceVersion, so a

@@ -11,6 +11,7 @@ pub mod metrics;
 pub mod mount;
 pub mod node;
 pub mod store;
+pub mod usage;
 pub mod volumes;
 
 use std::net::SocketAddr;

@@ -13,6 +13,7 @@ use tonic::{Request, Response, Status};
 use super::controller::{mode_supported, summarize_caps};
 use super::error::CsiError;
 use super::store::{Layout, StageRecord, StageState};
+use super::usage::{self, Reading, Usage};
 use super::volumes::{Driver, validate_id};
 use super::{Ctx, format, loopdev, mount};
 
@@ -57,6 +58,57 @@ fn check_capability(
         )));
     }
     Ok(cap)
+}
+
+fn clamp(v: impl TryInto<i64>) -> i64 {
+    v.try_into().unwrap_or(i64::MAX)
+}
+
+fn bytes_usage(total: i64, used: i64, available: i64) -> csi::VolumeUsage {
+    csi::VolumeUsage {
+        available,
+        total,
+        used,
+        unit: csi::volume_usage::Unit::Bytes as i32,
+    }
+}
+
+fn inodes_usage(used: i64, available: i64) -> csi::VolumeUsage {
+    csi::VolumeUsage {
+        available,
+        total: used.saturating_add(available),
+        used,
+        unit: csi::volume_usage::Unit::Inodes as i32,
+    }
+}
+
+fn over_capacity(used: u64, capacity: u64) -> String {
+    let (u, c) = (usage::human_bytes(used), usage::human_bytes(capacity));
+    if u == c {
+        // Rounded alike, the two figures would read as no overrun at all.
+        format!("volume uses {used} bytes of its {capacity}-byte capacity")
+    } else {
+        format!("volume uses {u} of its {c} capacity")
+    }
+}
+
+/// The VolumeCondition: abnormal with every problem found, else normal,
+/// with `note` saying what the figures lack.
+fn condition(problems: Vec<String>, note: Option<&str>) -> csi::VolumeCondition {
+    if problems.is_empty() {
+        csi::VolumeCondition {
+            abnormal: false,
+            message: match note {
+                Some(n) => format!("volume is mounted; {n}"),
+                None => "volume is mounted".into(),
+            },
+        }
+    } else {
+        csi::VolumeCondition {
+            abnormal: true,
+            message: problems.join("; "),
+        }
+    }
 }
 
 impl Driver {
@@ -175,7 +227,11 @@ impl Driver {
         if let Some(dev) = &rec.loop_device {
             loopdev::detach(Path::new(dev))?;
         }
-        self.store.remove_stage(id)
+        self.store.remove_stage(id)?;
+        // Nothing asks for the stats of an unstaged volume; a later stage
+        // measures afresh.
+        self.usage.forget(id);
+        Ok(())
     }
 
     pub fn node_publish(&self, req: csi::NodePublishVolumeRequest) -> Result<(), CsiError> {
@@ -245,57 +301,80 @@ impl Driver {
         if path.is_empty() {
             return Err(CsiError::InvalidArgument("volume_path is required".into()));
         }
-        let (_, data) = self.node_volume(id)?;
+        let (layout, data) = self.node_volume(id)?;
         let p = Path::new(path);
         let meta = std::fs::metadata(p)
             .map_err(|_| CsiError::NotFound(format!("volume path {path} does not exist")))?;
         let mounted = mount::is_mount_point(p)?;
-        let condition = Some(csi::VolumeCondition {
-            abnormal: !mounted,
-            message: if mounted {
-                "volume is mounted".into()
-            } else {
-                "volume path is not a mount point".into()
-            },
-        });
-        let bytes = csi::volume_usage::Unit::Bytes as i32;
+        let mut problems = Vec::new();
+        if !mounted {
+            problems.push("volume path is not a mount point".to_string());
+        }
         if !meta.is_dir() {
             // A block publish: the only meaningful figure is the device size.
             let total = std::fs::metadata(&data).map(|m| m.len()).unwrap_or(0);
             return Ok(csi::NodeGetVolumeStatsResponse {
-                usage: vec![csi::VolumeUsage {
-                    available: 0,
-                    total: i64::try_from(total).unwrap_or(i64::MAX),
-                    used: 0,
-                    unit: bytes,
-                }],
-                volume_condition: condition,
+                usage: vec![bytes_usage(clamp(total), 0, 0)],
+                volume_condition: Some(condition(problems, None)),
             });
         }
-        let st = nix::sys::statvfs::statvfs(p).map_err(CsiError::sys(format!("statvfs {path}")))?;
-        let frag = st.fragment_size() as u128;
-        let clamp = |v: u128| i64::try_from(v).unwrap_or(i64::MAX);
-        let total = clamp(st.blocks() as u128 * frag);
-        let avail = clamp(st.blocks_available() as u128 * frag);
-        let free = clamp(st.blocks_free() as u128 * frag);
-        let files = clamp(st.files() as u128);
-        let ffree = clamp(st.files_free() as u128);
+        let fs = nix::sys::statvfs::statvfs(p).map_err(CsiError::sys(format!("statvfs {path}")))?;
+        let frag = u128::from(fs.fragment_size());
+        let fs_avail = clamp(u128::from(fs.blocks_available()) * frag);
+        let fs_ffree = clamp(u128::from(fs.files_free()));
+        if layout == Layout::Image {
+            // An image's file system is the volume's own: statvfs is exact.
+            let total = clamp(u128::from(fs.blocks()) * frag);
+            let free = clamp(u128::from(fs.blocks_free()) * frag);
+            let files = clamp(u128::from(fs.files()));
+            return Ok(csi::NodeGetVolumeStatsResponse {
+                usage: vec![
+                    bytes_usage(total, total.saturating_sub(free), fs_avail),
+                    inodes_usage(files.saturating_sub(fs_ffree), fs_ffree),
+                ],
+                volume_condition: Some(condition(problems, None)),
+            });
+        }
+        // A directory shares the host's file system, so statvfs here would
+        // describe the host's disk: the volume's figures are its capacity
+        // and what a walk of its directory finds.
+        let capacity = self
+            .store
+            .volume(id)?
+            .filter(|v| v.layout == Layout::Dir)
+            .map(|v| v.capacity);
+        let reading = self.usage.usage(id, &data);
+        let measured = match &reading {
+            Reading::Measured(u) => *u,
+            Reading::Pending | Reading::Failed(_) => Usage::default(),
+        };
+        let used = clamp(measured.bytes);
+        let note = match &reading {
+            Reading::Measured(_) => None,
+            Reading::Pending => Some("its usage is still being measured"),
+            Reading::Failed(e) => {
+                problems.push(format!("its usage cannot be measured: {e}"));
+                None
+            }
+        };
+        let bytes = match capacity {
+            Some(cap) => {
+                if measured.bytes > cap {
+                    problems.push(over_capacity(measured.bytes, cap));
+                }
+                let cap = clamp(cap);
+                bytes_usage(cap, used, cap.saturating_sub(used).max(0))
+            }
+            // `--mode node` with a state store of its own has no volume
+            // records: without a capacity, the directory can grow as far as
+            // the host's file system lets it.
+            None => bytes_usage(used.saturating_add(fs_avail), used, fs_avail),
+        };
         Ok(csi::NodeGetVolumeStatsResponse {
-            usage: vec![
-                csi::VolumeUsage {
-                    available: avail,
-                    total,
-                    used: total.saturating_sub(free),
-                    unit: bytes,
-                },
-                csi::VolumeUsage {
-                    available: ffree,
-                    total: files,
-                    used: files.saturating_sub(ffree),
-                    unit: csi::volume_usage::Unit::Inodes as i32,
-                },
-            ],
-            volume_condition: condition,
+            // A directory has no inode limit of its own: it may take what
+            // the host's file system has left.
+            usage: vec![bytes, inodes_usage(clamp(measured.inodes), fs_ffree)],
+            volume_condition: Some(condition(problems, note)),
         })
     }
 

@@ -11,6 +11,7 @@ use dashmap::DashMap;
 
 use super::error::CsiError;
 use super::store::{Layout, StageState, Store};
+use super::usage::{self, UsageCache};
 use super::{loopdev, mount};
 
 /// Longest volume/snapshot name or ID accepted (the CSI spec's 128 bytes).
@@ -51,6 +52,8 @@ pub struct Driver {
     /// Fires whenever the free capacity may have changed.
     capacity_changed: tokio::sync::watch::Sender<()>,
     id_counter: AtomicU64,
+    /// What each directory volume holds, for NodeGetVolumeStats.
+    pub usage: UsageCache,
 }
 
 /// What capacity is promised to.
@@ -118,30 +121,6 @@ pub fn validate_id(kind: &str, value: &str) -> Result<(), CsiError> {
     Ok(())
 }
 
-/// Bytes allocated on disk under `path` (blocks, so sparse images count
-/// what they hold), each hard-linked file once; never follows symlinks.
-pub fn disk_usage(path: &Path) -> u64 {
-    use std::os::unix::fs::MetadataExt;
-    let mut seen = std::collections::HashSet::new();
-    let mut total = 0u64;
-    let mut stack = vec![path.to_path_buf()];
-    while let Some(p) = stack.pop() {
-        let Ok(m) = std::fs::symlink_metadata(&p) else {
-            continue;
-        };
-        if m.nlink() > 1 && !m.is_dir() && !seen.insert((m.dev(), m.ino())) {
-            continue;
-        }
-        total = total.saturating_add(m.blocks().saturating_mul(512));
-        if m.is_dir()
-            && let Ok(entries) = std::fs::read_dir(&p)
-        {
-            stack.extend(entries.flatten().map(|e| e.path()));
-        }
-    }
-    total
-}
-
 fn remove_path(path: &Path) -> Result<(), CsiError> {
     let result = match std::fs::symlink_metadata(path) {
         Ok(m) if m.is_dir() => std::fs::remove_dir_all(path),
@@ -169,6 +148,7 @@ impl Driver {
             occupied: AtomicU64::new(0),
             capacity_changed: tokio::sync::watch::channel(()).0,
             id_counter: AtomicU64::new(0),
+            usage: UsageCache::new(),
         })
     }
 
@@ -234,6 +214,7 @@ impl Driver {
     }
 
     pub fn remove_volume_data(&self, id: &str) -> Result<(), CsiError> {
+        self.usage.forget(id);
         for layout in [Layout::Dir, Layout::Image] {
             let p = self.volume_path(id, layout);
             // A loop device may still hold an image whose create or stage was
@@ -260,7 +241,7 @@ impl Driver {
             CapacityLimit::Fixed(bytes) => bytes,
             CapacityLimit::FileSystem => {
                 let free = nix::sys::statvfs::statvfs(&self.data_dir)
-                    .map(|s| u64::from(s.blocks_available()).saturating_mul(s.fragment_size()))
+                    .map(|s| s.blocks_available().saturating_mul(s.fragment_size()))
                     .unwrap_or(0);
                 free.saturating_add(self.occupied.load(Ordering::Relaxed))
             }
@@ -334,7 +315,10 @@ impl Driver {
         }
         let bytes = ["volumes", "snapshots"]
             .iter()
-            .map(|sub| disk_usage(&self.data_dir.join(sub)))
+            .map(|sub| {
+                // A missing directory holds nothing.
+                usage::measure(&self.data_dir.join(sub)).map_or(0, |u| u.bytes)
+            })
             .sum();
         if self.occupied.swap(bytes, Ordering::Relaxed) != bytes {
             self.capacity_changed.send_replace(());

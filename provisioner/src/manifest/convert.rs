@@ -141,6 +141,18 @@ fn decode<T: DeserializeOwned + Serialize>(
     Ok(typed)
 }
 
+/// Deserializes the fields berth reads of a kind k8s-openapi does not have
+/// (the snapshot CRDs); other fields are not berth's to judge.
+fn decode_known<T: DeserializeOwned>(ctx: &Ctx<'_>, value: Value) -> Result<T, InputError> {
+    serde_path_to_error::deserialize(&value).map_err(|e| {
+        let path = e.path().to_string();
+        ctx.err(
+            if path == "." { "<root>".into() } else { path },
+            e.into_inner().to_string(),
+        )
+    })
+}
+
 /// Paths present (and non-null) in `input` but absent from `known`.
 fn unknown_fields(input: &Value, known: &Value, path: &str, out: &mut Vec<String>) {
     match (input, known) {
@@ -247,6 +259,8 @@ impl Builder {
             "Namespace",
             "LimitRange",
             "ResourceQuota",
+            "VolumeSnapshot",
+            "VolumeSnapshotContent",
         ];
         if !KNOWN.contains(&kind.as_str()) {
             self.snap.warnings.push(format!(
@@ -457,6 +471,51 @@ impl Builder {
                 };
                 let id = (kind.clone(), key.namespace, key.name);
                 upsert(&mut self.snap.quotas, seen, w, id, place, r);
+            }
+            "VolumeSnapshot" => {
+                let o: super::snapshots::VolumeSnapshotDoc = decode_known(&ctx, value)?;
+                let key = ObjectKey::new(ns(&o.metadata), name.clone());
+                let status = o.status.unwrap_or_default();
+                let v = VolumeSnapshot {
+                    key: key.clone(),
+                    uid: o.metadata.uid.clone().filter(|u| !u.is_empty()),
+                    deleting: o.metadata.deletion_timestamp.is_some(),
+                    protected: o
+                        .metadata
+                        .finalizers
+                        .iter()
+                        .flatten()
+                        .any(|f| f == super::snapshots::SOURCE_PROTECTION_FINALIZER),
+                    content: status.bound_volume_snapshot_content_name,
+                    ready: status.ready_to_use.unwrap_or(false),
+                    restore_size: status
+                        .restore_size
+                        .as_ref()
+                        .map(|q| ctx.quantity("status.restoreSize", &q.text()))
+                        .transpose()?,
+                };
+                let id = (kind.clone(), key.namespace, key.name);
+                upsert(&mut self.snap.snapshots, seen, w, id, place, v);
+            }
+            "VolumeSnapshotContent" => {
+                let o: super::snapshots::SnapshotContentDoc = decode_known(&ctx, value)?;
+                let spec = o.spec;
+                if spec.driver.is_empty() {
+                    return Err(ctx.err("spec.driver", "Required value"));
+                }
+                let r = spec.volume_snapshot_ref;
+                let c = SnapshotContent {
+                    name: name.clone(),
+                    driver: spec.driver,
+                    snapshot: match (r.namespace, r.name) {
+                        (Some(ns), Some(n)) => Some((ObjectKey::new(ns, n), r.uid)),
+                        _ => None,
+                    },
+                    handle: o.status.and_then(|s| s.snapshot_handle),
+                    source_volume: spec.source.volume_handle,
+                };
+                let id = (kind.clone(), String::new(), name.clone());
+                upsert(&mut self.snap.snapshot_contents, seen, w, id, place, c);
             }
             _ => {}
         }
@@ -866,11 +925,89 @@ fn claim(ctx: &Ctx<'_>, o: core::PersistentVolumeClaim, seq: usize) -> Result<Cl
         selected_node: annotation(m, ANN_SELECTED_NODE).map(str::to_string),
         bound_phase: o.status.and_then(|s| s.phase).as_deref() == Some("Bound"),
         deleting: m.deletion_timestamp.is_some(),
+        data_source: data_source(ctx, &spec)?,
         source: ClaimSource::Manifest,
         origin: ctx.origin(),
         seq,
     })
 }
+
+/// `spec.dataSource`, else `spec.dataSourceRef`, as the external-provisioner
+/// reads them; what the API server's validation refuses is an input error.
+fn data_source(
+    ctx: &Ctx<'_>,
+    spec: &core::PersistentVolumeClaimSpec,
+) -> Result<Option<DataSource>, InputError> {
+    use crate::binding::data_source::Problem;
+    let plain = spec.data_source.as_ref().map(|d| {
+        (
+            "spec.dataSource",
+            d.api_group.as_deref().unwrap_or(""),
+            d.kind.as_str(),
+            d.name.as_str(),
+            None,
+        )
+    });
+    let by_ref = spec.data_source_ref.as_ref().map(|d| {
+        (
+            "spec.dataSourceRef",
+            d.api_group.as_deref().unwrap_or(""),
+            d.kind.as_str(),
+            d.name.as_str(),
+            d.namespace.as_deref().filter(|n| !n.is_empty()),
+        )
+    });
+    for (field, group, kind, name, _) in plain.iter().chain(by_ref.iter()) {
+        if kind.is_empty() {
+            return Err(ctx.err(format!("{field}.kind"), "Required value"));
+        }
+        if name.is_empty() {
+            return Err(ctx.err(format!("{field}.name"), "Required value"));
+        }
+        if group.is_empty() && *kind != "PersistentVolumeClaim" {
+            return Err(ctx.err(
+                format!("{field}.kind"),
+                format!(
+                    "Invalid value: {kind:?}: must be 'PersistentVolumeClaim' when referencing the default apiGroup"
+                ),
+            ));
+        }
+    }
+    if let (Some(a), Some(b)) = (&plain, &by_ref)
+        && b.4.is_none()
+        && (a.1, a.2, a.3) != (b.1, b.2, b.3)
+    {
+        return Err(ctx.err("spec.dataSource", "Invalid value: must match dataSourceRef"));
+    }
+    let Some((_, group, kind, name, namespace)) = plain.or(by_ref) else {
+        return Ok(None);
+    };
+    let refused = |problem| {
+        Some(DataSource::Refused {
+            kind: kind.to_string(),
+            name: name.to_string(),
+            problem,
+        })
+    };
+    Ok(if namespace.is_some() {
+        refused(Problem::OtherNamespace)
+    } else if kind == "PersistentVolumeClaim" {
+        Some(DataSource::Claim(name.to_string()))
+    } else if kind == "VolumeSnapshot" && group == SNAPSHOT_GROUP {
+        Some(DataSource::Snapshot(name.to_string()))
+    } else if kind == "VolumeSnapshot" {
+        refused(Problem::WrongSnapshotGroup(group.to_string()))
+    } else {
+        Some(DataSource::Populator {
+            group: group.to_string(),
+            kind: kind.to_string(),
+            name: name.to_string(),
+        })
+    })
+}
+
+/// The API group of VolumeSnapshots and VolumeSnapshotContents.
+pub const SNAPSHOT_GROUP: &str = "snapshot.storage.k8s.io";
 
 fn pod(ctx: &Ctx<'_>, o: core::Pod, seq: usize) -> Result<Pod, InputError> {
     let m = &o.metadata;

@@ -5,6 +5,7 @@
 
 pub mod convert;
 pub mod load;
+pub mod snapshots;
 
 pub use convert::{InputError, to_snapshot};
 pub use load::{Document, LoadError, load_paths, parse_str};

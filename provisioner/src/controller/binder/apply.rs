@@ -96,18 +96,32 @@ impl Applier {
     /// Whether this process carries the effect out: everything with
     /// `--bind`; otherwise only berth's placement (the stock binder does
     /// the rest) and saying that no node has room.
-    pub fn wants(&self, effect: &Effect) -> bool {
+    pub fn wants(&self, effect: &Effect, objects: &Objects) -> bool {
         if self.mode.bind {
             return true;
         }
         self.mode.place
             && match effect {
                 Effect::Provision { node, .. } => node.is_some(),
-                Effect::Wait { reason, .. } => {
-                    matches!(reason, PendingReason::NoNodeForVolume { .. })
+                Effect::Wait { reason, .. }
+                    if matches!(reason, PendingReason::NoNodeForVolume { .. }) =>
+                {
+                    true
+                }
+                // A claim with a node is its agent's to explain; one
+                // without waits on placement, which says why.
+                Effect::Wait { claim, reason } => {
+                    matches!(reason, PendingReason::DataSource { .. })
+                        && objects.claims.get(claim).is_some_and(|c| {
+                            crate::controller::ownership::selected_node(c).is_none()
+                        })
                 }
                 _ => false,
             }
+    }
+
+    pub fn client(&self) -> &Client {
+        &self.client
     }
 
     pub async fn apply(&self, effect: &Effect, objects: &Objects) -> Result<(), ApplyError> {

@@ -114,6 +114,50 @@ pub async fn run(ctx: Arc<Context>, workers: usize, mode: Mode) {
     }
 }
 
+/// The VolumeSnapshots (and their contents) that unbound claims restore
+/// from: fetched per round, since only restores waiting for a volume need
+/// them and the CRDs may not be installed at all.
+async fn restore_sources(
+    client: &kube::Client,
+    claims: &[std::sync::Arc<k8s_openapi::api::core::v1::PersistentVolumeClaim>],
+) -> Vec<std::sync::Arc<kube::api::DynamicObject>> {
+    let mut out = Vec::new();
+    for c in claims {
+        let Some(spec) = c.spec.as_ref() else {
+            continue;
+        };
+        if spec.volume_name.as_deref().is_some_and(|v| !v.is_empty()) {
+            continue;
+        }
+        let snapshot = spec
+            .data_source
+            .as_ref()
+            .filter(|d| d.kind == "VolumeSnapshot")
+            .map(|d| d.name.clone())
+            .or_else(|| {
+                spec.data_source_ref
+                    .as_ref()
+                    .filter(|d| d.kind == "VolumeSnapshot" && d.namespace.is_none())
+                    .map(|d| d.name.clone())
+            });
+        let Some(name) = snapshot else {
+            continue;
+        };
+        let ns = c.namespace().unwrap_or_default();
+        match crate::cluster::snapshots::fetch(client, &ns, &name).await {
+            Ok(objects) => out.extend(objects),
+            Err(e) => {
+                tracing::warn!(claim = %format!("{ns}/{}", c.name_any()), snapshot = %name, error = %e, "reading a restore's snapshot failed")
+            }
+        }
+    }
+    out.sort_by(|a, b| (a.namespace(), a.name_any()).cmp(&(b.namespace(), b.name_any())));
+    out.dedup_by(|a, b| {
+        a.types == b.types && a.namespace() == b.namespace() && a.name_any() == b.name_any()
+    });
+    out
+}
+
 /// One plan and its effects; true when some write must be retried.
 async fn round(stores: &Stores, applier: &Applier, workers: usize) -> bool {
     let started = std::time::Instant::now();
@@ -141,12 +185,13 @@ async fn round(stores: &Stores, applier: &Applier, workers: usize) -> bool {
         pods,
         ..LiveObjects::default()
     };
+    let mut live = live;
+    live.snapshots = restore_sources(applier.client(), &live.claims).await;
     let Some(snap) = snapshot(&live) else {
         return true;
     };
     let outcome = binding::run(&snap, &Options { near_misses: false });
     let mut todo = effects(&snap, &outcome.plan, &outcome.states);
-    todo.retain(|e| applier.wants(e));
     let objects = Objects {
         volumes: volumes.into_iter().map(|v| (v.name_any(), v)).collect(),
         claims: claims
@@ -159,6 +204,7 @@ async fn round(stores: &Stores, applier: &Applier, workers: usize) -> bool {
             })
             .collect(),
     };
+    todo.retain(|e| applier.wants(e, &objects));
     applier.forget_except(&objects.claims);
     if todo.is_empty() {
         return false;

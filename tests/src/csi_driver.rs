@@ -1,0 +1,107 @@
+//! A `berth csi` process of its own for a test: state, data and socket in a
+//! temporary directory, stderr kept for failure messages, and everything it
+//! mounted or attached there undone when the test ends, passed or not.
+//! Needs root (the node service mounts and attaches loop devices).
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::berth_bin;
+
+/// How long a fresh driver may take to start listening (it opens its
+/// store and reconciles the data directory first).
+const START_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// A running driver; dropping it kills the process and cleans up.
+pub struct CsiDriver {
+    child: Child,
+    dir: tempfile::TempDir,
+    sock: PathBuf,
+}
+
+impl CsiDriver {
+    /// Starts `berth csi --node-id=n1 --capacity=10Gi` serving every
+    /// service; `extra` flags come last, so they override those (the CLI
+    /// takes the last value of a flag given twice).
+    pub fn start(extra: &[&str]) -> CsiDriver {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let sock = dir.path().join("csi.sock");
+        let log = std::fs::File::create(dir.path().join("driver.log")).expect("driver log");
+        let child = Command::new(berth_bin())
+            .arg("csi")
+            .arg(format!("--endpoint=unix://{}", sock.display()))
+            .args(["--node-id=n1", "--capacity=10Gi"])
+            .arg(format!(
+                "--state-dir={}",
+                dir.path().join("state").display()
+            ))
+            .arg(format!("--data-dir={}", dir.path().join("data").display()))
+            .args(extra)
+            .env("BERTH_LOG", "info")
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("spawning berth csi");
+        let mut driver = CsiDriver { child, dir, sock };
+        driver.wait_listening();
+        driver
+    }
+
+    /// The socket is renamed into place only once it listens, but a
+    /// connect proves it.
+    fn wait_listening(&mut self) {
+        let deadline = Instant::now() + START_TIMEOUT;
+        while std::os::unix::net::UnixStream::connect(&self.sock).is_err() {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                panic!("berth csi exited with {status}:\n{}", self.log());
+            }
+            assert!(
+                Instant::now() < deadline,
+                "berth csi is not listening on {} after {START_TIMEOUT:?}:\n{}",
+                self.sock.display(),
+                self.log()
+            );
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    /// The driver's unix socket, for `csi_proto::connect_unix`.
+    pub fn sock(&self) -> &Path {
+        &self.sock
+    }
+
+    /// A scratch directory that lives as long as the driver (staging and
+    /// target paths go here).
+    pub fn dir(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// What the driver logged so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("driver.log")).unwrap_or_default()
+    }
+}
+
+impl Drop for CsiDriver {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        // A test that failed midway leaves its stages and publishes behind;
+        // removing the directory through them would reach into mounted file
+        // systems, and attached loop devices would outlive the test.
+        let Ok(root) = std::fs::canonicalize(self.dir.path()) else {
+            return;
+        };
+        if let Ok(mounts) = berth::csi::mount::mount_points() {
+            for m in mounts.iter().rev().filter(|m| m.starts_with(&root)) {
+                let _ = nix::mount::umount2(m, nix::mount::MntFlags::MNT_DETACH);
+            }
+        }
+        for (dev, backing) in berth::csi::loopdev::attached() {
+            if backing.starts_with(&root) {
+                let _ = berth::csi::loopdev::detach(&dev);
+            }
+        }
+    }
+}

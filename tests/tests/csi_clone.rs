@@ -1,0 +1,208 @@
+//! Clones and restores hold their source's data: a volume created with a
+//! volume or snapshot content source, staged and published, shows the
+//! files written into the source before (and, for a snapshot, not the ones
+//! written after it was taken), for directory and ext4 volumes alike; the
+//! response names its content source. Runs the real `berth csi` as root.
+
+use std::path::PathBuf;
+
+use berth_tests::csi_driver::CsiDriver;
+use csi::controller_client::ControllerClient;
+use csi::node_client::NodeClient;
+use csi_proto as csi;
+use tonic::transport::Channel;
+
+const MI: i64 = 1 << 20;
+
+fn mount_cap(fs: &str) -> csi::VolumeCapability {
+    use csi::volume_capability::*;
+    csi::VolumeCapability {
+        access_type: Some(AccessType::Mount(MountVolume {
+            fs_type: fs.into(),
+            ..Default::default()
+        })),
+        access_mode: Some(AccessMode {
+            mode: access_mode::Mode::SingleNodeWriter as i32,
+        }),
+    }
+}
+
+struct Client {
+    ctrl: ControllerClient<Channel>,
+    node: NodeClient<Channel>,
+}
+
+impl Client {
+    async fn create(
+        &mut self,
+        name: &str,
+        fs: &str,
+        source: Option<csi::volume_content_source::Type>,
+    ) -> csi::Volume {
+        self.ctrl
+            .create_volume(csi::CreateVolumeRequest {
+                name: name.into(),
+                capacity_range: Some(csi::CapacityRange {
+                    required_bytes: 16 * MI,
+                    limit_bytes: 0,
+                }),
+                volume_capabilities: vec![mount_cap(fs)],
+                volume_content_source: source.map(|t| csi::VolumeContentSource { r#type: Some(t) }),
+                ..Default::default()
+            })
+            .await
+            .unwrap_or_else(|s| panic!("CreateVolume {name}: {s:?}"))
+            .into_inner()
+            .volume
+            .expect("volume")
+    }
+
+    /// Stages and publishes `id`; returns the published path.
+    async fn publish(&mut self, driver: &CsiDriver, id: &str, fs: &str) -> PathBuf {
+        let staging = driver.dir().join(format!("stage-{id}"));
+        let target = driver.dir().join(format!("target-{id}"));
+        self.node
+            .node_stage_volume(csi::NodeStageVolumeRequest {
+                volume_id: id.into(),
+                staging_target_path: staging.display().to_string(),
+                volume_capability: Some(mount_cap(fs)),
+                ..Default::default()
+            })
+            .await
+            .unwrap_or_else(|s| panic!("NodeStage {id}: {s:?}\n{}", driver.log()));
+        self.node
+            .node_publish_volume(csi::NodePublishVolumeRequest {
+                volume_id: id.into(),
+                staging_target_path: staging.display().to_string(),
+                target_path: target.display().to_string(),
+                volume_capability: Some(mount_cap(fs)),
+                ..Default::default()
+            })
+            .await
+            .unwrap_or_else(|s| panic!("NodePublish {id}: {s:?}\n{}", driver.log()));
+        target
+    }
+
+    async fn unpublish(&mut self, driver: &CsiDriver, id: &str) {
+        let staging = driver.dir().join(format!("stage-{id}"));
+        let target = driver.dir().join(format!("target-{id}"));
+        self.node
+            .node_unpublish_volume(csi::NodeUnpublishVolumeRequest {
+                volume_id: id.into(),
+                target_path: target.display().to_string(),
+            })
+            .await
+            .unwrap_or_else(|s| panic!("NodeUnpublish {id}: {s:?}"));
+        self.node
+            .node_unstage_volume(csi::NodeUnstageVolumeRequest {
+                volume_id: id.into(),
+                staging_target_path: staging.display().to_string(),
+            })
+            .await
+            .unwrap_or_else(|s| panic!("NodeUnstage {id}: {s:?}"));
+    }
+}
+
+fn read(path: &std::path::Path) -> Option<String> {
+    std::fs::read_to_string(path).ok()
+}
+
+async fn clones_and_restores_carry_the_data(fs: &str) {
+    use csi::volume_content_source::{SnapshotSource, Type, VolumeSource};
+    let driver = CsiDriver::start(&[]);
+    let channel = csi_proto::connect_unix(driver.sock())
+        .await
+        .expect("connect");
+    let mut c = Client {
+        ctrl: ControllerClient::new(channel.clone()),
+        node: NodeClient::new(channel),
+    };
+    let src = c.create("src", fs, None).await;
+    let path = c.publish(&driver, &src.volume_id, fs).await;
+    std::fs::create_dir_all(path.join("db")).expect("mkdir");
+    std::fs::write(path.join("db/rows"), "one\ntwo\n").expect("write");
+    // What lands on the disk before the copies are made is what they hold.
+    nix::unistd::sync();
+
+    let clone = c
+        .create(
+            "clone",
+            fs,
+            Some(Type::Volume(VolumeSource {
+                volume_id: src.volume_id.clone(),
+            })),
+        )
+        .await;
+    assert!(
+        matches!(
+            clone.content_source.as_ref().and_then(|s| s.r#type.as_ref()),
+            Some(Type::Volume(v)) if v.volume_id == src.volume_id
+        ),
+        "the clone names its source: {clone:?}"
+    );
+    let snapshot = c
+        .ctrl
+        .create_snapshot(csi::CreateSnapshotRequest {
+            source_volume_id: src.volume_id.clone(),
+            name: "snap".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap_or_else(|s| panic!("CreateSnapshot: {s:?}"))
+        .into_inner()
+        .snapshot
+        .expect("snapshot");
+    // Written after the snapshot: a restore must not have it.
+    std::fs::write(path.join("db/later"), "three\n").expect("write");
+
+    let restored = c
+        .create(
+            "restored",
+            fs,
+            Some(Type::Snapshot(SnapshotSource {
+                snapshot_id: snapshot.snapshot_id.clone(),
+            })),
+        )
+        .await;
+    assert!(
+        matches!(
+            restored.content_source.as_ref().and_then(|s| s.r#type.as_ref()),
+            Some(Type::Snapshot(s)) if s.snapshot_id == snapshot.snapshot_id
+        ),
+        "the restore names its snapshot: {restored:?}"
+    );
+
+    let clone_path = c.publish(&driver, &clone.volume_id, fs).await;
+    let restored_path = c.publish(&driver, &restored.volume_id, fs).await;
+    let clone_rows = read(&clone_path.join("db/rows"));
+    let restored_rows = read(&restored_path.join("db/rows"));
+    let restored_later = read(&restored_path.join("db/later"));
+    // The copies are independent of the source from now on.
+    std::fs::write(clone_path.join("db/rows"), "changed\n").expect("write");
+    let source_rows = read(&path.join("db/rows"));
+    for id in [&clone.volume_id, &restored.volume_id, &src.volume_id] {
+        c.unpublish(&driver, id).await;
+    }
+    assert_eq!(clone_rows.as_deref(), Some("one\ntwo\n"), "{fs}: clone");
+    assert_eq!(
+        restored_rows.as_deref(),
+        Some("one\ntwo\n"),
+        "{fs}: restore"
+    );
+    assert_eq!(restored_later, None, "{fs}: written after the snapshot");
+    assert_eq!(
+        source_rows.as_deref(),
+        Some("one\ntwo\n"),
+        "{fs}: writing the clone leaves the source alone"
+    );
+}
+
+#[tokio::test]
+async fn directory_clones_and_restores_carry_the_data() {
+    clones_and_restores_carry_the_data("").await;
+}
+
+#[tokio::test]
+async fn ext4_clones_and_restores_carry_the_data() {
+    clones_and_restores_carry_the_data("ext4").await;
+}
