@@ -642,6 +642,7 @@ impl Cluster {
                 selected_node: None,
                 bound_phase: c.bound,
                 deleting: false,
+                data_source: None,
                 source: ClaimSource::Manifest,
                 origin: origin(),
                 seq: claim_seq + j,

@@ -97,8 +97,15 @@ async fn clones_and_restores_hold_their_sources_data_on_its_node() {
     env.class("local", "Immediate", "Delete", json!({})).await;
     env.wait_capacities("local").await;
 
-    // The source lands on node-b (most free storage); its data is a file.
-    env.claim("apps", "src", "local").await;
+    // The source is made on node-a (as if a pod had been scheduled
+    // there); its data is a file.
+    env.claim_with(
+        "apps",
+        "src",
+        "local",
+        json!({ "volume.kubernetes.io/selected-node": "node-a" }),
+    )
+    .await;
     let src_pv = env.wait_bound("apps", "src").await;
     let (src_node, src_dir) = volume_dir(&mut env, &src_pv).await;
     std::fs::create_dir_all(src_dir.join("db")).expect("source data dir");
@@ -119,7 +126,11 @@ async fn clones_and_restores_hold_their_sources_data_on_its_node() {
         .expect("clone claim");
     let copy_pv = env.wait_bound("apps", "copy").await;
     let (copy_node, copy_dir) = volume_dir(&mut env, &copy_pv).await;
-    assert_eq!(copy_node, src_node, "the clone is on its source's node");
+    assert_eq!(src_node, "node-a");
+    assert_eq!(
+        copy_node, src_node,
+        "the clone is on its source's node, not on the emptier node-b"
+    );
     assert_eq!(
         std::fs::read_to_string(copy_dir.join("db/rows"))
             .ok()

@@ -319,6 +319,35 @@ async fn berth_serves_volumes_to_pods_of_a_real_kubelet() {
         "persisted"
     );
 
+    // 3b. A clone of that claim, mounted by a pod, holds its file; then it
+    // goes (the source's cloning protection is checked gone at the end).
+    apply(
+        &node,
+        &claim_and_pod(
+            "copy",
+            "berth-local",
+            "64Mi",
+            false,
+            "",
+            "sleep 3600",
+        )
+        .replace(
+            "  resources: { requests: { storage: 64Mi } }\n",
+            "  resources: { requests: { storage: 64Mi } }\n  dataSource: { kind: PersistentVolumeClaim, name: keep }\n",
+        ),
+    );
+    wait_running(&node, "copy").await;
+    assert_eq!(
+        exec(&node, "copy", "cat /data/f")
+            .expect("read the clone")
+            .trim(),
+        "persisted",
+        "the clone has its source's data"
+    );
+    node.kubectl(&["delete", "pod", "copy", "--wait=true"])
+        .expect("delete");
+    node.kubectl(&["delete", "pvc", "copy"]).expect("delete");
+
     // 4. Raw block through the device; ext4 with fsGroup.
     apply(
         &node,
@@ -515,6 +544,14 @@ async fn berth_serves_volumes_to_pods_of_a_real_kubelet() {
         .expect("delete");
     node.kubectl(&["delete", "pvc", "after", "keep"])
         .expect("delete");
+    // `keep` was cloned: its cloning protection goes once no clone is
+    // pending, and the claim with it.
+    let claims: Api<PersistentVolumeClaim> = Api::namespaced(node.client.clone(), "default");
+    wait(&node, "the cloned claim gone", 60, || {
+        let claims = claims.clone();
+        async move { matches!(claims.get_opt("keep").await, Ok(None)).then_some(()) }
+    })
+    .await;
     wait(&node, "every volume reclaimed", 180, || async {
         volumes_on_disk().is_empty().then_some(())
     })
