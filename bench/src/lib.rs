@@ -599,6 +599,7 @@ impl Cluster {
                     access_modes: modes_set(v.modes),
                     volume_mode: volume_mode(v.block),
                     class: def.name.to_string(),
+                    attributes_class: String::new(),
                     labels: BTreeMap::from([("tier".to_string(), v.tier.to_string())]),
                     claim_ref: v.claim_ref.as_ref().map(|r| ClaimRef {
                         key: ClaimKey::new(r.namespace.clone(), r.name.clone()),
@@ -638,6 +639,7 @@ impl Cluster {
                         vec![tier.to_string()],
                     )],
                 }),
+                attributes_class: String::new(),
                 volume_name: c.volume_name.clone(),
                 selected_node: None,
                 bound_phase: c.bound,

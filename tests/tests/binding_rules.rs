@@ -862,3 +862,116 @@ fn public_instance_limits_warn_when_csinode_publishes_none() {
     let p = plan(&yaml.replace("  - name: v25\n    csi: {driver: ebs.csi.aws.com}\n", ""));
     assert!(p.warnings.is_empty(), "{:?}", p.warnings);
 }
+
+/// VolumeAttributesClass (GA, on by default): `FindMatchingVolume` skips a
+/// volume whose `volumeAttributesClassName` differs from the claim's (unset
+/// is `""`), pre-bound volumes included, and `checkVolumeSatisfyClaim`
+/// refuses a named volume with "volumeAttributesClassName does not match"
+/// (after the class check, before the volume mode check).
+#[test]
+fn volume_attributes_class_must_be_equal() {
+    let cls = class("c", "kubernetes.io/no-provisioner", "");
+    let vac = |v: &str| format!("  volumeAttributesClassName: {v}");
+    let bind_cases = vec![
+        (
+            "both unset",
+            format!(
+                "{cls}{}{}",
+                pv("p", "1Gi", RWO, "c", ""),
+                pvc("a", "1Gi", RWO, Some("c"), "")
+            ),
+            "default/a",
+            Some("p"),
+        ),
+        (
+            "claim's class on the volume too",
+            format!(
+                "{cls}{}{}{}",
+                pv("plain", "1Gi", RWO, "c", ""),
+                pv("gold", "5Gi", RWO, "c", &vac("gold")),
+                pvc("a", "1Gi", RWO, Some("c"), &vac("gold"))
+            ),
+            "default/a",
+            Some("gold"),
+        ),
+        (
+            "a claim without one skips a volume with one",
+            format!(
+                "{cls}{}{}",
+                pv("gold", "1Gi", RWO, "c", &vac("gold")),
+                pvc("a", "1Gi", RWO, Some("c"), "")
+            ),
+            "default/a",
+            None,
+        ),
+        (
+            "another class",
+            format!(
+                "{cls}{}{}",
+                pv("silver", "1Gi", RWO, "c", &vac("silver")),
+                pvc("a", "1Gi", RWO, Some("c"), &vac("gold"))
+            ),
+            "default/a",
+            None,
+        ),
+        (
+            "a volume pre-bound to the claim is skipped too",
+            format!(
+                "{cls}{}{}",
+                pv(
+                    "pre",
+                    "1Gi",
+                    RWO,
+                    "c",
+                    "  claimRef:\n    namespace: default\n    name: a"
+                ),
+                pvc("a", "1Gi", RWO, Some("c"), &vac("gold"))
+            ),
+            "default/a",
+            None,
+        ),
+    ];
+    check_bindings(&bind_cases);
+
+    let p = plan(&format!(
+        "{cls}{}{}",
+        pv("named", "5Gi", RWO, "c", &vac("silver")),
+        pvc(
+            "a",
+            "1Gi",
+            RWO,
+            Some("c"),
+            &format!("  volumeName: named\n{}", vac("gold"))
+        )
+    ));
+    assert_eq!(
+        pending_reason(&p, "default/a").as_deref(),
+        Some("Cannot bind to requested volume \"named\": volumeAttributesClassName does not match")
+    );
+    // The class check comes first.
+    let p = plan(&format!(
+        "{cls}{}{}",
+        pv("named", "5Gi", RWO, "x", &vac("silver")),
+        pvc("a", "1Gi", RWO, Some("c"), "  volumeName: named")
+    ));
+    assert_eq!(
+        pending_reason(&p, "default/a").as_deref(),
+        Some("Cannot bind to requested volume \"named\": storageClassName does not match")
+    );
+    // A near miss says why.
+    let p = plan(&format!(
+        "{cls}{}{}",
+        pv("silver", "1Gi", RWO, "c", &vac("silver")),
+        pvc("a", "1Gi", RWO, Some("c"), &vac("gold"))
+    ));
+    let near: Vec<String> = p
+        .pending
+        .iter()
+        .flat_map(|x| x.candidates.iter().map(|c| c.to_string()))
+        .collect();
+    assert!(
+        near.iter()
+            .any(|c| c.contains("volumeAttributesClassName \"silver\" != \"gold\"")),
+        "{near:?}"
+    );
+}

@@ -274,6 +274,7 @@ impl<'s> Engine<'s> {
         sets.dedup();
         let filter = Filter {
             selector: claim.selector.as_ref(),
+            attributes_class: &claim.attributes_class,
             node: None,
         };
         for set in sets {
@@ -285,6 +286,7 @@ impl<'s> Engine<'s> {
                     vol.access_modes == set
                         && vol.capacity.is_some_and(|c| c >= view.request)
                         && vol.volume_mode == claim.volume_mode
+                        && vol.attributes_class == claim.attributes_class
                         && !vol.deleting
                 })
                 .min_by(|&a, &b| self.snap.volumes[a].name.cmp(&self.snap.volumes[b].name));
@@ -538,6 +540,7 @@ impl<'s> Engine<'s> {
                 let view = ClaimView::of(a);
                 let filter = Filter {
                     selector: claim.selector.as_ref(),
+                    attributes_class: &claim.attributes_class,
                     node: Some((node, labels)),
                 };
                 let found = self.index.smallest_any_set(

@@ -94,6 +94,7 @@ fn from_template(
         access_modes: t.access_modes,
         volume_mode: t.volume_mode,
         selector: t.selector.clone(),
+        attributes_class: t.attributes_class.clone(),
         volume_name: None,
         selected_node: None,
         bound_phase: false,

@@ -168,13 +168,17 @@ impl AffinityIndex {
 /// Extra conditions a candidate must meet besides class/mode/size.
 pub struct Filter<'a> {
     pub selector: Option<&'a LabelSelector>,
+    /// The claim's VolumeAttributesClass: a volume's must be the same
+    /// (both unset counts as the same).
+    pub attributes_class: &'a str,
     /// The scheduler path checks PV node affinity against this node.
     pub node: Option<(&'a str, &'a Labels)>,
 }
 
 impl Filter<'_> {
     fn accepts(&self, v: &Volume) -> bool {
-        let labels_ok = self.selector.is_none_or(|sel| sel.matches(&v.labels));
+        let labels_ok = self.selector.is_none_or(|sel| sel.matches(&v.labels))
+            && v.attributes_class == self.attributes_class;
         let node_ok = self.node.is_none_or(|(name, labels)| {
             v.node_affinity
                 .as_ref()

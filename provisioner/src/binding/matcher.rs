@@ -93,6 +93,12 @@ pub fn mismatches(
             want: claim.volume_mode,
         });
     }
+    if volume.attributes_class != claim.attributes_class {
+        out.push(Mismatch::AttributesClass {
+            have: volume.attributes_class.clone(),
+            want: claim.attributes_class.clone(),
+        });
+    }
     if volume.deleting {
         out.push(Mismatch::Deleting);
     }
@@ -149,6 +155,9 @@ pub fn satisfies_named(volume: &Volume, view: &ClaimView<'_>) -> Result<(), Stri
     }
     if volume.class != view.class {
         return Err("storageClassName does not match".into());
+    }
+    if volume.attributes_class != claim.attributes_class {
+        return Err("volumeAttributesClassName does not match".into());
     }
     if volume.volume_mode != claim.volume_mode {
         return Err("incompatible volumeMode".into());

@@ -142,6 +142,11 @@ pub enum Mismatch {
         have: VolumeMode,
         want: VolumeMode,
     },
+    /// `volumeAttributesClassName` differs (unset reads as `""`).
+    AttributesClass {
+        have: String,
+        want: String,
+    },
     AccessModes {
         missing: Vec<AccessMode>,
     },
@@ -168,6 +173,9 @@ impl fmt::Display for Mismatch {
                 write!(f, "storageClassName {have:?} != {want:?}")
             }
             Mismatch::VolumeMode { have, want } => write!(f, "volumeMode {have} != {want}"),
+            Mismatch::AttributesClass { have, want } => {
+                write!(f, "volumeAttributesClassName {have:?} != {want:?}")
+            }
             Mismatch::AccessModes { missing } => {
                 let names: Vec<&str> = missing.iter().map(|m| m.as_str()).collect();
                 write!(f, "lacks access mode {}", names.join(","))

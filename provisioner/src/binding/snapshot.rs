@@ -86,6 +86,8 @@ pub struct Claim {
     pub access_modes: AccessModes,
     pub volume_mode: VolumeMode,
     pub selector: Option<LabelSelector>,
+    /// `spec.volumeAttributesClassName`; `""` when unset.
+    pub attributes_class: String,
     pub volume_name: Option<String>,
     /// `volume.kubernetes.io/selected-node`.
     pub selected_node: Option<String>,
@@ -208,6 +210,8 @@ pub struct Volume {
     pub volume_mode: VolumeMode,
     /// `spec.storageClassName` (beta annotation wins); `""` when unset.
     pub class: String,
+    /// `spec.volumeAttributesClassName`; `""` when unset.
+    pub attributes_class: String,
     pub labels: Labels,
     pub claim_ref: Option<ClaimRef>,
     pub phase: Option<VolumePhase>,
@@ -310,6 +314,7 @@ pub struct ClaimTemplate {
     pub access_modes: AccessModes,
     pub volume_mode: VolumeMode,
     pub selector: Option<LabelSelector>,
+    pub attributes_class: String,
 }
 
 #[derive(Debug, Clone)]

@@ -840,6 +840,10 @@ fn volume(ctx: &Ctx<'_>, o: core::PersistentVolume) -> Result<Volume, InputError
         )?,
         volume_mode: volume_mode(ctx, "spec.volumeMode", spec.volume_mode.as_deref())?,
         class,
+        attributes_class: spec
+            .volume_attributes_class_name
+            .clone()
+            .unwrap_or_default(),
         labels: m.labels.clone().unwrap_or_default(),
         claim_ref,
         phase,
@@ -862,6 +866,7 @@ struct ClaimSpecParts {
     access_modes: AccessModes,
     volume_mode: VolumeMode,
     selector: Option<LabelSelector>,
+    attributes_class: String,
 }
 
 fn claim_spec(
@@ -903,6 +908,10 @@ fn claim_spec(
             spec.volume_mode.as_deref(),
         )?,
         selector,
+        attributes_class: spec
+            .volume_attributes_class_name
+            .clone()
+            .unwrap_or_default(),
     })
 }
 
@@ -921,6 +930,10 @@ fn claim(ctx: &Ctx<'_>, o: core::PersistentVolumeClaim, seq: usize) -> Result<Cl
         access_modes: parts.access_modes,
         volume_mode: parts.volume_mode,
         selector: parts.selector,
+        attributes_class: spec
+            .volume_attributes_class_name
+            .clone()
+            .unwrap_or_default(),
         volume_name: spec.volume_name.clone().filter(|v| !v.is_empty()),
         selected_node: annotation(m, ANN_SELECTED_NODE).map(str::to_string),
         bound_phase: o.status.and_then(|s| s.phase).as_deref() == Some("Bound"),
@@ -1040,6 +1053,7 @@ fn pod(ctx: &Ctx<'_>, o: core::Pod, seq: usize) -> Result<Pod, InputError> {
                 access_modes: parts.access_modes,
                 volume_mode: parts.volume_mode,
                 selector: parts.selector,
+                attributes_class: parts.attributes_class,
             });
             volumes.push(PodVolume::Claim(name));
         } else if let Some(csi) = &v.csi {
@@ -1100,6 +1114,7 @@ fn stateful_set(
             access_modes: parts.access_modes,
             volume_mode: parts.volume_mode,
             selector: parts.selector,
+            attributes_class: parts.attributes_class,
         });
     }
     Ok(StatefulSet {
