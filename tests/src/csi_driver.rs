@@ -7,6 +7,10 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use csi_proto as csi;
+use csi_proto::node_client::NodeClient;
+use tonic::transport::Channel;
+
 use crate::berth_bin;
 
 /// How long a fresh driver may take to start listening (it opens its
@@ -104,4 +108,75 @@ impl Drop for CsiDriver {
             }
         }
     }
+}
+
+/// A single-node-writer capability: a file system (`Some("")` is a
+/// directory volume, `Some("ext4")` an image) or raw block (`None`).
+pub fn capability(fs: Option<&str>) -> csi::VolumeCapability {
+    use csi::volume_capability::*;
+    csi::VolumeCapability {
+        access_type: Some(match fs {
+            Some(fs) => AccessType::Mount(MountVolume {
+                fs_type: fs.into(),
+                ..Default::default()
+            }),
+            None => AccessType::Block(BlockVolume {}),
+        }),
+        access_mode: Some(AccessMode {
+            mode: access_mode::Mode::SingleNodeWriter as i32,
+        }),
+    }
+}
+
+/// A volume staged and published under its driver's scratch directory.
+pub struct Published {
+    pub id: String,
+    pub staging: PathBuf,
+    pub target: PathBuf,
+}
+
+impl CsiDriver {
+    /// NodeStage and NodePublish of volume `id` with a mount capability of
+    /// `fs` (`""`: a directory volume).
+    pub async fn publish(&self, node: &mut NodeClient<Channel>, id: &str, fs: &str) -> Published {
+        let p = Published {
+            id: id.to_string(),
+            staging: self.dir().join(format!("stage-{id}")),
+            target: self.dir().join(format!("target-{id}")),
+        };
+        node.node_stage_volume(csi::NodeStageVolumeRequest {
+            volume_id: p.id.clone(),
+            staging_target_path: p.staging.display().to_string(),
+            volume_capability: Some(capability(Some(fs))),
+            ..Default::default()
+        })
+        .await
+        .unwrap_or_else(|s| panic!("NodeStage {id}: {s:?}\n{}", self.log()));
+        node.node_publish_volume(csi::NodePublishVolumeRequest {
+            volume_id: p.id.clone(),
+            staging_target_path: p.staging.display().to_string(),
+            target_path: p.target.display().to_string(),
+            volume_capability: Some(capability(Some(fs))),
+            ..Default::default()
+        })
+        .await
+        .unwrap_or_else(|s| panic!("NodePublish {id}: {s:?}\n{}", self.log()));
+        p
+    }
+}
+
+/// NodeUnpublish and NodeUnstage of a published volume.
+pub async fn unpublish(node: &mut NodeClient<Channel>, p: &Published) {
+    node.node_unpublish_volume(csi::NodeUnpublishVolumeRequest {
+        volume_id: p.id.clone(),
+        target_path: p.target.display().to_string(),
+    })
+    .await
+    .unwrap_or_else(|s| panic!("NodeUnpublish {}: {s:?}", p.id));
+    node.node_unstage_volume(csi::NodeUnstageVolumeRequest {
+        volume_id: p.id.clone(),
+        staging_target_path: p.staging.display().to_string(),
+    })
+    .await
+    .unwrap_or_else(|s| panic!("NodeUnstage {}: {s:?}", p.id));
 }

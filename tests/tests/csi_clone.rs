@@ -4,28 +4,13 @@
 //! written after it was taken), for directory and ext4 volumes alike; the
 //! response names its content source. Runs the real `berth csi` as root.
 
-use std::path::PathBuf;
-
-use berth_tests::csi_driver::CsiDriver;
+use berth_tests::csi_driver::{CsiDriver, capability, unpublish};
 use csi::controller_client::ControllerClient;
 use csi::node_client::NodeClient;
 use csi_proto as csi;
 use tonic::transport::Channel;
 
 const MI: i64 = 1 << 20;
-
-fn mount_cap(fs: &str) -> csi::VolumeCapability {
-    use csi::volume_capability::*;
-    csi::VolumeCapability {
-        access_type: Some(AccessType::Mount(MountVolume {
-            fs_type: fs.into(),
-            ..Default::default()
-        })),
-        access_mode: Some(AccessMode {
-            mode: access_mode::Mode::SingleNodeWriter as i32,
-        }),
-    }
-}
 
 struct Client {
     ctrl: ControllerClient<Channel>,
@@ -46,7 +31,7 @@ impl Client {
                     required_bytes: 16 * MI,
                     limit_bytes: 0,
                 }),
-                volume_capabilities: vec![mount_cap(fs)],
+                volume_capabilities: vec![capability(Some(fs))],
                 volume_content_source: source.map(|t| csi::VolumeContentSource { r#type: Some(t) }),
                 ..Default::default()
             })
@@ -55,51 +40,6 @@ impl Client {
             .into_inner()
             .volume
             .expect("volume")
-    }
-
-    /// Stages and publishes `id`; returns the published path.
-    async fn publish(&mut self, driver: &CsiDriver, id: &str, fs: &str) -> PathBuf {
-        let staging = driver.dir().join(format!("stage-{id}"));
-        let target = driver.dir().join(format!("target-{id}"));
-        self.node
-            .node_stage_volume(csi::NodeStageVolumeRequest {
-                volume_id: id.into(),
-                staging_target_path: staging.display().to_string(),
-                volume_capability: Some(mount_cap(fs)),
-                ..Default::default()
-            })
-            .await
-            .unwrap_or_else(|s| panic!("NodeStage {id}: {s:?}\n{}", driver.log()));
-        self.node
-            .node_publish_volume(csi::NodePublishVolumeRequest {
-                volume_id: id.into(),
-                staging_target_path: staging.display().to_string(),
-                target_path: target.display().to_string(),
-                volume_capability: Some(mount_cap(fs)),
-                ..Default::default()
-            })
-            .await
-            .unwrap_or_else(|s| panic!("NodePublish {id}: {s:?}\n{}", driver.log()));
-        target
-    }
-
-    async fn unpublish(&mut self, driver: &CsiDriver, id: &str) {
-        let staging = driver.dir().join(format!("stage-{id}"));
-        let target = driver.dir().join(format!("target-{id}"));
-        self.node
-            .node_unpublish_volume(csi::NodeUnpublishVolumeRequest {
-                volume_id: id.into(),
-                target_path: target.display().to_string(),
-            })
-            .await
-            .unwrap_or_else(|s| panic!("NodeUnpublish {id}: {s:?}"));
-        self.node
-            .node_unstage_volume(csi::NodeUnstageVolumeRequest {
-                volume_id: id.into(),
-                staging_target_path: staging.display().to_string(),
-            })
-            .await
-            .unwrap_or_else(|s| panic!("NodeUnstage {id}: {s:?}"));
     }
 }
 
@@ -118,7 +58,8 @@ async fn clones_and_restores_carry_the_data(fs: &str) {
         node: NodeClient::new(channel),
     };
     let src = c.create("src", fs, None).await;
-    let path = c.publish(&driver, &src.volume_id, fs).await;
+    let src_p = driver.publish(&mut c.node, &src.volume_id, fs).await;
+    let path = src_p.target.clone();
     std::fs::create_dir_all(path.join("db")).expect("mkdir");
     std::fs::write(path.join("db/rows"), "one\ntwo\n").expect("write");
     // What lands on the disk before the copies are made is what they hold.
@@ -172,16 +113,17 @@ async fn clones_and_restores_carry_the_data(fs: &str) {
         "the restore names its snapshot: {restored:?}"
     );
 
-    let clone_path = c.publish(&driver, &clone.volume_id, fs).await;
-    let restored_path = c.publish(&driver, &restored.volume_id, fs).await;
+    let clone_p = driver.publish(&mut c.node, &clone.volume_id, fs).await;
+    let restored_p = driver.publish(&mut c.node, &restored.volume_id, fs).await;
+    let (clone_path, restored_path) = (clone_p.target.clone(), restored_p.target.clone());
     let clone_rows = read(&clone_path.join("db/rows"));
     let restored_rows = read(&restored_path.join("db/rows"));
     let restored_later = read(&restored_path.join("db/later"));
     // The copies are independent of the source from now on.
     std::fs::write(clone_path.join("db/rows"), "changed\n").expect("write");
     let source_rows = read(&path.join("db/rows"));
-    for id in [&clone.volume_id, &restored.volume_id, &src.volume_id] {
-        c.unpublish(&driver, id).await;
+    for p in [&clone_p, &restored_p, &src_p] {
+        unpublish(&mut c.node, p).await;
     }
     assert_eq!(clone_rows.as_deref(), Some("one\ntwo\n"), "{fs}: clone");
     assert_eq!(

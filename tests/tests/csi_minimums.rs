@@ -7,26 +7,10 @@
 
 use std::path::Path;
 
-use berth_tests::csi_driver::CsiDriver;
+use berth_tests::csi_driver::{CsiDriver, capability as cap};
 use csi_proto as csi;
 use csi_proto::controller_client::ControllerClient;
 use csi_proto::node_client::NodeClient;
-
-fn cap(fs: Option<&str>) -> csi::VolumeCapability {
-    use csi::volume_capability::*;
-    csi::VolumeCapability {
-        access_type: Some(match fs {
-            Some(fs) => AccessType::Mount(MountVolume {
-                fs_type: fs.into(),
-                ..Default::default()
-            }),
-            None => AccessType::Block(BlockVolume {}),
-        }),
-        access_mode: Some(AccessMode {
-            mode: access_mode::Mode::SingleNodeWriter as i32,
-        }),
-    }
-}
 
 /// One case: its name, fsType (None: raw block), required and limit
 /// bytes, and the capacity given or the minimum the refusal names.

@@ -6,10 +6,10 @@
 //! Runs the real `berth csi` as root (it mounts and attaches loop devices).
 
 use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::{Duration, Instant};
 
-use berth_tests::csi_driver::CsiDriver;
+use berth_tests::csi_driver::{CsiDriver, Published, capability, unpublish};
 use csi::controller_client::ControllerClient;
 use csi::node_client::NodeClient;
 use csi::volume_usage::Unit;
@@ -20,26 +20,6 @@ const MI: i64 = 1 << 20;
 /// The driver re-measures a directory within seconds (its usage cache's
 /// freshness); a figure that has not moved after this is wrong.
 const SETTLE: Duration = Duration::from_secs(20);
-
-fn mount_cap(fs: &str) -> csi::VolumeCapability {
-    use csi::volume_capability::*;
-    csi::VolumeCapability {
-        access_type: Some(AccessType::Mount(MountVolume {
-            fs_type: fs.into(),
-            ..Default::default()
-        })),
-        access_mode: Some(AccessMode {
-            mode: access_mode::Mode::SingleNodeWriter as i32,
-        }),
-    }
-}
-
-/// A volume staged and published under the driver's scratch directory.
-struct Published {
-    id: String,
-    staging: PathBuf,
-    target: PathBuf,
-}
 
 /// Creates a 16Mi volume (`fs` empty: a directory), stages and publishes it.
 async fn publish(
@@ -56,7 +36,7 @@ async fn publish(
                 required_bytes: 16 * MI,
                 limit_bytes: 0,
             }),
-            volume_capabilities: vec![mount_cap(fs)],
+            volume_capabilities: vec![capability(Some(fs))],
             ..Default::default()
         })
         .await
@@ -65,44 +45,7 @@ async fn publish(
         .volume
         .expect("volume");
     assert_eq!(volume.capacity_bytes, 16 * MI, "{name}");
-    let p = Published {
-        id: volume.volume_id,
-        staging: driver.dir().join(format!("stage-{name}")),
-        target: driver.dir().join(format!("target-{name}")),
-    };
-    node.node_stage_volume(csi::NodeStageVolumeRequest {
-        volume_id: p.id.clone(),
-        staging_target_path: p.staging.display().to_string(),
-        volume_capability: Some(mount_cap(fs)),
-        ..Default::default()
-    })
-    .await
-    .unwrap_or_else(|s| panic!("NodeStage {name}: {s:?}\n{}", driver.log()));
-    node.node_publish_volume(csi::NodePublishVolumeRequest {
-        volume_id: p.id.clone(),
-        staging_target_path: p.staging.display().to_string(),
-        target_path: p.target.display().to_string(),
-        volume_capability: Some(mount_cap(fs)),
-        ..Default::default()
-    })
-    .await
-    .unwrap_or_else(|s| panic!("NodePublish {name}: {s:?}\n{}", driver.log()));
-    p
-}
-
-async fn unpublish(node: &mut NodeClient<Channel>, p: &Published) {
-    node.node_unpublish_volume(csi::NodeUnpublishVolumeRequest {
-        volume_id: p.id.clone(),
-        target_path: p.target.display().to_string(),
-    })
-    .await
-    .unwrap_or_else(|s| panic!("NodeUnpublish {}: {s:?}", p.id));
-    node.node_unstage_volume(csi::NodeUnstageVolumeRequest {
-        volume_id: p.id.clone(),
-        staging_target_path: p.staging.display().to_string(),
-    })
-    .await
-    .unwrap_or_else(|s| panic!("NodeUnstage {}: {s:?}", p.id));
+    driver.publish(node, &volume.volume_id, fs).await
 }
 
 /// The figures of one NodeGetVolumeStats answer.
