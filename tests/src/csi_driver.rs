@@ -8,6 +8,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use csi_proto as csi;
+use csi_proto::controller_client::ControllerClient;
 use csi_proto::node_client::NodeClient;
 use tonic::transport::Channel;
 
@@ -136,6 +137,17 @@ pub struct Published {
 }
 
 impl CsiDriver {
+    /// Controller and Node clients over the driver's socket.
+    pub async fn clients(&self) -> (ControllerClient<Channel>, NodeClient<Channel>) {
+        let channel = csi_proto::connect_unix(self.sock().to_path_buf())
+            .await
+            .expect("connect to the driver's socket");
+        (
+            ControllerClient::new(channel.clone()),
+            NodeClient::new(channel),
+        )
+    }
+
     /// NodeStage and NodePublish of volume `id` with a mount capability of
     /// `fs` (`""`: a directory volume).
     pub async fn publish(&self, node: &mut NodeClient<Channel>, id: &str, fs: &str) -> Published {
@@ -179,4 +191,30 @@ pub async fn unpublish(node: &mut NodeClient<Channel>, p: &Published) {
     })
     .await
     .unwrap_or_else(|s| panic!("NodeUnstage {}: {s:?}", p.id));
+}
+
+/// CreateVolume of `bytes` with a mount capability of `fs` (`""`: a
+/// directory volume), from `source` when given.
+pub async fn create_volume(
+    ctrl: &mut ControllerClient<Channel>,
+    name: &str,
+    fs: &str,
+    bytes: i64,
+    source: Option<csi::volume_content_source::Type>,
+) -> csi::Volume {
+    ctrl.create_volume(csi::CreateVolumeRequest {
+        name: name.into(),
+        capacity_range: Some(csi::CapacityRange {
+            required_bytes: bytes,
+            limit_bytes: 0,
+        }),
+        volume_capabilities: vec![capability(Some(fs))],
+        volume_content_source: source.map(|t| csi::VolumeContentSource { r#type: Some(t) }),
+        ..Default::default()
+    })
+    .await
+    .unwrap_or_else(|s| panic!("CreateVolume {name}: {s:?}"))
+    .into_inner()
+    .volume
+    .expect("volume")
 }

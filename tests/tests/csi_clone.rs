@@ -4,44 +4,10 @@
 //! written after it was taken), for directory and ext4 volumes alike; the
 //! response names its content source. Runs the real `berth csi` as root.
 
-use berth_tests::csi_driver::{CsiDriver, capability, unpublish};
-use csi::controller_client::ControllerClient;
-use csi::node_client::NodeClient;
+use berth_tests::csi_driver::{CsiDriver, create_volume, unpublish};
 use csi_proto as csi;
-use tonic::transport::Channel;
 
 const MI: i64 = 1 << 20;
-
-struct Client {
-    ctrl: ControllerClient<Channel>,
-    node: NodeClient<Channel>,
-}
-
-impl Client {
-    async fn create(
-        &mut self,
-        name: &str,
-        fs: &str,
-        source: Option<csi::volume_content_source::Type>,
-    ) -> csi::Volume {
-        self.ctrl
-            .create_volume(csi::CreateVolumeRequest {
-                name: name.into(),
-                capacity_range: Some(csi::CapacityRange {
-                    required_bytes: 16 * MI,
-                    limit_bytes: 0,
-                }),
-                volume_capabilities: vec![capability(Some(fs))],
-                volume_content_source: source.map(|t| csi::VolumeContentSource { r#type: Some(t) }),
-                ..Default::default()
-            })
-            .await
-            .unwrap_or_else(|s| panic!("CreateVolume {name}: {s:?}"))
-            .into_inner()
-            .volume
-            .expect("volume")
-    }
-}
 
 fn read(path: &std::path::Path) -> Option<String> {
     std::fs::read_to_string(path).ok()
@@ -50,30 +16,25 @@ fn read(path: &std::path::Path) -> Option<String> {
 async fn clones_and_restores_carry_the_data(fs: &str) {
     use csi::volume_content_source::{SnapshotSource, Type, VolumeSource};
     let driver = CsiDriver::start(&[]);
-    let channel = csi_proto::connect_unix(driver.sock())
-        .await
-        .expect("connect");
-    let mut c = Client {
-        ctrl: ControllerClient::new(channel.clone()),
-        node: NodeClient::new(channel),
-    };
-    let src = c.create("src", fs, None).await;
-    let src_p = driver.publish(&mut c.node, &src.volume_id, fs).await;
+    let (mut ctrl, mut node) = driver.clients().await;
+    let src = create_volume(&mut ctrl, "src", fs, 16 * MI, None).await;
+    let src_p = driver.publish(&mut node, &src.volume_id, fs).await;
     let path = src_p.target.clone();
     std::fs::create_dir_all(path.join("db")).expect("mkdir");
     std::fs::write(path.join("db/rows"), "one\ntwo\n").expect("write");
     // What lands on the disk before the copies are made is what they hold.
     nix::unistd::sync();
 
-    let clone = c
-        .create(
-            "clone",
-            fs,
-            Some(Type::Volume(VolumeSource {
-                volume_id: src.volume_id.clone(),
-            })),
-        )
-        .await;
+    let clone = create_volume(
+        &mut ctrl,
+        "clone",
+        fs,
+        16 * MI,
+        Some(Type::Volume(VolumeSource {
+            volume_id: src.volume_id.clone(),
+        })),
+    )
+    .await;
     assert!(
         matches!(
             clone.content_source.as_ref().and_then(|s| s.r#type.as_ref()),
@@ -81,8 +42,7 @@ async fn clones_and_restores_carry_the_data(fs: &str) {
         ),
         "the clone names its source: {clone:?}"
     );
-    let snapshot = c
-        .ctrl
+    let snapshot = ctrl
         .create_snapshot(csi::CreateSnapshotRequest {
             source_volume_id: src.volume_id.clone(),
             name: "snap".into(),
@@ -96,15 +56,16 @@ async fn clones_and_restores_carry_the_data(fs: &str) {
     // Written after the snapshot: a restore must not have it.
     std::fs::write(path.join("db/later"), "three\n").expect("write");
 
-    let restored = c
-        .create(
-            "restored",
-            fs,
-            Some(Type::Snapshot(SnapshotSource {
-                snapshot_id: snapshot.snapshot_id.clone(),
-            })),
-        )
-        .await;
+    let restored = create_volume(
+        &mut ctrl,
+        "restored",
+        fs,
+        16 * MI,
+        Some(Type::Snapshot(SnapshotSource {
+            snapshot_id: snapshot.snapshot_id.clone(),
+        })),
+    )
+    .await;
     assert!(
         matches!(
             restored.content_source.as_ref().and_then(|s| s.r#type.as_ref()),
@@ -113,8 +74,8 @@ async fn clones_and_restores_carry_the_data(fs: &str) {
         "the restore names its snapshot: {restored:?}"
     );
 
-    let clone_p = driver.publish(&mut c.node, &clone.volume_id, fs).await;
-    let restored_p = driver.publish(&mut c.node, &restored.volume_id, fs).await;
+    let clone_p = driver.publish(&mut node, &clone.volume_id, fs).await;
+    let restored_p = driver.publish(&mut node, &restored.volume_id, fs).await;
     let (clone_path, restored_path) = (clone_p.target.clone(), restored_p.target.clone());
     let clone_rows = read(&clone_path.join("db/rows"));
     let restored_rows = read(&restored_path.join("db/rows"));
@@ -123,7 +84,7 @@ async fn clones_and_restores_carry_the_data(fs: &str) {
     std::fs::write(clone_path.join("db/rows"), "changed\n").expect("write");
     let source_rows = read(&path.join("db/rows"));
     for p in [&clone_p, &restored_p, &src_p] {
-        unpublish(&mut c.node, p).await;
+        unpublish(&mut node, p).await;
     }
     assert_eq!(clone_rows.as_deref(), Some("one\ntwo\n"), "{fs}: clone");
     assert_eq!(

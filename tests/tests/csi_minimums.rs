@@ -9,8 +9,6 @@ use std::path::Path;
 
 use berth_tests::csi_driver::{CsiDriver, capability as cap};
 use csi_proto as csi;
-use csi_proto::controller_client::ControllerClient;
-use csi_proto::node_client::NodeClient;
 
 /// One case: its name, fsType (None: raw block), required and limit
 /// bytes, and the capacity given or the minimum the refusal names.
@@ -31,11 +29,7 @@ fn fs_bytes(path: &Path) -> u64 {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn requests_below_a_file_systems_minimum_are_rounded_up_or_refused() {
     let driver = CsiDriver::start(&[]);
-    let channel = csi_proto::connect_unix(driver.sock().to_path_buf())
-        .await
-        .expect("connect");
-    let mut ctrl = ControllerClient::new(channel.clone());
-    let mut node = NodeClient::new(channel);
+    let (mut ctrl, mut node) = driver.clients().await;
     const MI: i64 = 1 << 20;
     let cases: [Case; 6] = [
         ("xfs 1Mi", Some("xfs"), MI, 0, Ok(300 * MI)),

@@ -9,7 +9,7 @@ use std::io::Write;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use berth_tests::csi_driver::{CsiDriver, Published, capability, unpublish};
+use berth_tests::csi_driver::{CsiDriver, Published, create_volume, unpublish};
 use csi::controller_client::ControllerClient;
 use csi::node_client::NodeClient;
 use csi::volume_usage::Unit;
@@ -29,21 +29,7 @@ async fn publish(
     name: &str,
     fs: &str,
 ) -> Published {
-    let volume = ctrl
-        .create_volume(csi::CreateVolumeRequest {
-            name: name.into(),
-            capacity_range: Some(csi::CapacityRange {
-                required_bytes: 16 * MI,
-                limit_bytes: 0,
-            }),
-            volume_capabilities: vec![capability(Some(fs))],
-            ..Default::default()
-        })
-        .await
-        .unwrap_or_else(|s| panic!("CreateVolume {name}: {s:?}"))
-        .into_inner()
-        .volume
-        .expect("volume");
+    let volume = create_volume(ctrl, name, fs, 16 * MI, None).await;
     assert_eq!(volume.capacity_bytes, 16 * MI, "{name}");
     driver.publish(node, &volume.volume_id, fs).await
 }
@@ -112,11 +98,7 @@ fn write_file(path: &Path, bytes: usize) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_directory_volume_reports_its_own_capacity_and_usage() {
     let driver = CsiDriver::start(&[]);
-    let channel = csi_proto::connect_unix(driver.sock().to_path_buf())
-        .await
-        .expect("connect");
-    let mut ctrl = ControllerClient::new(channel.clone());
-    let mut node = NodeClient::new(channel);
+    let (mut ctrl, mut node) = driver.clients().await;
 
     // A mount capability without fsType (and no fsType parameter) is a
     // directory under the data dir, bind-mounted.
