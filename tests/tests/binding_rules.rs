@@ -975,3 +975,100 @@ fn volume_attributes_class_must_be_equal() {
         "{near:?}"
     );
 }
+
+/// `syncVolume`'s "claim bound elsewhere" branch: the volume's claimRef
+/// (with uid) names a live claim whose `spec.volumeName` is another volume.
+#[test]
+fn claim_bound_elsewhere() {
+    let cls = class("c", "kubernetes.io/no-provisioner", "");
+    // pv "old" points at claim a (uid 1); a is bound to "new".
+    let old = |annotations: &str, policy: &str| {
+        format!(
+            "apiVersion: v1\nkind: PersistentVolume\nmetadata:\n  name: old\n  annotations: {{{annotations}}}\nspec:\n  capacity:\n    storage: 5Gi\n  accessModes: [ReadWriteOnce]\n  storageClassName: c\n  persistentVolumeReclaimPolicy: {policy}\n  claimRef:\n    name: a\n    namespace: default\n    uid: \"1\"\n  csi:\n    driver: csi.berth.dev\n    volumeHandle: h-old\nstatus:\n  phase: Bound\n---\n"
+        )
+    };
+    let rest = format!(
+        "{cls}{}{}{}",
+        pv(
+            "new",
+            "5Gi",
+            RWO,
+            "c",
+            "  claimRef:\n    name: a\n    namespace: default\n    uid: \"1\""
+        ),
+        pvc("a", "1Gi", RWO, Some("c"), "  volumeName: new").replace(
+            "  namespace: default\n",
+            "  namespace: default\n  uid: \"1\"\n"
+        ),
+        pvc("b", "1Gi", RWO, Some("c"), "")
+    );
+    let action = |p: &berth::binding::Plan| {
+        p.reclaim
+            .iter()
+            .find(|r| r.volume == "old")
+            .map(|r| (r.action.as_str(), r.reason.clone()))
+    };
+    let cases: &[(&str, &str, &str, Option<&str>, Option<&str>)] = &[
+        // (case, annotations, policy, old's action, what claim b gets)
+        (
+            "dynamically provisioned with Delete: released and deleted",
+            "pv.kubernetes.io/provisioned-by: csi.berth.dev",
+            "Delete",
+            Some("delete"),
+            None,
+        ),
+        (
+            "dynamically provisioned with Retain, bound by controller: back to Available",
+            "pv.kubernetes.io/provisioned-by: csi.berth.dev, pv.kubernetes.io/bound-by-controller: \"yes\"",
+            "Retain",
+            Some("unbind"),
+            Some("old"),
+        ),
+        (
+            "bound by controller: the claimRef goes, another claim may take it",
+            "pv.kubernetes.io/bound-by-controller: \"yes\"",
+            "Delete",
+            Some("unbind"),
+            Some("old"),
+        ),
+        (
+            "bound by a user: only the uid goes, the volume stays reserved for a",
+            "",
+            "Delete",
+            Some("unbind"),
+            None,
+        ),
+    ];
+    for (name, ann, policy, want_action, b_gets) in cases {
+        let p = plan(&format!("{}{rest}", old(ann, policy)));
+        assert_eq!(
+            action(&p).map(|(a, _)| a),
+            *want_action,
+            "case {name}: {:#?}",
+            p.reclaim
+        );
+        assert_eq!(
+            bound_volume(&p, "default/b").as_deref(),
+            *b_gets,
+            "case {name}: {p:#?}"
+        );
+        assert_eq!(
+            bound_volume(&p, "default/a").as_deref(),
+            Some("new"),
+            "case {name}"
+        );
+        let (_, reason) = action(&p).unwrap_or_default();
+        assert!(
+            reason.contains("bound to volume new"),
+            "case {name}: {reason}"
+        );
+    }
+    // The claim bound to this very volume, or not bound yet: still reserved.
+    let p = plan(&format!(
+        "{}{}",
+        old("pv.kubernetes.io/bound-by-controller: \"yes\"", "Delete"),
+        rest.replace("volumeName: new", "volumeName: old")
+    ));
+    assert!(action(&p).is_none(), "{:#?}", p.reclaim);
+    assert_eq!(bound_volume(&p, "default/a").as_deref(), Some("old"));
+}

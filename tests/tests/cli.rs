@@ -205,6 +205,25 @@ fn bad_input_exits_2_naming_document_object_field_and_value() {
             &["metadata.name", "Required value"][..],
         ),
         ("just a string\n", &["expected an object"][..]),
+        // The API server's name and label checks, in its words.
+        (
+            "apiVersion: v1\nkind: PersistentVolumeClaim\nmetadata:\n  name: Bad_Name!\n",
+            &[
+                "PersistentVolumeClaim Bad_Name!",
+                "metadata.name: Invalid value: \"Bad_Name!\": a lowercase RFC 1123 subdomain must consist of lower case alphanumeric characters",
+            ][..],
+        ),
+        (
+            "apiVersion: apps/v1\nkind: StatefulSet\nmetadata:\n  name: web.v2\n",
+            &["metadata.name: Invalid value: \"web.v2\": must not contain dots"][..],
+        ),
+        (
+            "apiVersion: v1\nkind: Node\nmetadata:\n  name: n1\n  labels:\n    zone: eu west\n",
+            &[
+                "Node n1",
+                "metadata.labels: Invalid value: \"eu west\": a valid label must be an empty string",
+            ][..],
+        ),
     ];
     for (input, needles) in cases {
         let out = run(&["dry-run", "-f", "-"], Some(input));

@@ -90,7 +90,7 @@ pub(crate) fn run<'s>(snap: &'s Snapshot, options: &Options) -> Outcome<'s> {
     let mut engine = Engine::new(snap, &admission.admitted);
 
     engine.plan.rejected = admission.rejected;
-    engine.plan.reclaim = reclaim::reclaim_actions(&snap.volumes, &engine.states);
+    engine.plan.reclaim = reclaim::reclaim_actions(&snap.volumes, &engine.states, &engine.claims);
 
     drop(s);
     let s = stage("consumers");

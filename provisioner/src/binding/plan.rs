@@ -390,6 +390,9 @@ pub enum ReclaimVerb {
     Delete,
     Recycle,
     Fail,
+    /// The claim is bound to another volume: the claimRef is removed (or
+    /// loses its uid) and the volume is Available again.
+    Unbind,
 }
 
 impl ReclaimVerb {
@@ -399,6 +402,7 @@ impl ReclaimVerb {
             ReclaimVerb::Delete => "delete",
             ReclaimVerb::Recycle => "recycle",
             ReclaimVerb::Fail => "fail",
+            ReclaimVerb::Unbind => "unbind",
         }
     }
 }

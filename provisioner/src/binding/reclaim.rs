@@ -4,7 +4,11 @@
 //! - a claimRef without uid is a reservation: the volume stays Available, but
 //!   only that claim may take it, whether or not the claim exists yet;
 //! - a claimRef with a uid whose claim exists with that uid → reserved for it
-//!   (bound, or binding in progress);
+//!   (bound, or binding in progress), unless the claim is bound to another
+//!   volume ("claim bound elsewhere"): a dynamically provisioned volume with
+//!   policy Delete is then released and deleted, one the controller bound
+//!   goes back to Available (claimRef removed), and one a user bound keeps
+//!   its claimRef without the uid, waiting for the claim to come back;
 //! - a claimRef with a uid whose claim is absent or has another uid → Released,
 //!   and the reclaim policy runs: Retain keeps it, Delete deletes it (when a
 //!   deleter exists), Recycle scrubs it (only NFS and HostPath have recyclers),
@@ -31,7 +35,18 @@ pub fn volume_states(volumes: &[Volume], claims: &HashMap<&ClaimKey, &Claim>) ->
             match (&r.uid, claims.get(&r.key)) {
                 (None, _) => VolumeState::Reserved(r.key.clone()),
                 (Some(uid), Some(c)) if c.uid.as_ref() == Some(uid) => {
-                    VolumeState::Reserved(r.key.clone())
+                    match bound_elsewhere(v, c) {
+                        None => VolumeState::Reserved(r.key.clone()),
+                        Some(_) if deleted_when_superseded(v) => {
+                            VolumeState::Released(r.key.clone())
+                        }
+                        // Converged: upstream's unbindVolume removed the
+                        // claimRef this controller wrote.
+                        Some(_) if v.bound_by_controller => VolumeState::Free,
+                        // Converged: the uid is dropped, the user's name
+                        // reservation stays.
+                        Some(_) => VolumeState::Reserved(r.key.clone()),
+                    }
                 }
                 (Some(_), _) => VolumeState::Released(r.key.clone()),
             }
@@ -39,21 +54,83 @@ pub fn volume_states(volumes: &[Volume], claims: &HashMap<&ClaimKey, &Claim>) ->
         .collect()
 }
 
-/// What the reclaim policy does to each released volume, sorted by volume name.
-pub fn reclaim_actions(volumes: &[Volume], states: &[VolumeState]) -> Vec<Reclaim> {
+/// The other volume `claim` is bound to, when it is not `volume`.
+fn bound_elsewhere<'c>(volume: &Volume, claim: &'c Claim) -> Option<&'c str> {
+    claim
+        .volume_name
+        .as_deref()
+        .filter(|n| *n != volume.name.as_str())
+}
+
+/// Upstream deletes a superseded volume only when it was dynamically
+/// provisioned (`pv.kubernetes.io/provisioned-by`) with policy Delete.
+fn deleted_when_superseded(v: &Volume) -> bool {
+    v.source.provisioned_by.is_some() && v.reclaim_policy == ReclaimPolicy::Delete
+}
+
+/// What happens to each volume whose claim is gone or bound elsewhere:
+/// the reclaim policy for released volumes, an unbind for the others;
+/// sorted by volume name.
+pub fn reclaim_actions(
+    volumes: &[Volume],
+    states: &[VolumeState],
+    claims: &HashMap<&ClaimKey, &Claim>,
+) -> Vec<Reclaim> {
+    let elsewhere = |v: &Volume| {
+        let r = v.claim_ref.as_ref()?;
+        let c = claims.get(&r.key)?;
+        (r.uid.is_some() && c.uid == r.uid)
+            .then(|| bound_elsewhere(v, c))
+            .flatten()
+    };
     let mut out: Vec<Reclaim> = volumes
         .iter()
         .zip(states)
-        .filter_map(|(v, s)| match s {
-            VolumeState::Released(claim) => Some(reclaim_one(v, claim)),
-            _ => None,
+        .filter_map(|(v, s)| match (s, elsewhere(v)) {
+            (VolumeState::Released(claim), None) => Some(reclaim_one(v, claim, None)),
+            (VolumeState::Released(claim), Some(other)) => Some(reclaim_one(v, claim, Some(other))),
+            (_, Some(other)) => Some(unbind(v, other)),
+            (_, None) => None,
         })
         .collect();
     out.sort_by(|a, b| a.volume.cmp(&b.volume));
     out
 }
 
-fn reclaim_one(v: &Volume, claim: &ClaimKey) -> Reclaim {
+/// Upstream's `unbindVolume` for a volume whose claim is bound to `other`.
+fn unbind(v: &Volume, other: &str) -> Reclaim {
+    let claim = v.claim_ref.as_ref().map(|r| &r.key);
+    let claim = claim.map_or_else(String::new, ToString::to_string);
+    let reason = if v.bound_by_controller {
+        format!(
+            "claim {claim} is bound to volume {other}; the claimRef this controller wrote is removed and the volume becomes Available"
+        )
+    } else {
+        format!(
+            "claim {claim} is bound to volume {other}; the volume was bound by a user: its claimRef loses the uid and keeps the volume reserved for {claim}"
+        )
+    };
+    Reclaim {
+        volume: v.name.clone(),
+        policy: v.reclaim_policy.clone(),
+        action: ReclaimVerb::Unbind,
+        reason,
+    }
+}
+
+/// `elsewhere` is the volume the claim is bound to instead, when it still
+/// exists.
+fn reclaim_one(v: &Volume, claim: &ClaimKey, elsewhere: Option<&str>) -> Reclaim {
+    if let (Some(other), Some(p)) = (elsewhere, &v.source.provisioned_by) {
+        return Reclaim {
+            volume: v.name.clone(),
+            policy: v.reclaim_policy.clone(),
+            action: ReclaimVerb::Delete,
+            reason: format!(
+                "claim {claim} is bound to volume {other}; this dynamically provisioned volume is not needed: provisioner {p} deletes it"
+            ),
+        };
+    }
     let plugin = v
         .source
         .field

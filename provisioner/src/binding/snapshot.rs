@@ -214,6 +214,9 @@ pub struct Volume {
     pub attributes_class: String,
     pub labels: Labels,
     pub claim_ref: Option<ClaimRef>,
+    /// `pv.kubernetes.io/bound-by-controller`: the binder chose this volume
+    /// for its claim (rather than a user writing the claimRef).
+    pub bound_by_controller: bool,
     pub phase: Option<VolumePhase>,
     pub reclaim_policy: ReclaimPolicy,
     pub deleting: bool,

@@ -18,6 +18,7 @@ use serde_json::Value;
 use thiserror::Error;
 
 use super::load::Document;
+use super::names;
 use crate::binding::snapshot::*;
 use crate::model::{
     AccessMode, AccessModes, BindingMode, ClaimKey, LabelRequirement, LabelSelector,
@@ -28,6 +29,9 @@ use crate::quantity::Quantity;
 pub const ANN_BETA_CLASS: &str = "volume.beta.kubernetes.io/storage-class";
 pub const ANN_SELECTED_NODE: &str = "volume.kubernetes.io/selected-node";
 pub const ANN_PROVISIONED_BY: &str = "pv.kubernetes.io/provisioned-by";
+/// Set by the binder on the volumes (and claims) it chose; upstream only
+/// checks that it is present.
+pub const ANN_BOUND_BY_CONTROLLER: &str = "pv.kubernetes.io/bound-by-controller";
 pub const ANN_DEFAULT_CLASS: &str = "storageclass.kubernetes.io/is-default-class";
 pub const ANN_BETA_DEFAULT_CLASS: &str = "storageclass.beta.kubernetes.io/is-default-class";
 
@@ -271,6 +275,16 @@ impl Builder {
         }
         if name.is_empty() {
             return Err(ctx.err("metadata.name", "Required value"));
+        }
+        let labels = value
+            .pointer("/metadata/labels")
+            .and_then(Value::as_object)
+            .into_iter()
+            .flatten()
+            .filter_map(|(k, v)| Some((k.as_str(), v.as_str()?)));
+        let namespace = value.pointer("/metadata/namespace").and_then(Value::as_str);
+        if let Some((field, message)) = names::check_meta(&kind, &name, namespace, labels) {
+            return Err(ctx.err(field, message));
         }
         let place = doc.place();
         let ns = |m: &meta::ObjectMeta| m.namespace.clone().unwrap_or_else(|| "default".into());
@@ -846,6 +860,7 @@ fn volume(ctx: &Ctx<'_>, o: core::PersistentVolume) -> Result<Volume, InputError
             .unwrap_or_default(),
         labels: m.labels.clone().unwrap_or_default(),
         claim_ref,
+        bound_by_controller: annotation(m, ANN_BOUND_BY_CONTROLLER).is_some(),
         phase,
         // The API defaults a PV's policy to Retain.
         reclaim_policy: reclaim_policy(

@@ -5,6 +5,7 @@
 
 pub mod convert;
 pub mod load;
+pub mod names;
 pub mod snapshots;
 
 pub use convert::{InputError, to_snapshot};

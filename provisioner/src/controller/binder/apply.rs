@@ -25,7 +25,7 @@ use crate::controller::provision::{ANN_BETA_STORAGE_PROVISIONER, ANN_STORAGE_PRO
 use crate::model::{ClaimKey, VolumePhase};
 
 pub const ANN_BIND_COMPLETED: &str = "pv.kubernetes.io/bind-completed";
-pub const ANN_BOUND_BY_CONTROLLER: &str = "pv.kubernetes.io/bound-by-controller";
+pub use crate::manifest::convert::ANN_BOUND_BY_CONTROLLER;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ApplyError {
@@ -174,6 +174,10 @@ impl Applier {
                 .await;
                 Ok(())
             }
+            Effect::Unbind {
+                volume: name,
+                clear_ref,
+            } => self.unbind(volume(name)?, *clear_ref).await,
             Effect::VolumePhase {
                 volume: name,
                 phase,
@@ -289,6 +293,31 @@ impl Applier {
             .await?;
         }
         tracing::info!(claim = %format!("{ns}/{pvc_name}"), volume = %pv_name, "bound");
+        Ok(())
+    }
+
+    /// Upstream's `unbindVolume`: the claimRef (and the bound-by-controller
+    /// annotation) removed when the binder wrote it, else only the
+    /// claimRef's uid; then phase Available.
+    async fn unbind(&self, pv: Arc<PersistentVolume>, clear_ref: bool) -> Result<(), ApplyError> {
+        let name = pv.name_any();
+        let mut next = (*pv).clone();
+        let spec = next.spec.get_or_insert_with(Default::default);
+        if clear_ref {
+            spec.claim_ref = None;
+            next.annotations_mut().remove(ANN_BOUND_BY_CONTROLLER);
+        } else if let Some(r) = spec.claim_ref.as_mut() {
+            r.uid = None;
+        }
+        let pvs: Api<PersistentVolume> = Api::all(self.client.clone());
+        let written = pvs
+            .replace(&name, &PostParams::default(), &next)
+            .await
+            .map_err(kube(format!("unbinding PersistentVolume {name}")))?;
+        let pv = self.volumes.record(&pv, written);
+        self.volume_status(&pv, json!({ "status": { "phase": "Available" } }))
+            .await?;
+        tracing::info!(volume = %name, clear_ref, "unbound: its claim is bound to another volume");
         Ok(())
     }
 

@@ -5,7 +5,8 @@
 //!
 //! It covers the PV controller's whole job once kube-controller-manager
 //! runs without it: binding (`syncUnboundClaim`), handing claims to their
-//! provisioner, volume phases (`syncVolume`: Available, Released, Failed),
+//! provisioner, volume phases (`syncVolume`: Available, Released, Failed,
+//! unbinding volumes whose claim is bound elsewhere),
 //! lost claims, and why a claim waits.
 
 use crate::binding::matcher::VolumeState;
@@ -40,6 +41,10 @@ pub enum Effect {
     },
     /// The claim's volume is gone: phase Lost.
     Lost { claim: ClaimKey, volume: String },
+    /// Upstream's `unbindVolume` for a volume whose claim is bound to
+    /// another one: the claimRef is removed when the binder wrote it
+    /// (`clear_ref`), else only its uid; then the phase is Available.
+    Unbind { volume: String, clear_ref: bool },
     /// Set a volume's phase (with a message for Failed).
     VolumePhase {
         volume: String,
@@ -70,6 +75,16 @@ pub fn effects(
         plan.bindings.iter().map(|b| b.volume.as_str()).collect();
     for (volume, state) in snap.volumes.iter().zip(states) {
         if volume.deleting || binding.contains(volume.name.as_str()) {
+            continue;
+        }
+        if reclaim
+            .get(volume.name.as_str())
+            .is_some_and(|r| r.action == ReclaimVerb::Unbind)
+        {
+            out.push(Effect::Unbind {
+                volume: volume.name.clone(),
+                clear_ref: volume.bound_by_controller,
+            });
             continue;
         }
         let want = match state {
@@ -431,5 +446,39 @@ spec:
             }],
             "a placed claim is not placed again"
         );
+    }
+
+    /// A volume whose claim is bound to another volume is unbound as
+    /// upstream's `unbindVolume` does: its claimRef removed when the binder
+    /// wrote it, else only the uid; never given a phase of its own.
+    #[test]
+    fn volume_whose_claim_is_bound_elsewhere_is_unbound() {
+        let claim_ref = "  claimRef: {name: a, namespace: default, uid: uid-a}";
+        for (annotation, clear_ref) in [
+            ("pv.kubernetes.io/bound-by-controller: \"yes\"", true),
+            ("", false),
+        ] {
+            let old = pv("old", "5Gi", claim_ref).replace(
+                "metadata: {name: old}",
+                &format!("metadata: {{name: old, annotations: {{{annotation}}}}}"),
+            );
+            let got = effects_of(&format!(
+                "{CLASS}{old}{}{}",
+                pv("new", "5Gi", claim_ref),
+                pvc("a", "static", "  volumeName: new")
+            ));
+            assert!(
+                got.contains(&Effect::Unbind {
+                    volume: "old".into(),
+                    clear_ref
+                }),
+                "{annotation:?}: {got:#?}"
+            );
+            assert!(
+                !got.iter()
+                    .any(|e| matches!(e, Effect::VolumePhase { volume, .. } if volume == "old")),
+                "{got:#?}"
+            );
+        }
     }
 }
