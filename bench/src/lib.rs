@@ -13,7 +13,9 @@
 //! `kubernetes.io/no-provisioner`), access-mode sets from RWO to RWO+ROX+RWX,
 //! capacities from 1Gi to 1Ti written in binary and decimal units, label
 //! selectors, claimRef pre-binding, `spec.volumeName`, already-bound pairs,
-//! Released volumes, local volumes with node affinity and scheduled pods.
+//! Released volumes, local volumes with node affinity and scheduled pods,
+//! VolumeAttributesClasses, and volumes whose claim is bound to another
+//! volume (upstream's "claim bound elsewhere").
 
 pub mod cli;
 pub mod csi_load;
@@ -195,6 +197,8 @@ pub const CLASSES: [ClassDef; 5] = [
 
 const NAMESPACES: usize = 20;
 const TIERS: [&str; 3] = ["gold", "silver", "bronze"];
+/// The one VolumeAttributesClass some volumes carry and some claims ask for.
+const ATTRIBUTES_CLASS: &str = "fast-iops";
 const ZONES: usize = 3;
 const HOSTNAME: &str = "kubernetes.io/hostname";
 const ZONE: &str = "topology.kubernetes.io/zone";
@@ -273,6 +277,10 @@ pub struct VolumeDesc {
     pub node: Option<usize>,
     pub claim_ref: Option<RefDesc>,
     pub phase: VolumePhase,
+    /// `pv.kubernetes.io/bound-by-controller`.
+    pub bound_by_controller: bool,
+    /// `spec.volumeAttributesClassName`.
+    pub attributes_class: Option<&'static str>,
 }
 
 #[derive(Debug, Clone)]
@@ -290,6 +298,8 @@ pub struct ClaimDesc {
     /// Set for claims that already exist and are Bound.
     pub uid: Option<String>,
     pub bound: bool,
+    /// `spec.volumeAttributesClassName`.
+    pub attributes_class: Option<&'static str>,
 }
 
 #[derive(Debug, Clone)]
@@ -316,8 +326,12 @@ pub struct Cluster {
 /// same-numbered non-local volume, 4% are already bound to it, 3% are
 /// reserved by its claimRef and 3% name it in `spec.volumeName`. Other claims:
 /// 5% leave the class unset, 5% are Block, 10% of non-local ones carry a tier
-/// selector. Local claims: 80% have a pod on a node, 10% an unscheduled pod,
-/// 10% no pod. One node per 100 volumes (at least 4).
+/// selector, 3% ask for the VolumeAttributesClass `gold` (which 3% of volumes
+/// have). Local claims: 80% have a pod on a node, 10% an unscheduled pod,
+/// 10% no pod. Half of the already-bound claims also have an older volume
+/// whose claimRef (with uid) still points at them (`pv-old-…`, added on top
+/// of `pvs`), half of those bound by the controller. One node per 100
+/// volumes (at least 4).
 pub fn describe(pvs: usize, pvcs: usize, seed: u64) -> Cluster {
     let mut rng = Rng::new(seed);
     let weights: Vec<u64> = CLASSES.iter().map(|c| c.weight).collect();
@@ -339,6 +353,7 @@ pub fn describe(pvs: usize, pvcs: usize, seed: u64) -> Cluster {
             let tier = TIERS[rng.below(TIERS.len() as u64) as usize];
             let node = (Some(class) == local).then(|| rng.below(nodes.len() as u64) as usize);
             let released = rng.percent(3);
+            let attributes_class = rng.percent(3).then_some(ATTRIBUTES_CLASS);
             let claim_ref = released.then(|| RefDesc {
                 namespace: namespaces[i % NAMESPACES].clone(),
                 name: format!("gone-{i:06}"),
@@ -358,6 +373,8 @@ pub fn describe(pvs: usize, pvcs: usize, seed: u64) -> Cluster {
                 } else {
                     VolumePhase::Available
                 },
+                bound_by_controller: false,
+                attributes_class,
             }
         })
         .collect();
@@ -384,6 +401,7 @@ pub fn describe(pvs: usize, pvcs: usize, seed: u64) -> Cluster {
                 volume_name: None,
                 uid: None,
                 bound: false,
+                attributes_class: v.attributes_class,
             };
             if roll < 4 {
                 // Already bound: both sides point at each other.
@@ -394,9 +412,18 @@ pub fn describe(pvs: usize, pvcs: usize, seed: u64) -> Cluster {
                     uid: Some(uid.clone()),
                 });
                 v.phase = VolumePhase::Bound;
-                claim.uid = Some(uid);
+                claim.uid = Some(uid.clone());
                 claim.volume_name = Some(v.name.clone());
                 claim.bound = true;
+                if rng.percent(50) {
+                    let old = VolumeDesc {
+                        name: format!("pv-old-{j:06}"),
+                        claim_ref: v.claim_ref.clone(),
+                        bound_by_controller: rng.percent(50),
+                        ..v.clone()
+                    };
+                    volumes.push(old);
+                }
             } else if roll < 7 {
                 // Reserved by the volume's claimRef, not yet bound.
                 v.claim_ref = Some(RefDesc {
@@ -424,6 +451,7 @@ pub fn describe(pvs: usize, pvcs: usize, seed: u64) -> Cluster {
         let block = rng.percent(5);
         let is_local = class.is_some() && class == local;
         let selector = (!is_local && rng.percent(10)).then_some(TIERS[0]);
+        let attributes_class = rng.percent(3).then_some(ATTRIBUTES_CLASS);
         if is_local {
             let p = rng.below(10);
             if p < 9 {
@@ -446,6 +474,7 @@ pub fn describe(pvs: usize, pvcs: usize, seed: u64) -> Cluster {
             volume_name: None,
             uid: None,
             bound: false,
+            attributes_class,
         });
     }
     Cluster {
@@ -599,12 +628,13 @@ impl Cluster {
                     access_modes: modes_set(v.modes),
                     volume_mode: volume_mode(v.block),
                     class: def.name.to_string(),
-                    attributes_class: String::new(),
+                    attributes_class: v.attributes_class.unwrap_or_default().to_string(),
                     labels: BTreeMap::from([("tier".to_string(), v.tier.to_string())]),
                     claim_ref: v.claim_ref.as_ref().map(|r| ClaimRef {
                         key: ClaimKey::new(r.namespace.clone(), r.name.clone()),
                         uid: r.uid.clone(),
                     }),
+                    bound_by_controller: v.bound_by_controller,
                     phase: Some(v.phase),
                     reclaim_policy: reclaim_policy(def.reclaim),
                     deleting: false,
@@ -639,7 +669,7 @@ impl Cluster {
                         vec![tier.to_string()],
                     )],
                 }),
-                attributes_class: String::new(),
+                attributes_class: c.attributes_class.unwrap_or_default().to_string(),
                 volume_name: c.volume_name.clone(),
                 selected_node: None,
                 bound_phase: c.bound,
@@ -804,6 +834,13 @@ impl Cluster {
                 ]}]}}),
             );
         }
+        if v.bound_by_controller {
+            let annotations = metadata.entry("annotations").or_insert_with(|| json!({}));
+            annotations["pv.kubernetes.io/bound-by-controller"] = json!("yes");
+        }
+        if let Some(a) = v.attributes_class {
+            spec.insert("volumeAttributesClassName".into(), json!(a));
+        }
         if let Some(r) = &v.claim_ref {
             let mut claim_ref = Map::new();
             claim_ref.insert("kind".into(), json!("PersistentVolumeClaim"));
@@ -853,6 +890,9 @@ fn claim_json(c: &ClaimDesc) -> Value {
     if let Some(v) = &c.volume_name {
         spec.insert("volumeName".into(), json!(v));
     }
+    if let Some(a) = c.attributes_class {
+        spec.insert("volumeAttributesClassName".into(), json!(a));
+    }
     let mut claim = Map::new();
     claim.insert("apiVersion".into(), json!("v1"));
     claim.insert("kind".into(), json!("PersistentVolumeClaim"));
@@ -880,7 +920,8 @@ mod tests {
             let c = describe(pvs, pvcs, seed);
             let from_json = parsed(&c.manifest_json());
             assert!(from_json.warnings.is_empty(), "{:?}", from_json.warnings);
-            assert_eq!(from_json.volumes.len(), pvs);
+            assert_eq!(from_json.volumes.len(), c.volumes.len());
+            assert!(c.volumes.len() >= pvs);
             assert_eq!(from_json.claims.len(), pvcs);
             assert_eq!(plan(&c.snapshot()), plan(&from_json), "{pvs}x{pvcs}");
         }
@@ -899,6 +940,20 @@ mod tests {
         assert!(p.provisioning.iter().any(|x| x.node.is_none()));
         assert!(p.pending.len() > 100);
         assert!(!p.reclaim.is_empty());
+        let action = |a: &str| p.reclaim.iter().filter(|r| r.action.as_str() == a).count();
+        assert!(
+            action("unbind") > 10,
+            "claim bound elsewhere: unbound volumes"
+        );
+        let matched_old = p
+            .bindings
+            .iter()
+            .filter(|b| b.volume.starts_with("pv-old-") && matches!(b.how, BindHow::Matched))
+            .count();
+        assert!(matched_old > 0, "a rolled-back volume binds another claim");
+        let snap = cluster(5000, 5000, 42);
+        let gold = |c: &berth::binding::snapshot::Claim| !c.attributes_class.is_empty();
+        assert!(snap.claims.iter().filter(|c| gold(c)).count() > 50);
         assert!(p.rejected.is_empty(), "{:?}", p.rejected.first());
     }
 

@@ -26,6 +26,9 @@
 //     pod by pod in namespace/name order, each pod's claims by request
 //     (byPVCSize), FindMatchingVolume(claim, volumesOfTheClass, node,
 //     chosen, true, true).
+//   - Before matching, syncVolume's "claim bound elsewhere" branch is applied
+//     to volumes whose claimRef (with uid) names a claim bound to another
+//     volume, in its converged state (syncVolumes).
 //   - A binding sets the volume's claimRef in place, as the API update the
 //     informer then delivers would, so no volume is taken twice.
 //
@@ -214,7 +217,45 @@ type replay struct {
 	scheduling time.Duration
 }
 
+// Annotations syncVolume reads.
+const (
+	annDynamicallyProvisioned = "pv.kubernetes.io/provisioned-by"
+	annBoundByController      = "pv.kubernetes.io/bound-by-controller"
+)
+
+// syncVolumes applies, in place, the PV controller's syncVolume to volumes
+// whose claimRef (with uid) names a live claim that is bound to another
+// volume, in the state its later syncs converge to: a dynamically
+// provisioned volume with policy Delete is released (and deleted, so it
+// never binds); one the controller bound loses its claimRef; one a user
+// bound loses only the claimRef's uid (unbindVolume); both are then
+// Available.
+func syncVolumes(c *cluster, volumes []*v1.PersistentVolume) {
+	for _, pv := range volumes {
+		ref := pv.Spec.ClaimRef
+		if ref == nil || ref.UID == "" {
+			continue
+		}
+		claim := c.claims[key(ref.Namespace, ref.Name)]
+		if claim == nil || claim.UID != ref.UID || claim.Spec.VolumeName == "" ||
+			claim.Spec.VolumeName == pv.Name {
+			continue
+		}
+		if metav1.HasAnnotation(pv.ObjectMeta, annDynamicallyProvisioned) &&
+			pv.Spec.PersistentVolumeReclaimPolicy == v1.PersistentVolumeReclaimDelete {
+			continue
+		}
+		if metav1.HasAnnotation(pv.ObjectMeta, annBoundByController) {
+			pv.Spec.ClaimRef = nil
+		} else {
+			pv.Spec.ClaimRef.UID = ""
+		}
+		pv.Status.Phase = v1.VolumeAvailable
+	}
+}
+
 func newReplay(c *cluster, volumes []*v1.PersistentVolume, countTies bool) *replay {
+	syncVolumes(c, volumes)
 	r := &replay{
 		c:         c,
 		byModes:   map[uint8][]*v1.PersistentVolume{},
