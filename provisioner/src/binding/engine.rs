@@ -333,6 +333,16 @@ impl<'s> Engine<'s> {
                 _ => PendingReason::NoProvisioner(class.name.clone()),
             });
         }
+        // `kubernetes.io/` names are the PV controller's own plugins: one it
+        // does not have (and no CSI migration takes over) provisions nothing.
+        if class.provisioner.starts_with("kubernetes.io/")
+            && storage_classes::provisioner(&class.provisioner).is_none()
+        {
+            return Err(PendingReason::NoInTreePlugin {
+                class: class.name.clone(),
+                provisioner: class.provisioner.clone(),
+            });
+        }
         if claim.selector.is_some() {
             return Err(PendingReason::SelectorNotProvisionable);
         }

@@ -216,6 +216,12 @@ pub enum PendingReason {
     NoClass,
     ClassNotFound(String),
     NoProvisioner(String),
+    /// The class names a `kubernetes.io/` provisioner that is neither an
+    /// in-tree plugin of this Kubernetes nor migrated to a CSI driver.
+    NoInTreePlugin {
+        class: String,
+        provisioner: String,
+    },
     SelectorNotProvisionable,
     AccessModeUnsupported {
         provisioner: String,
@@ -302,6 +308,10 @@ impl fmt::Display for PendingReason {
             PendingReason::ClassNotFound(c) => {
                 write!(f, "storageclass.storage.k8s.io {c:?} not found")
             }
+            PendingReason::NoInTreePlugin { class, provisioner } => write!(
+                f,
+                "storage class {class:?} names {provisioner}: no volume plugin matched name: {provisioner}, and no external provisioner serves kubernetes.io/ names"
+            ),
             PendingReason::NoProvisioner(c) => write!(
                 f,
                 "no persistent volume matches and storage class {c:?} uses kubernetes.io/no-provisioner, which never creates volumes"

@@ -12,7 +12,10 @@
 //! - a claimRef with a uid whose claim is absent or has another uid → Released,
 //!   and the reclaim policy runs: Retain keeps it, Delete deletes it (when a
 //!   deleter exists), Recycle scrubs it (only NFS and HostPath have recyclers),
-//!   an unknown policy fails it.
+//!   an unknown policy fails it. A static volume (no `provisioned-by`) is
+//!   deleted only when it is CSI (its driver's provisioner deletes it): the
+//!   in-tree deleters of the cloud plugins are gone from Kubernetes, so an
+//!   in-tree static volume with Delete fails, as upstream's does.
 
 use rustc_hash::FxHashMap as HashMap;
 
@@ -150,10 +153,14 @@ fn reclaim_one(v: &Volume, claim: &ClaimKey, elsewhere: Option<&str>) -> Reclaim
                     ReclaimVerb::Delete,
                     format!("claim {claim} is gone; provisioner {p} deletes the volume"),
                 )
-            } else if plugin.is_some_and(|p| p.deletable) {
+            } else if v.source.field.as_deref() == Some("csi") {
+                // Upstream's findDeletablePlugin leaves CSI volumes to the
+                // driver's external provisioner.
                 (
                     ReclaimVerb::Delete,
-                    format!("claim {claim} is gone; the {plugin_name} volume is deleted"),
+                    format!(
+                        "claim {claim} is gone; the CSI driver's external provisioner deletes the volume"
+                    ),
                 )
             } else {
                 (

@@ -39,6 +39,7 @@ pub fn for_pending(reason: &PendingReason) -> (bool, &'static str) {
         PendingReason::NoClass => (false, FAILED_BINDING),
         PendingReason::ClassNotFound(_)
         | PendingReason::NoProvisioner(_)
+        | PendingReason::NoInTreePlugin { .. }
         | PendingReason::SelectorNotProvisionable
         | PendingReason::AccessModeUnsupported { .. }
         | PendingReason::NotEnoughStorage { .. }

@@ -814,14 +814,15 @@ fn volume(ctx: &Ctx<'_>, o: core::PersistentVolume) -> Result<Volume, InputError
         .map(str::to_string)
         .or_else(|| spec.storage_class_name.clone())
         .unwrap_or_default();
-    let claim_ref = spec.claim_ref.as_ref().and_then(|r| {
-        r.name.as_ref().map(|n| ClaimRef {
-            key: ClaimKey::new(
-                r.namespace.clone().unwrap_or_else(|| "default".into()),
-                n.clone(),
-            ),
-            uid: r.uid.clone().filter(|u| !u.is_empty()),
-        })
+    // Any claimRef reserves the volume, even one naming no claim (the API
+    // accepts `claimRef: {}`); upstream compares name and namespace as
+    // written, so a missing namespace matches no claim.
+    let claim_ref = spec.claim_ref.as_ref().map(|r| ClaimRef {
+        key: ClaimKey::new(
+            r.namespace.clone().unwrap_or_default(),
+            r.name.clone().unwrap_or_default(),
+        ),
+        uid: r.uid.clone().filter(|u| !u.is_empty()),
     });
     let phase = match o.status.and_then(|s| s.phase).as_deref() {
         None => None,
