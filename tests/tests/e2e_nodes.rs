@@ -648,3 +648,100 @@ async fn a_burst_of_deleted_claims_deletes_each_volume_once() {
         "nothing left on disk"
     );
 }
+
+/// The orphan sweep deletes a volume named `pvc-<uid>` that has no PV and
+/// no live claim of that uid once it has been one for the grace period,
+/// counts it, and leaves alone a bound claim's volume, the volume of a live
+/// claim that has no PV yet, and volumes berth did not name.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_orphan_sweep_deletes_only_orphans() {
+    use berth_tests::csi_driver::create_volume;
+    use csi_proto::controller_client::ControllerClient;
+
+    let mut env = Cluster::start_node_local(&[]).await;
+    env.add_node(
+        NodeSpec::new("node-a", "8Gi"),
+        &["--orphan-sweep-interval-secs=1", "--orphan-grace-secs=4"],
+    )
+    .await;
+    env.berth.add_controller(&[]).expect("controller");
+    env.namespace("sweep").await;
+    env.class("local", "Immediate", "Delete", json!({})).await;
+    env.wait_capacities("local").await;
+    env.claim("sweep", "bound", "local").await;
+    env.wait_bound("sweep", "bound").await;
+    // A live claim that never gets a PV: its class does not exist.
+    let waiting = env.claim("sweep", "waiting", "no-such-class").await;
+    let waiting_uid = waiting.metadata.uid.clone().expect("uid");
+
+    let socket = env.agent("node-a").socket();
+    let channel = csi_proto::connect_unix(socket).await.expect("agent socket");
+    let mut ctrl = ControllerClient::new(channel);
+    let orphan = create_volume(
+        &mut ctrl,
+        "pvc-00000000-dead-beef-0000-000000000001",
+        "",
+        1 << 20,
+        None,
+    )
+    .await;
+    let of_live_claim =
+        create_volume(&mut ctrl, &format!("pvc-{waiting_uid}"), "", 1 << 20, None).await;
+    let foreign = create_volume(&mut ctrl, "made-by-hand", "", 1 << 20, None).await;
+    let created = std::time::Instant::now();
+
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while env
+        .agent("node-a")
+        .volumes_on_disk()
+        .contains(&orphan.volume_id)
+    {
+        if std::time::Instant::now() >= deadline {
+            let ready = berth_tests::http_get(env.agent("node-a").metrics_port, "/readyz").await;
+            eprintln!("agent /readyz: {ready}");
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the orphan {} was not swept; the agent's sweep said:\n{}",
+            orphan.volume_id,
+            env.agent("node-a")
+                .all_logs()
+                .lines()
+                .filter(|l| l.contains("sweep") || l.contains("orphan"))
+                .collect::<Vec<_>>()
+                .join("\n")
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    assert!(
+        created.elapsed() >= Duration::from_secs(4),
+        "deleted before its grace period: {:?}",
+        created.elapsed()
+    );
+    // Several more sweeps: nothing else goes.
+    tokio::time::sleep(Duration::from_secs(6)).await;
+    let on_disk = env.agent("node-a").volumes_on_disk();
+    for kept in [&of_live_claim.volume_id, &foreign.volume_id] {
+        assert!(on_disk.contains(kept), "{kept} was deleted: {on_disk:?}");
+    }
+    let bound_pv = env.pvs_for("sweep", "bound").await;
+    assert_eq!(bound_pv.len(), 1);
+    let handle = placement(&bound_pv[0]).1;
+    assert!(on_disk.contains(&handle), "the bound claim's volume stays");
+    let page = berth_tests::http_get(env.agent("node-a").metrics_port, "/metrics").await;
+    assert!(
+        page.lines()
+            .any(|l| l == "berth_orphaned_volumes_deleted_total 1"),
+        "{}",
+        page.lines()
+            .filter(|l| l.contains("orphaned"))
+            .collect::<Vec<_>>()
+            .join("\n")
+    );
+    assert!(
+        env.agent("node-a")
+            .all_logs()
+            .contains("deleted an orphaned volume"),
+        "the deletion is logged"
+    );
+}

@@ -12,17 +12,22 @@
 //!   `--node-deployment` does, with watches that only keep this node's
 //!   share;
 //! - its `CSIStorageCapacity` objects, republished when its free space
-//!   changes.
+//!   changes;
+//! - the orphan sweep ([`sweep`]): volumes left by a crash or a claim
+//!   deleted while nobody watched are deleted after a grace period.
 //!
 //! The CSI side never waits on the API server: a node keeps mounting its
 //! volumes while the control plane is away.
 
 pub mod authority;
 pub mod registration;
+pub mod sweep;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::sync::atomic::AtomicU64;
+use std::time::Duration;
 
 use crate::controller::caches::Feeds;
 use crate::controller::csi_client::CsiClient;
@@ -58,6 +63,8 @@ pub struct AgentArgs {
     /// `/readyz` on this address.
     #[arg(long)]
     pub metrics_address: Option<SocketAddr>,
+    #[command(flatten)]
+    pub sweep: sweep::SweepArgs,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -88,11 +95,17 @@ async fn run_async(args: AgentArgs, driver: Arc<csi::volumes::Driver>) -> Result
         driver: driver.clone(),
         metrics: Arc::new(csi::metrics::Metrics::default()),
     };
+    let orphans_deleted = Arc::new(AtomicU64::new(0));
     if let Some(addr) = args.metrics_address {
         let text = csi_ctx.metrics.clone();
         let store = driver.clone();
+        let orphans = orphans_deleted.clone();
         let extra = Extra {
-            text: Some(Arc::new(move || text.render())),
+            text: Some(Arc::new(move || {
+                let mut page = text.render();
+                page.push_str(&sweep::render(&orphans));
+                page
+            })),
             healthy: Some(Arc::new(move || store.store.healthy())),
         };
         controller::metrics::spawn_server(addr, metrics.clone(), extra)?;
@@ -144,6 +157,15 @@ async fn run_async(args: AgentArgs, driver: Arc<csi::volumes::Driver>) -> Result
         let driver = driver.clone();
         Arc::new(move || driver.capacity_reading())
     };
+    let sweep = (args.sweep.orphan_sweep_interval_secs > 0).then(|| {
+        let s = sweep::Sweep::new(
+            driver.clone(),
+            ctx.clone(),
+            Duration::from_secs(args.sweep.orphan_grace_secs),
+            orphans_deleted.clone(),
+        );
+        tokio::spawn(s.run(Duration::from_secs(args.sweep.orphan_sweep_interval_secs)))
+    });
     let kube_side = kube_side(ctx, feeds, &args, driver.subscribe_capacity(), reading);
 
     tokio::select! {
@@ -151,6 +173,9 @@ async fn run_async(args: AgentArgs, driver: Arc<csi::volumes::Driver>) -> Result
         _ = csi::shutdown_signal() => {}
     }
     tracing::info!("shutting down");
+    if let Some(s) = sweep {
+        s.abort();
+    }
     let _ = stop_tx.send(true);
     if let Some(r) = registration
         && let Ok(Err(e)) = r.await
