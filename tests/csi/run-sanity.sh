@@ -78,7 +78,7 @@ run_suite() {
     echo "==> csi-sanity [$name]: access type $access, parameters $(basename "$params")"
     BERTH_LOG="${BERTH_LOG:-warn}" "$BERTH" csi \
         --endpoint "unix://$sock" --node-id sanity-node \
-        --state-dir "$dir/state" --data-dir "$dir/data" \
+        --state-dir "$dir/state" --data-dir "$dir/data" --kubelet-dir "$dir" \
         --max-volumes-per-node 16 --capacity 50Gi \
         >"$dir/driver.log" 2>&1 &
     DRIVER_PID=$!

@@ -27,8 +27,9 @@ pub struct CsiDriver {
 
 impl CsiDriver {
     /// Starts `berth csi --node-id=n1 --capacity=10Gi` serving every
-    /// service; `extra` flags come last, so they override those (the CLI
-    /// takes the last value of a flag given twice).
+    /// service, with its scratch directory as the kubelet's directory;
+    /// `extra` flags come last, so they override those (the CLI takes the
+    /// last value of a flag given twice).
     pub fn start(extra: &[&str]) -> CsiDriver {
         let dir = tempfile::tempdir().expect("tempdir");
         let sock = dir.path().join("csi.sock");
@@ -42,6 +43,7 @@ impl CsiDriver {
                 dir.path().join("state").display()
             ))
             .arg(format!("--data-dir={}", dir.path().join("data").display()))
+            .arg(format!("--kubelet-dir={}", dir.path().display()))
             .args(extra)
             .env("BERTH_LOG", "info")
             .stdout(Stdio::null())
@@ -76,8 +78,8 @@ impl CsiDriver {
         &self.sock
     }
 
-    /// A scratch directory that lives as long as the driver (staging and
-    /// target paths go here).
+    /// A scratch directory that lives as long as the driver, and its
+    /// `--kubelet-dir` (staging and target paths go here).
     pub fn dir(&self) -> &Path {
         self.dir.path()
     }

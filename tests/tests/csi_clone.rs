@@ -1,7 +1,8 @@
 //! Clones and restores hold their source's data: a volume created with a
 //! volume or snapshot content source, staged and published, shows the
 //! files written into the source before (and, for a snapshot, not the ones
-//! written after it was taken), for directory and ext4 volumes alike; the
+//! written after it was taken), for directory, ext4 and xfs volumes alike
+//! (an xfs copy keeps its source's UUID and is mounted beside it); the
 //! response names its content source. Runs the real `berth csi` as root.
 
 use berth_tests::csi_driver::{CsiDriver, create_volume, unpublish};
@@ -108,4 +109,9 @@ async fn directory_clones_and_restores_carry_the_data() {
 #[tokio::test]
 async fn ext4_clones_and_restores_carry_the_data() {
     clones_and_restores_carry_the_data("ext4").await;
+}
+
+#[tokio::test]
+async fn xfs_clones_and_restores_carry_the_data() {
+    clones_and_restores_carry_the_data("xfs").await;
 }

@@ -64,6 +64,8 @@ impl Env {
             .arg(self.dir.join("state"))
             .arg("--data-dir")
             .arg(self.data())
+            .arg("--kubelet-dir")
+            .arg(&self.dir)
             .env("BERTH_LOG", "info")
             .stdout(Stdio::null())
             .stderr(self.log())

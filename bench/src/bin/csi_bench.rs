@@ -68,6 +68,9 @@ fn start_driver(berth: &Path, dir: &Path, sock: &Path) -> Result<Child, String> 
         .arg(dir.join("state"))
         .arg("--data-dir")
         .arg(dir.join("data"))
+        // Staging and target paths go under dir/targets.
+        .arg("--kubelet-dir")
+        .arg(dir)
         .env("BERTH_LOG", "warn")
         .stdout(Stdio::null())
         .stderr(Stdio::inherit())

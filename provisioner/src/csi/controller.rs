@@ -100,7 +100,7 @@ fn check_fs_type(fs: &str) -> Result<(), CsiError> {
 }
 
 /// Validate StorageClass parameters; returns the requested fsType, if any.
-fn parse_parameters(params: &HashMap<String, String>) -> Result<Option<String>, CsiError> {
+pub fn parse_parameters(params: &HashMap<String, String>) -> Result<Option<String>, CsiError> {
     let mut fs = None;
     for (k, v) in params {
         if k == "fsType" || k == "csi.storage.k8s.io/fstype" {
@@ -119,7 +119,7 @@ fn to_i64(v: u64) -> i64 {
     i64::try_from(v).unwrap_or(i64::MAX)
 }
 
-fn range_bytes(range: Option<&csi::CapacityRange>) -> Result<(u64, u64), CsiError> {
+pub fn range_bytes(range: Option<&csi::CapacityRange>) -> Result<(u64, u64), CsiError> {
     let Some(r) = range else { return Ok((0, 0)) };
     let req = u64::try_from(r.required_bytes)
         .map_err(|_| CsiError::InvalidArgument("negative required_bytes".into()))?;
@@ -234,7 +234,7 @@ fn encode_token(key: &str) -> String {
     key.bytes().map(|b| format!("{b:02x}")).collect()
 }
 
-fn decode_token(token: &str) -> Result<Option<String>, CsiError> {
+pub fn decode_token(token: &str) -> Result<Option<String>, CsiError> {
     if token.is_empty() {
         return Ok(None);
     }
@@ -255,6 +255,51 @@ fn decode_token(token: &str) -> Result<Option<String>, CsiError> {
 fn max_entries(n: i32) -> Result<usize, CsiError> {
     usize::try_from(n)
         .map_err(|_| CsiError::InvalidArgument("max_entries must not be negative".into()))
+}
+
+/// What a CreateVolume request asks for, as far as it can be told without
+/// the store: what its capabilities want, the parameters' fsType and the
+/// capacity range in bytes.
+#[derive(Debug)]
+pub struct CreateAsk {
+    pub caps: CapSummary,
+    pub param_fs: Option<String>,
+    pub required: u64,
+    pub limit: u64,
+}
+
+/// The checks of a CreateVolume request that need neither the store nor
+/// the disk: name, capabilities and access modes, parameters, fs type and
+/// capacity range.
+pub fn check_create_request(req: &csi::CreateVolumeRequest) -> Result<CreateAsk, CsiError> {
+    validate_id("volume name", &req.name)?;
+    if req.volume_capabilities.is_empty() {
+        return Err(CsiError::InvalidArgument(
+            "volume_capabilities are required".into(),
+        ));
+    }
+    let caps = summarize_caps(&req.volume_capabilities)?;
+    for cap in &req.volume_capabilities {
+        if let Some(m) = &cap.access_mode
+            && !mode_supported(m.mode)
+        {
+            return Err(CsiError::InvalidArgument(format!(
+                "access mode {:?} is not supported (node-local volumes)",
+                Mode::try_from(m.mode).unwrap_or(Mode::Unknown)
+            )));
+        }
+    }
+    let param_fs = parse_parameters(&req.parameters)?;
+    if let Some(fs) = &caps.fs_type {
+        check_fs_type(fs)?;
+    }
+    let (required, limit) = range_bytes(req.capacity_range.as_ref())?;
+    Ok(CreateAsk {
+        caps,
+        param_fs,
+        required,
+        limit,
+    })
 }
 
 impl Driver {
@@ -327,28 +372,12 @@ impl Driver {
     }
 
     pub fn create_volume(&self, req: csi::CreateVolumeRequest) -> Result<csi::Volume, CsiError> {
-        validate_id("volume name", &req.name)?;
-        if req.volume_capabilities.is_empty() {
-            return Err(CsiError::InvalidArgument(
-                "volume_capabilities are required".into(),
-            ));
-        }
-        let caps = summarize_caps(&req.volume_capabilities)?;
-        for cap in &req.volume_capabilities {
-            if let Some(m) = &cap.access_mode
-                && !mode_supported(m.mode)
-            {
-                return Err(CsiError::InvalidArgument(format!(
-                    "access mode {:?} is not supported (node-local volumes)",
-                    Mode::try_from(m.mode).unwrap_or(Mode::Unknown)
-                )));
-            }
-        }
-        let param_fs = parse_parameters(&req.parameters)?;
-        if let Some(fs) = &caps.fs_type {
-            check_fs_type(fs)?;
-        }
-        let (required, limit) = range_bytes(req.capacity_range.as_ref())?;
+        let CreateAsk {
+            caps,
+            param_fs,
+            required,
+            limit,
+        } = check_create_request(&req)?;
         if let Some(tr) = &req.accessibility_requirements
             && !tr.requisite.is_empty()
             && !tr.requisite.iter().any(|t| self.topology_matches(t))

@@ -32,12 +32,22 @@ pub fn minimum_bytes(fs_type: &str) -> u64 {
 /// is about to roll back.
 pub fn die_with_parent(cmd: &mut Command) -> &mut Command {
     use std::os::unix::process::CommandExt;
+    let driver = nix::unistd::getpid();
     // SAFETY: the closure runs between fork and exec and only calls
-    // prctl(PR_SET_PDEATHSIG), which is async-signal-safe.
+    // prctl(PR_SET_PDEATHSIG) and getppid, which are async-signal-safe.
     unsafe {
-        cmd.pre_exec(|| {
+        cmd.pre_exec(move || {
             nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGKILL)
-                .map_err(std::io::Error::from)
+                .map_err(std::io::Error::from)?;
+            // A driver killed between the fork and the prctl sends no
+            // signal: the helper would run on, orphaned, and could write
+            // data after the restarted driver's reconciliation swept.
+            if nix::unistd::getppid() != driver {
+                return Err(std::io::Error::other(
+                    "the driver exited before the helper started",
+                ));
+            }
+            Ok(())
         })
     }
 }

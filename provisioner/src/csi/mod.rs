@@ -10,6 +10,7 @@ pub mod loopdev;
 pub mod metrics;
 pub mod mount;
 pub mod node;
+pub mod paths;
 pub mod store;
 pub mod usage;
 pub mod volumes;
@@ -68,6 +69,10 @@ pub struct DriverArgs {
     /// Topology segment key whose value is the node id.
     #[arg(long, default_value = DEFAULT_TOPOLOGY_KEY)]
     pub topology_key: String,
+    /// The kubelet's root directory (its `--root-dir`): the node service
+    /// stages, publishes, unpublishes and unstages only at paths under it.
+    #[arg(long, default_value = "/var/lib/kubelet")]
+    pub kubelet_dir: PathBuf,
 }
 
 #[derive(clap::Args, Debug)]
@@ -171,6 +176,10 @@ pub fn open_driver(args: &DriverArgs, mode: Mode) -> Result<Arc<Driver>, CsiErro
         capacity,
         controller: mode != Mode::Node,
         node: mode != Mode::Controller,
+        paths: paths::PathPolicy {
+            kubelet_dir: args.kubelet_dir.clone(),
+            own_dirs: vec![args.data_dir.clone(), args.state_dir.clone()],
+        },
     };
     let driver = Arc::new(Driver::new(cfg, store, args.data_dir.clone())?);
     driver.reconcile()?;
@@ -333,7 +342,7 @@ mod tests {
 
     #[test]
     fn rejects_path_like_ids() {
-        for bad in ["", "a/b", "..", "x..y", "a\0b", &"x".repeat(129)] {
+        for bad in ["", ".", "a/b", "..", "x..y", "a\0b", &"x".repeat(129)] {
             assert!(volumes::validate_id("id", bad).is_err(), "{bad:?}");
         }
         assert!(volumes::validate_id("id", "pvc-123").is_ok());

@@ -144,6 +144,12 @@ pub fn mount_fs(
             other => data.push(other),
         }
     }
+    // Clones and restores are byte copies of their source, UUID included,
+    // and XFS refuses a second mounted file system with the same UUID: the
+    // copy could not be staged while its source is.
+    if fs_type == "xfs" && !data.contains(&"nouuid") {
+        data.push("nouuid");
+    }
     let data = data.join(",");
     nix::mount::mount(
         Some(device),

@@ -12,22 +12,11 @@ use tonic::{Request, Response, Status};
 
 use super::controller::{mode_supported, summarize_caps};
 use super::error::CsiError;
+use super::paths::require_path;
 use super::store::{Layout, StageRecord, StageState};
 use super::usage::{self, Reading, Usage};
 use super::volumes::{Driver, validate_id};
 use super::{Ctx, format, loopdev, mount};
-
-fn require_path(kind: &str, p: &str) -> Result<PathBuf, CsiError> {
-    if p.is_empty() {
-        return Err(CsiError::InvalidArgument(format!("{kind} is required")));
-    }
-    if p.contains('\0') || !p.starts_with('/') {
-        return Err(CsiError::InvalidArgument(format!(
-            "{kind} {p:?} must be an absolute path"
-        )));
-    }
-    Ok(PathBuf::from(p))
-}
 
 fn is_block(cap: &csi::VolumeCapability) -> bool {
     matches!(cap.access_type, Some(AccessType::Block(_)))
@@ -58,6 +47,47 @@ fn check_capability(
         )));
     }
     Ok(cap)
+}
+
+/// The checks of a NodeStageVolume request that need neither the file
+/// system nor the store: the staging path's syntax and the capability.
+pub fn check_stage_request(
+    req: &csi::NodeStageVolumeRequest,
+) -> Result<(PathBuf, &csi::VolumeCapability), CsiError> {
+    validate_id("volume id", &req.volume_id)?;
+    let staging = require_path("staging_target_path", &req.staging_target_path)?;
+    let cap = check_capability(req.volume_capability.as_ref())?;
+    Ok((staging, cap))
+}
+
+/// The checks of a NodePublishVolume request that need neither the file
+/// system nor the store; returns the target and staging paths.
+pub fn check_publish_request(
+    req: &csi::NodePublishVolumeRequest,
+) -> Result<(PathBuf, PathBuf, &csi::VolumeCapability), CsiError> {
+    validate_id("volume id", &req.volume_id)?;
+    let target = require_path("target_path", &req.target_path)?;
+    let staging = require_path("staging_target_path", &req.staging_target_path)?;
+    let cap = check_capability(req.volume_capability.as_ref())?;
+    Ok((target, staging, cap))
+}
+
+/// The syntax of NodeGetVolumeStats' and NodeExpandVolume's volume_path:
+/// present, no NUL, not absurdly long. Anything else wrong with it (a
+/// relative path, one outside the kubelet's directory) means the volume
+/// is not there: NOT_FOUND, as csi-sanity's "some/path" cases expect,
+/// decided after the volume id is looked up.
+pub fn check_volume_path(p: &str) -> Result<(), CsiError> {
+    if p.is_empty() {
+        return Err(CsiError::InvalidArgument("volume_path is required".into()));
+    }
+    if p.contains('\0') || p.len() > super::paths::MAX_PATH_LEN {
+        return Err(CsiError::InvalidArgument(format!(
+            "volume_path {:?} is not a path",
+            p.chars().take(64).collect::<String>()
+        )));
+    }
+    Ok(())
 }
 
 fn clamp(v: impl TryInto<i64>) -> i64 {
@@ -118,10 +148,30 @@ impl Driver {
             .ok_or_else(|| CsiError::NotFound(format!("volume {id} not found on this node")))
     }
 
+    /// A path berth is asked to act on (create, mount on, unmount, remove)
+    /// must be one the kubelet could have handed it.
+    fn confined(&self, kind: &str, path: &Path) -> Result<(), CsiError> {
+        self.cfg.paths.confine(path).map_err(|refusal| {
+            CsiError::InvalidArgument(format!("{kind} {} {refusal}", path.display()))
+        })
+    }
+
+    /// Where NodeGetVolumeStats and NodeExpandVolume should find the
+    /// volume: a path that is not absolute or lies where berth never
+    /// publishes cannot hold it, so NOT_FOUND.
+    fn published_path(&self, p: &str) -> Result<PathBuf, CsiError> {
+        let not_found = |why: String| CsiError::NotFound(format!("volume path {p}: {why}"));
+        let path = require_path("volume_path", p).map_err(|e| not_found(e.to_string()))?;
+        self.cfg
+            .paths
+            .confine(&path)
+            .map_err(|refusal| not_found(refusal.to_string()))?;
+        Ok(path)
+    }
+
     pub fn node_stage(&self, req: csi::NodeStageVolumeRequest) -> Result<(), CsiError> {
-        validate_id("volume id", &req.volume_id)?;
-        let staging = require_path("staging_target_path", &req.staging_target_path)?;
-        let cap = check_capability(req.volume_capability.as_ref())?;
+        let (staging, cap) = check_stage_request(&req)?;
+        self.confined("staging_target_path", &staging)?;
         let (layout, data) = self.node_volume(&req.volume_id)?;
         let block = is_block(cap);
         if block && layout == Layout::Dir {
@@ -213,7 +263,8 @@ impl Driver {
 
     pub fn node_unstage(&self, id: &str, staging: &str) -> Result<(), CsiError> {
         validate_id("volume id", id)?;
-        require_path("staging_target_path", staging)?;
+        let staging = require_path("staging_target_path", staging)?;
+        self.confined("staging_target_path", &staging)?;
         let _lock = self.lock(format!("volume:{id}"))?;
         let Some(rec) = self.store.stage(id)? else {
             return Ok(());
@@ -235,10 +286,9 @@ impl Driver {
     }
 
     pub fn node_publish(&self, req: csi::NodePublishVolumeRequest) -> Result<(), CsiError> {
-        validate_id("volume id", &req.volume_id)?;
-        let target = require_path("target_path", &req.target_path)?;
-        require_path("staging_target_path", &req.staging_target_path)?;
-        let cap = check_capability(req.volume_capability.as_ref())?;
+        let (target, staging, cap) = check_publish_request(&req)?;
+        self.confined("target_path", &target)?;
+        self.confined("staging_target_path", &staging)?;
         self.node_volume(&req.volume_id)?;
         let _lock = self.lock(format!("volume:{}", req.volume_id))?;
         let st = self
@@ -287,6 +337,11 @@ impl Driver {
     pub fn node_unpublish(&self, id: &str, target: &str) -> Result<(), CsiError> {
         validate_id("volume id", id)?;
         let target = require_path("target_path", target)?;
+        self.confined("target_path", &target)?;
+        // A volume berth does not know is not NOT_FOUND here (nor in
+        // NodeUnstage): the kubelet retries a failed unpublish forever, so
+        // a retry after the volume is gone must succeed, and a leftover
+        // mount under the kubelet's directory is still undone.
         let _lock = self.lock(format!("volume:{id}"))?;
         mount::unmount_all(&target)?;
         remove_target(&target)
@@ -298,11 +353,9 @@ impl Driver {
         path: &str,
     ) -> Result<csi::NodeGetVolumeStatsResponse, CsiError> {
         validate_id("volume id", id)?;
-        if path.is_empty() {
-            return Err(CsiError::InvalidArgument("volume_path is required".into()));
-        }
+        check_volume_path(path)?;
         let (layout, data) = self.node_volume(id)?;
-        let p = Path::new(path);
+        let p = &self.published_path(path)?;
         let meta = std::fs::metadata(p)
             .map_err(|_| CsiError::NotFound(format!("volume path {path} does not exist")))?;
         let mounted = mount::is_mount_point(p)?;
@@ -380,11 +433,12 @@ impl Driver {
 
     pub fn node_expand(&self, req: csi::NodeExpandVolumeRequest) -> Result<i64, CsiError> {
         validate_id("volume id", &req.volume_id)?;
-        if req.volume_path.is_empty() {
-            return Err(CsiError::InvalidArgument("volume_path is required".into()));
+        check_volume_path(&req.volume_path)?;
+        if let Some(cap) = &req.volume_capability {
+            summarize_caps(std::slice::from_ref(cap))?;
         }
         let (layout, data) = self.node_volume(&req.volume_id)?;
-        let path = Path::new(&req.volume_path);
+        let path = &self.published_path(&req.volume_path)?;
         if !path.exists() {
             return Err(CsiError::NotFound(format!(
                 "volume path {} does not exist",

@@ -37,6 +37,8 @@ pub struct Config {
     pub capacity: CapacityLimit,
     pub controller: bool,
     pub node: bool,
+    /// Where the node service may stage and publish.
+    pub paths: super::paths::PathPolicy,
 }
 
 pub struct Driver {
@@ -113,7 +115,8 @@ pub fn validate_id(kind: &str, value: &str) -> Result<(), CsiError> {
             "{kind} is longer than {MAX_ID_LEN} bytes"
         )));
     }
-    if value.contains(['/', '\\', '\0']) || value.contains("..") {
+    // "." alone would name the volumes or snapshots directory itself.
+    if value == "." || value.contains(['/', '\\', '\0']) || value.contains("..") {
         return Err(CsiError::InvalidArgument(format!(
             "{kind} {value:?} contains a path separator, '..' or NUL"
         )));
@@ -206,10 +209,18 @@ impl Driver {
 
     /// The volume's layout as found on disk. The node service uses this
     /// instead of the controller's records so it works in `--mode node`.
+    /// Only a directory is a directory volume and only a regular file an
+    /// image, so the ID `vol-x.img` does not name vol-x's image as a
+    /// directory volume.
     pub fn volume_on_disk(&self, id: &str) -> Option<(Layout, PathBuf)> {
         [Layout::Image, Layout::Dir].into_iter().find_map(|l| {
             let p = self.volume_path(id, l);
-            p.exists().then_some((l, p))
+            let m = std::fs::symlink_metadata(&p).ok()?;
+            let fits = match l {
+                Layout::Dir => m.is_dir(),
+                Layout::Image => m.is_file(),
+            };
+            fits.then_some((l, p))
         })
     }
 
