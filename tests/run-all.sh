@@ -8,7 +8,14 @@
 #      CLI contract, CSI crash test, end-to-end against the control plane) in
 #      release mode, all using the one `berth` binary built first;
 #   4. the upstream csi-sanity conformance suite against `berth csi`;
-#   5. the side-by-side benchmarks' entry point at smoke size
+#   5. the fuzz targets, 30 s each (tests/fuzz/run.sh: the manifest loader,
+#      converter and planner, the quantity parser, the CSI request checks;
+#      cargo-fuzz on the nightly toolchain, installed when missing);
+#   6. Kubernetes' own external storage conformance suite (e2e.test v1.36.3,
+#      its CI subset) against berth on the real kubelet node
+#      (tests/storage-e2e/run.sh); after cargo test, never beside it: the
+#      machine holds one real node at a time;
+#   7. the side-by-side benchmarks' entry point at smoke size
 #      (bench/compare.sh --smoke: every upstream peer builds from the Go
 #      module proxy and every comparison runs end to end; figures are
 #      thrown away, the full-size run is `bench/compare.sh`).
@@ -23,6 +30,24 @@ FAILED=0
 STATUS=0
 
 step() { printf '\n==> %s\n' "$*"; }
+
+# Runs a step whose output ends with "<prefix>: N passed, N failed" and adds
+# its counts; a step that fails without that line counts as one failure.
+counted() {
+    local prefix="$1" log="$LOG_DIR/$1.log" rc line
+    shift
+    "$@" 2>&1 | tee "$log"
+    rc=${PIPESTATUS[0]}
+    line="$(grep -E "^$prefix: [0-9]+ passed, [0-9]+ failed" "$log" | tail -1)"
+    if [[ -n "$line" ]]; then
+        PASSED=$((PASSED + $(sed -E "s/^$prefix: ([0-9]+) passed.*/\1/" <<<"$line")))
+        FAILED=$((FAILED + $(sed -E 's/.* ([0-9]+) failed.*/\1/' <<<"$line")))
+    fi
+    if [[ $rc -ne 0 ]]; then
+        STATUS=1
+        [[ -n "$line" ]] || FAILED=$((FAILED + 1))
+    fi
+}
 
 step "cargo fmt --check"
 if ! cargo fmt --all -- --check; then
@@ -60,17 +85,13 @@ if [[ $rc -ne 0 ]]; then
 fi
 
 step "csi-sanity (upstream conformance) against berth csi"
-bash tests/csi/run-sanity.sh 2>&1 | tee "$LOG_DIR/csi-sanity.log"
-rc=${PIPESTATUS[0]}
-line="$(grep -E '^csi-sanity: [0-9]+ passed, [0-9]+ failed' "$LOG_DIR/csi-sanity.log" | tail -1)"
-if [[ -n "$line" ]]; then
-    PASSED=$((PASSED + $(sed -E 's/^csi-sanity: ([0-9]+) passed.*/\1/' <<<"$line")))
-    FAILED=$((FAILED + $(sed -E 's/.* ([0-9]+) failed.*/\1/' <<<"$line")))
-fi
-if [[ $rc -ne 0 ]]; then
-    STATUS=1
-    [[ -n "$line" ]] || FAILED=$((FAILED + 1))
-fi
+counted csi-sanity bash tests/csi/run-sanity.sh
+
+step "fuzz targets (tests/fuzz/run.sh, 30 s each)"
+counted fuzz bash tests/fuzz/run.sh --seconds 30
+
+step "Kubernetes storage e2e (tests/storage-e2e/run.sh, CI subset) on the real node"
+counted storage-e2e bash tests/storage-e2e/run.sh
 
 step "bench/compare.sh --smoke (the five comparisons, tiny sizes)"
 if bash bench/compare.sh --smoke; then

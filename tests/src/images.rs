@@ -11,6 +11,10 @@
 //! - `docker.io/library/berth:dev`, deploy/'s image: `target/release/berth`
 //!   plus the tools `berth csi` runs (mkfs.ext4, mkfs.xfs, blkid,
 //!   resize2fs, e2fsck, xfs_growfs, cp) with the shared libraries they load.
+//!
+//! [`build_e2e`] makes the images Kubernetes' storage e2e suites run
+//! (tests/storage-e2e/), under the exact references of e2e.test v1.36.3's
+//! `test/utils/image/manifest.go`, so nothing is pulled.
 
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
@@ -211,25 +215,32 @@ fn docker_archive(
     Ok(tarball)
 }
 
+/// Writes an executable file.
+fn write_executable(path: &Path, text: &str) -> Result<(), String> {
+    io(path.display(), fs::write(path, text))?;
+    io(
+        path.display(),
+        fs::set_permissions(path, fs::Permissions::from_mode(0o755)),
+    )
+}
+
+/// A busybox root whose `/pause` sleeps until SIGTERM/SIGINT: the sandbox
+/// image, under whatever tag it is asked for.
+fn pause_root(root: &Path) -> Result<(), String> {
+    skeleton(root)?;
+    add_busybox(root)?;
+    write_executable(
+        &root.join("pause"),
+        "#!/bin/sh\n# The sandbox's process: sleep until told to stop.\ntrap 'exit 0' TERM INT\nwhile :; do sleep 3600 & wait $!; done\n",
+    )
+}
+
 /// The three images, as tarballs under `out`, with their references.
 pub fn build_all(out: &Path, berth_bin: &Path) -> Result<Vec<(&'static str, PathBuf)>, String> {
     io(out.display(), fs::create_dir_all(out))?;
 
     let pause = out.join("pause-root");
-    skeleton(&pause)?;
-    add_busybox(&pause)?;
-    let script = pause.join("pause");
-    io(
-        "pause",
-        fs::write(
-            &script,
-            "#!/bin/sh\n# The sandbox's process: sleep until told to stop.\ntrap 'exit 0' TERM INT\nwhile :; do sleep 3600 & wait $!; done\n",
-        ),
-    )?;
-    io(
-        "chmod pause",
-        fs::set_permissions(&script, fs::Permissions::from_mode(0o755)),
-    )?;
+    pause_root(&pause)?;
 
     let busybox = out.join("busybox-root");
     skeleton(&busybox)?;
@@ -259,4 +270,139 @@ pub fn build_all(out: &Path, berth_bin: &Path) -> Result<Vec<(&'static str, Path
             docker_archive(&berth, BERTH, &["/usr/local/bin/berth"], &[], out)?,
         ),
     ])
+}
+
+/// e2e.test's busybox (`imageutils.BusyBox`), every suite's default image.
+pub const E2E_BUSYBOX: &str = "registry.k8s.io/e2e-test-images/busybox:1.37.0-1";
+/// e2e.test's agnhost (`imageutils.Agnhost`): host-exec pods, subPath's
+/// containers.
+pub const E2E_AGNHOST: &str = "registry.k8s.io/e2e-test-images/agnhost:2.63.0";
+/// `imageutils.Nginx`: the volumes suite runs shell commands in it, never
+/// nginx.
+pub const E2E_NGINX: &str = "registry.k8s.io/e2e-test-images/nginx:1.15-4";
+/// `imageutils.GlibcDnsTesting`: multiVolume runs GNU dd in it.
+pub const E2E_GLIBC: &str = "registry.k8s.io/e2e-test-images/glibc-dns-testing:2.0.0";
+/// `imageutils.Pause`, which some suites run as a plain container.
+pub const E2E_PAUSE: &str = "registry.k8s.io/pause:3.10.2";
+
+/// The host-exec pods of the storage suites run
+/// `nsenter --mount=/rootfs/proc/1/ns/mnt -- sh -c …` to act on the host.
+/// On these machines PID 1 (the VM's init agent) refuses even host root
+/// (`cannot open /proc/1/ns/mnt: Permission denied`), so agnhost's nsenter
+/// enters the kubelet's mount namespace instead: the same host namespace,
+/// found through the host's /proc under the pod's `/rootfs` (the host's `/`).
+const NSENTER_WRAPPER: &str = r#"#!/bin/sh
+# Enter the host's mount namespace through the kubelet rather than PID 1
+# (see tests/src/images.rs).
+host=
+for d in /rootfs/proc/[0-9]*; do
+    if [ "$(cat "$d/comm" 2>/dev/null)" = kubelet ]; then
+        host=${d##*/}
+        break
+    fi
+done
+n=$#
+for a in "$@"; do
+    case "$a" in
+    --mount=/rootfs/proc/1/ns/mnt) [ -n "$host" ] && a="--mount=/rootfs/proc/$host/ns/mnt" ;;
+    esac
+    set -- "$@" "$a"
+done
+shift "$n"
+exec /bin/busybox nsenter "$@"
+"#;
+
+/// A busybox root that keeps running: its default command sleeps until
+/// SIGTERM/SIGINT.
+fn idle_cmd() -> [&'static str; 3] {
+    [
+        "sh",
+        "-c",
+        "trap 'exit 0' TERM INT; while :; do sleep 3600 & wait $!; done",
+    ]
+}
+
+/// The images e2e.test's storage suites run, as tarballs under `out`, with
+/// their references: made of Debian's static busybox, GNU dd and agnhost
+/// built from `k8s.io/kubernetes/test/images/agnhost` at the suite's
+/// version (`agnhost`, from tests/k8s/build.sh --e2e).
+pub fn build_e2e(out: &Path, agnhost: &Path) -> Result<Vec<(&'static str, PathBuf)>, String> {
+    io(out.display(), fs::create_dir_all(out))?;
+    let mut images = Vec::new();
+
+    let busybox = out.join("e2e-busybox-root");
+    skeleton(&busybox)?;
+    add_busybox(&busybox)?;
+    images.push((
+        E2E_BUSYBOX,
+        docker_archive(&busybox, E2E_BUSYBOX, &[], &["sh"], out)?,
+    ));
+
+    let nginx = out.join("e2e-nginx-root");
+    skeleton(&nginx)?;
+    add_busybox(&nginx)?;
+    images.push((
+        E2E_NGINX,
+        docker_archive(&nginx, E2E_NGINX, &[], &idle_cmd(), out)?,
+    ));
+
+    // GNU dd and a shell that runs it (dash) before busybox: multiVolume's
+    // `dd … oflag=nocache` is not busybox's, and busybox's sh would run its
+    // own dd applet whatever PATH says.
+    let glibc = out.join("e2e-glibc-root");
+    skeleton(&glibc)?;
+    for (tool, link) in [("dd", "bin/dd"), ("dash", "bin/sh")] {
+        let path = which(tool)?;
+        copy_with_libraries(&path, &glibc)?;
+        let link = glibc.join(link);
+        if !link.exists() {
+            io(link.display(), std::os::unix::fs::symlink(&path, &link))?;
+        }
+    }
+    add_busybox(&glibc)?;
+    images.push((
+        E2E_GLIBC,
+        docker_archive(&glibc, E2E_GLIBC, &[], &idle_cmd(), out)?,
+    ));
+
+    // As upstream's Dockerfile: /agnhost (and /agnhost-2), /uploads, a user
+    // and a group defined in the image; `pause` by default.
+    let ag = out.join("e2e-agnhost-root");
+    skeleton(&ag)?;
+    add_busybox(&ag)?;
+    io("agnhost", fs::copy(agnhost, ag.join("agnhost")))?;
+    io(
+        "agnhost-2",
+        std::os::unix::fs::symlink("agnhost", ag.join("agnhost-2")),
+    )?;
+    io("uploads", fs::create_dir_all(ag.join("uploads")))?;
+    io(
+        "passwd",
+        fs::write(
+            ag.join("etc/passwd"),
+            "root:x:0:0:root:/root:/bin/sh\nuser-defined-in-image:x:1000:1000::/home/user-defined-in-image:/bin/sh\n",
+        ),
+    )?;
+    io(
+        "group",
+        fs::write(
+            ag.join("etc/group"),
+            "root:x:0:\nuser-defined-in-image:x:1000:\ngroup-defined-in-image:x:50000:user-defined-in-image\n",
+        ),
+    )?;
+    // In place of busybox's applet link, so every PATH finds it.
+    io("nsenter", fs::remove_file(ag.join("bin/nsenter")))?;
+    write_executable(&ag.join("bin/nsenter"), NSENTER_WRAPPER)?;
+    images.push((
+        E2E_AGNHOST,
+        docker_archive(&ag, E2E_AGNHOST, &["/agnhost"], &["pause"], out)?,
+    ));
+
+    let pause = out.join("e2e-pause-root");
+    pause_root(&pause)?;
+    images.push((
+        E2E_PAUSE,
+        docker_archive(&pause, E2E_PAUSE, &["/pause"], &[], out)?,
+    ));
+    Ok(images)
 }

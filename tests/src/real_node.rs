@@ -221,16 +221,23 @@ impl RealNode {
         node.start_containerd()?;
         let images = crate::images::build_all(&dir.join("images"), berth_bin)?;
         for (reference, tarball) in &images {
-            run(Command::new("ctr")
-                .arg("-a")
-                .arg(node.containerd_socket())
-                .args(["-n", "k8s.io", "images", "import"])
-                .arg(tarball))
-            .map_err(|e| format!("importing {reference}: {e}"))?;
+            node.import_image(reference, tarball)?;
         }
         node.start_kubelet(&bin.join("kubelet"))?;
         node.wait_ready().await?;
         Ok(node)
+    }
+
+    /// Imports a docker-archive tarball (tests/src/images.rs) into the
+    /// kubelet's containerd namespace, so pods run it without a pull.
+    pub fn import_image(&self, reference: &str, tarball: &Path) -> Result<(), String> {
+        run(Command::new("ctr")
+            .arg("-a")
+            .arg(self.containerd_socket())
+            .args(["-n", "k8s.io", "images", "import"])
+            .arg(tarball))
+        .map(|_| ())
+        .map_err(|e| format!("importing {reference}: {e}"))
     }
 
     fn containerd_socket(&self) -> PathBuf {
