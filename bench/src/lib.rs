@@ -31,8 +31,8 @@ use berth::binding::snapshot::{
     StorageClass, Volume, VolumeSource,
 };
 use berth::model::{
-    AccessMode, AccessModes, BindingMode, ClaimKey, LabelRequirement, LabelSelector, Labels,
-    NodeRequirement, NodeSelector, ObjectKey, ReclaimPolicy, VolumeMode, VolumePhase,
+    AccessMode, AccessModes, BindingMode, ClaimKey, ClaimPhase, LabelRequirement, LabelSelector,
+    Labels, NodeRequirement, NodeSelector, ObjectKey, ReclaimPolicy, VolumeMode, VolumePhase,
 };
 use berth::quantity::Quantity;
 use serde_json::{Map, Value, json};
@@ -610,15 +610,17 @@ impl Cluster {
                         field: Some("csi".into()),
                         csi_driver: Some(driver.to_string()),
                         csi_handle: Some(v.name.clone()),
+                        migrated: None,
                         provisioned_by: provisioned.then(|| def.provisioner.to_string()),
                     },
-                    // An in-tree source counts under the CSI driver it migrates to.
+                    // Local volumes have no CSI driver to migrate to.
                     Backing::Local => VolumeSource {
                         field: Some("local".into()),
                         csi_driver: storage_classes::plugin_for_source_field("local")
                             .and_then(|p| p.csi_migration_driver)
                             .map(str::to_string),
                         csi_handle: None,
+                        migrated: None,
                         provisioned_by: None,
                     },
                 };
@@ -672,7 +674,12 @@ impl Cluster {
                 attributes_class: c.attributes_class.unwrap_or_default().to_string(),
                 volume_name: c.volume_name.clone(),
                 selected_node: None,
-                bound_phase: c.bound,
+                phase: if c.bound {
+                    ClaimPhase::Bound
+                } else {
+                    ClaimPhase::Pending
+                },
+                bind_completed: c.bound,
                 deleting: false,
                 data_source: None,
                 source: ClaimSource::Manifest,
@@ -871,6 +878,14 @@ fn claim_json(c: &ClaimDesc) -> Value {
     metadata.insert("namespace".into(), json!(c.namespace));
     if let Some(uid) = &c.uid {
         metadata.insert("uid".into(), json!(uid));
+    }
+    if c.bound {
+        // As the binder leaves a claim it bound: without the annotation
+        // upstream reads a Bound claim as one still being bound.
+        metadata.insert(
+            "annotations".into(),
+            json!({"pv.kubernetes.io/bind-completed": "yes"}),
+        );
     }
     let mut spec = Map::new();
     spec.insert("accessModes".into(), modes_json(c.modes));

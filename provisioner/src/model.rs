@@ -179,6 +179,26 @@ impl VolumePhase {
     }
 }
 
+/// PersistentVolumeClaim `status.phase` as written in the input.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub enum ClaimPhase {
+    #[default]
+    Pending,
+    Bound,
+    Lost,
+}
+
+impl ClaimPhase {
+    /// The API spelling of the phase.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ClaimPhase::Pending => "Pending",
+            ClaimPhase::Bound => "Bound",
+            ClaimPhase::Lost => "Lost",
+        }
+    }
+}
+
 /// Object labels.
 pub type Labels = BTreeMap<String, String>;
 

@@ -15,6 +15,6 @@ pub use access::{AccessMode, Support};
 pub use limits::{InstanceLimit, default_volume_limit, instance_limits};
 pub use parameters::{ParameterIssue, ParameterSpec, check_parameters};
 pub use plugins::{
-    NO_PROVISIONER, Provisioner, VolumePlugin, plugin_by_name, plugin_for_source_field, plugins,
-    provisioner, provisioners,
+    NO_PROVISIONER, Provisioner, VolumePlugin, plugin_by_name, plugin_for_provisioner,
+    plugin_for_source_field, plugins, provisioner, provisioners,
 };

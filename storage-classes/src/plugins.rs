@@ -36,7 +36,28 @@ pub struct VolumePlugin {
     pub deletable: bool,
 }
 
+/// In-tree plugins whose volumes the scheduler's NodeVolumeLimits filter
+/// counts under the CSI driver they migrate to (its `isCSIMigrationOn`); the
+/// volumes of every other in-tree plugin are not counted there at all.
+const LIMIT_COUNTED_PLUGINS: [&str; 5] = [
+    "kubernetes.io/aws-ebs",
+    "kubernetes.io/portworx-volume",
+    "kubernetes.io/gce-pd",
+    "kubernetes.io/azure-disk",
+    "kubernetes.io/cinder",
+];
+
 impl VolumePlugin {
+    /// The CSI driver whose per-node volume limit this in-tree plugin's
+    /// volumes count against, if the scheduler counts them at all.
+    pub fn limit_counted_driver(&self) -> Option<&'static str> {
+        let provisioner = self.internal_provisioner?;
+        LIMIT_COUNTED_PLUGINS
+            .contains(&provisioner)
+            .then_some(self.csi_migration_driver)
+            .flatten()
+    }
+
     /// This plugin's cell for `mode`.
     pub fn supports(&self, mode: AccessMode) -> Support {
         match mode {
@@ -315,6 +336,13 @@ pub fn plugins() -> &'static [VolumePlugin] {
 /// Looks a plugin up by its table name, ignoring ASCII case (`"nfs"` finds NFS).
 pub fn plugin_by_name(name: &str) -> Option<&'static VolumePlugin> {
     PLUGINS.iter().find(|p| p.name.eq_ignore_ascii_case(name))
+}
+
+/// The plugin whose in-tree provisioner is `name` (`kubernetes.io/aws-ebs`).
+pub fn plugin_for_provisioner(name: &str) -> Option<&'static VolumePlugin> {
+    PLUGINS
+        .iter()
+        .find(|p| p.internal_provisioner == Some(name))
 }
 
 /// Looks a plugin up by its `PersistentVolumeSpec` field name. Exact match:
@@ -800,6 +828,28 @@ pub fn provisioner(name: &str) -> Option<&'static Provisioner> {
 mod tests {
     use super::*;
     use std::collections::HashSet;
+
+    #[test]
+    fn only_five_migrated_plugins_count_against_csi_volume_limits() {
+        let counted: Vec<(&str, &str)> = plugins()
+            .iter()
+            .filter_map(|p| Some((p.source_field, p.limit_counted_driver()?)))
+            .collect();
+        assert_eq!(
+            counted,
+            [
+                ("awsElasticBlockStore", "ebs.csi.aws.com"),
+                ("azureDisk", "disk.csi.azure.com"),
+                ("cinder", "cinder.csi.openstack.org"),
+                ("gcePersistentDisk", "pd.csi.storage.gke.io"),
+                ("portworxVolume", "pxd.portworx.com"),
+            ]
+        );
+        // Migrated, yet not counted by the filter.
+        let vsphere = plugin_for_provisioner("kubernetes.io/vsphere-volume").expect("vsphere");
+        assert!(vsphere.csi_migration_driver.is_some());
+        assert_eq!(vsphere.limit_counted_driver(), None);
+    }
 
     /// The talk's access-mode table, row by row, as (name, RWO, ROX, RWX).
     const TALK_TABLE: [(&str, Support, Support, Support); 20] = [

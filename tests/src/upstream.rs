@@ -670,50 +670,11 @@ pub struct SyncCase {
     pub wants: Vec<Want>,
 }
 
-/// Plans every case with `extra` documents (classes, nodes, pods) and
-/// fails with every unmet expectation of every case at once.
 /// Ported cases berth still gets wrong: (case name, the rule berth lacks).
 /// Each is a bug in the core, open until fixed; the runners assert that
 /// each still diverges, so a fix turns the run red until the case leaves
 /// this list (and README's count of open divergences drops).
-pub const OPEN_DIVERGENCES: &[(&str, &str)] = &[
-    (
-        "2-2 - claim prebound to non-existing volume - reset status",
-        "berth decides Lost by status.phase Bound; upstream by the pv.kubernetes.io/bind-completed annotation (without it the claim is reset to Pending)",
-    ),
-    (
-        "3-1 - bound claim with missing VolumeName",
-        "a bind-completed claim without spec.volumeName is Lost upstream (syncBoundClaim); berth treats it as unbound",
-    ),
-    (
-        "3-4 - bound claim with prebound volume",
-        "a bind-completed claim whose volume's claimRef names another claim is Lost (ClaimMisbound) upstream; berth says the volume is bound to a different claim",
-    ),
-    (
-        "3-6 - bound claim with bound volume",
-        "as 3-4: bind-completed claim, volume bound to another claim: Lost upstream",
-    ),
-    (
-        "4-4 - volume bound to claim with different UID",
-        "as 3-4: the volume's claimRef has another uid: the bind-completed claim is Lost upstream",
-    ),
-    (
-        "TestCSILimits/should count unbound in-tree volumes if migration is enabled",
-        "the volume-limit count keys an unbound claim by its class's in-tree provisioner name instead of the CSI driver it migrates to (binding/warnings.rs usage)",
-    ),
-    (
-        "TestCSILimits/should count in-tree inline volumes if migration is enabled",
-        "inline in-tree pod volumes (awsElasticBlockStore, gcePersistentDisk, ...) are not read, so not counted under their migrated CSI driver (manifest/convert.rs pod)",
-    ),
-    (
-        "TestCSILimits/should count in-tree, inline and csi volumes if migration is enabled (when scheduling in-tree volumes)",
-        "as the two above",
-    ),
-    (
-        "TestCSILimits/don't skip Filter when the pod has inline migratable volumes",
-        "as the inline in-tree case above",
-    ),
-];
+pub const OPEN_DIVERGENCES: &[(&str, &str)] = &[];
 
 /// Whether `case` is one of [`OPEN_DIVERGENCES`].
 pub fn is_open_divergence(case: &str) -> bool {
@@ -722,6 +683,8 @@ pub fn is_open_divergence(case: &str) -> bool {
         .any(|(n, _)| case == *n || case.ends_with(&format!("/{n}")))
 }
 
+/// Plans every case with `extra` documents (classes, nodes, pods) and
+/// fails with every unmet expectation of every case at once.
 pub fn run_sync_cases(cases: &[SyncCase], extra: &[String]) {
     let mut failures = Vec::new();
     for c in cases {

@@ -11,7 +11,7 @@ use super::matcher::{ClaimView, VolumeState, is_bound_to_claim, satisfies_named}
 use super::plan::*;
 use super::reclaim;
 use super::snapshot::{self, Claim, Node, Snapshot, StorageClass};
-use crate::model::{BindingMode, ClaimKey, Labels, NodeSelector, ObjectKey};
+use crate::model::{BindingMode, ClaimKey, ClaimPhase, Labels, NodeSelector, ObjectKey};
 
 const EMPTY_LABELS: &Labels = &Labels::new();
 
@@ -142,6 +142,10 @@ impl<'s> Engine<'s> {
     pub(super) fn decide(&mut self, i: usize, a: &Admitted<'s>) {
         let claim = a.claim.as_ref();
         let view = ClaimView::of(a);
+        if claim.bind_completed {
+            self.decide_bound(&view);
+            return;
+        }
         if let Some(name) = &claim.volume_name {
             self.decide_named(&view, name);
             return;
@@ -195,14 +199,43 @@ impl<'s> Engine<'s> {
         self.pend(&claim.key, reason);
     }
 
+    /// Upstream `syncBoundClaim`, for a claim the binder finished binding
+    /// once: it keeps the volume it names, taking it back if the volume was
+    /// unbound in between, or it is Lost. Only the uid in the volume's
+    /// claimRef counts here, as upstream compares only that.
+    fn decide_bound(&mut self, view: &ClaimView<'_>) {
+        let claim = view.claim;
+        let Some(name) = &claim.volume_name else {
+            self.pend(&claim.key, PendingReason::Lost(LostCause::NoVolumeName));
+            return;
+        };
+        let Some(&v) = self.by_name.get(name.as_str()) else {
+            let cause = LostCause::VolumeMissing(name.clone());
+            self.pend(&claim.key, PendingReason::Lost(cause));
+            return;
+        };
+        let ours = match &self.snap.volumes[v].claim_ref {
+            None => true,
+            Some(r) => r.uid.as_deref().unwrap_or("") == claim.uid.as_deref().unwrap_or(""),
+        };
+        if !ours || self.taken[v].is_some() {
+            let cause = LostCause::Misbound(name.clone());
+            self.pend(&claim.key, PendingReason::Lost(cause));
+            return;
+        }
+        let how = if claim.phase == ClaimPhase::Bound {
+            BindHow::AlreadyBound
+        } else {
+            BindHow::VolumeName
+        };
+        self.bind(&claim.key, v, how);
+    }
+
+    /// Upstream `syncUnboundClaim` for a claim that names its volume.
     fn decide_named(&mut self, view: &ClaimView<'_>, name: &str) {
         let claim = view.claim;
         let Some(&v) = self.by_name.get(name) else {
-            let reason = if claim.bound_phase {
-                PendingReason::Lost(name.to_string())
-            } else {
-                PendingReason::VolumeNotFound(name.to_string())
-            };
+            let reason = PendingReason::VolumeNotFound(name.to_string());
             self.pend(&claim.key, reason);
             return;
         };
@@ -227,7 +260,7 @@ impl<'s> Engine<'s> {
             }
         } else if is_bound_to_claim(volume, claim) {
             // Upstream finishes such a binding without further checks.
-            let how = if claim.bound_phase {
+            let how = if claim.phase == ClaimPhase::Bound {
                 BindHow::AlreadyBound
             } else {
                 BindHow::VolumeName
@@ -417,7 +450,7 @@ impl<'s> Engine<'s> {
                     let src = self.claims.get(&key).copied();
                     let src_view = src.map(|c| ds::SourceClaim {
                         uid: c.uid.as_deref(),
-                        phase: if c.bound_phase { "Bound" } else { "Pending" },
+                        phase: c.phase.as_str(),
                         deleting: c.deleting,
                         class: match &c.class {
                             snapshot::ClaimClass::Unset => None,

@@ -61,6 +61,7 @@ pub fn usage<'a>(
                     driver.as_str(),
                     VolumeId::Inline(handle, &pod.key.namespace, &pod.key.name),
                 ),
+                PodVolume::InlineMigrated(m) => (m.driver, VolumeId::Handle(&m.handle)),
                 PodVolume::Claim(name) => match resolve(&pod.key.namespace, name) {
                     ClaimUse::Volume { driver, handle } => (driver, VolumeId::Handle(handle)),
                     ClaimUse::Unbound { provisioner } => {

@@ -207,6 +207,50 @@ impl fmt::Display for NearMiss {
     }
 }
 
+/// Why a claim the binder once bound (`pv.kubernetes.io/bind-completed`)
+/// is Lost: upstream `syncBoundClaim`'s three ways of losing a volume.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LostCause {
+    /// `spec.volumeName` was emptied.
+    NoVolumeName,
+    /// The volume it names does not exist.
+    VolumeMissing(String),
+    /// The volume it names is bound to another claim (another uid).
+    Misbound(String),
+}
+
+impl LostCause {
+    /// The PV controller's event message for this loss, word for word.
+    pub fn event_message(&self) -> &'static str {
+        match self {
+            LostCause::NoVolumeName => {
+                "Bound claim has lost reference to PersistentVolume. Data on the volume is lost!"
+            }
+            LostCause::VolumeMissing(_) => {
+                "Bound claim has lost its PersistentVolume. Data on the volume is lost!"
+            }
+            LostCause::Misbound(_) => {
+                "Two claims are bound to the same volume, this one is bound incorrectly"
+            }
+        }
+    }
+}
+
+impl fmt::Display for LostCause {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            LostCause::NoVolumeName => {
+                write!(f, "it was bound but its spec.volumeName is empty")
+            }
+            LostCause::VolumeMissing(v) => write!(f, "its bound volume {v:?} does not exist"),
+            LostCause::Misbound(v) => write!(
+                f,
+                "its volume {v:?} is bound to another claim (two claims are bound to the same volume, this one incorrectly)"
+            ),
+        }
+    }
+}
+
 /// Why a claim stays Pending. The wording follows the PV controller's and
 /// the scheduler's event messages where they exist.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -228,7 +272,7 @@ pub enum PendingReason {
         mode: AccessMode,
     },
     VolumeNotFound(String),
-    Lost(String),
+    Lost(LostCause),
     VolumeMismatch {
         volume: String,
         problem: String,
@@ -326,9 +370,7 @@ impl fmt::Display for PendingReason {
             PendingReason::VolumeNotFound(v) => {
                 write!(f, "volume {v:?} requested by spec.volumeName does not exist")
             }
-            PendingReason::Lost(v) => {
-                write!(f, "claim is Lost: its bound volume {v:?} does not exist")
-            }
+            PendingReason::Lost(cause) => write!(f, "claim is Lost: {cause}"),
             PendingReason::VolumeMismatch { volume, problem } => {
                 write!(f, "Cannot bind to requested volume {volume:?}: {problem}")
             }

@@ -91,7 +91,13 @@ pub struct Claim {
     pub volume_name: Option<String>,
     /// `volume.kubernetes.io/selected-node`.
     pub selected_node: Option<String>,
-    pub bound_phase: bool,
+    /// `status.phase`; only the binder's own writes and the display read it:
+    /// the decisions follow `bind_completed`, as upstream's do.
+    pub phase: crate::model::ClaimPhase,
+    /// `pv.kubernetes.io/bind-completed`: the binder finished binding this
+    /// claim once, so a claim that has since lost its volume is Lost rather
+    /// than Pending (upstream `syncClaim` picks `syncBoundClaim` by it).
+    pub bind_completed: bool,
     pub deleting: bool,
     /// `spec.dataSource`, else `spec.dataSourceRef`: what the new volume's
     /// content comes from.
@@ -190,6 +196,8 @@ pub struct ClaimRef {
     pub uid: Option<String>,
 }
 
+pub use crate::manifest::migration::Migrated;
+
 /// What backs a volume, as far as binding, reclaim and limits care.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct VolumeSource {
@@ -198,6 +206,9 @@ pub struct VolumeSource {
     /// CSI driver and handle, or the CSI driver an in-tree source migrates to.
     pub csi_driver: Option<String>,
     pub csi_handle: Option<String>,
+    /// An in-tree source the scheduler counts against a CSI driver's
+    /// volume limit: that driver and the handle CSI migration gives it.
+    pub migrated: Option<Migrated>,
     /// `pv.kubernetes.io/provisioned-by`: the provisioner that deletes it.
     pub provisioned_by: Option<String>,
 }
@@ -293,6 +304,10 @@ pub enum PodVolume {
         driver: String,
         handle: String,
     },
+    /// An inline in-tree volume CSI migration serves: counted against its
+    /// driver's limit by its translated handle, once however many pods and
+    /// PVs name it.
+    InlineMigrated(Migrated),
 }
 
 #[derive(Debug, Clone)]

@@ -36,20 +36,32 @@ impl<'s> Engine<'s> {
                         driver: d.as_str(),
                         handle: h.as_str(),
                     },
-                    (Some(d), None) => ClaimUse::Volume {
-                        driver: d.as_str(),
-                        handle: vol.name.as_str(),
+                    _ => match &vol.source.migrated {
+                        Some(m) => ClaimUse::Volume {
+                            driver: m.driver,
+                            handle: m.handle.as_str(),
+                        },
+                        None => ClaimUse::Uncounted,
                     },
-                    _ => ClaimUse::Uncounted,
                 };
             }
-            match classes.get(&(ns, name)).and_then(|c| self.classes.get(c)) {
-                Some(class) if class.provisioner != storage_classes::NO_PROVISIONER => {
-                    ClaimUse::Unbound {
-                        provisioner: class.provisioner.as_str(),
-                    }
-                }
-                _ => ClaimUse::Uncounted,
+            let Some(class) = classes.get(&(ns, name)).and_then(|c| self.classes.get(c)) else {
+                return ClaimUse::Uncounted;
+            };
+            let provisioner = class.provisioner.as_str();
+            if provisioner == storage_classes::NO_PROVISIONER {
+                return ClaimUse::Uncounted;
+            }
+            // A migrated in-tree provisioner's claim will be a volume of
+            // its CSI driver, if the filter counts that plugin at all.
+            match storage_classes::plugin_for_provisioner(provisioner) {
+                Some(p) if p.csi_migration_driver.is_some() => match p.limit_counted_driver() {
+                    Some(driver) => ClaimUse::Unbound {
+                        provisioner: driver,
+                    },
+                    None => ClaimUse::Uncounted,
+                },
+                _ => ClaimUse::Unbound { provisioner },
             }
         })
     }

@@ -5,7 +5,7 @@
 use k8s_openapi::api::core::v1::ObjectReference;
 use kube::runtime::events::{Event, EventType, Recorder};
 
-use crate::binding::PendingReason;
+use crate::binding::{LostCause, PendingReason};
 
 pub const PROVISIONING_SUCCEEDED: &str = "ProvisioningSucceeded";
 pub const PROVISIONING_FAILED: &str = "ProvisioningFailed";
@@ -20,12 +20,19 @@ pub const VOLUME_RESIZE_SUCCESSFUL: &str = "VolumeResizeSuccessful";
 pub const VOLUME_RESIZE_FAILED: &str = "VolumeResizeFailed";
 /// berth's own: the Node a volume lived on was deleted (node_loss.rs).
 pub const NODE_LOST: &str = "NodeLost";
+/// berth's own: a directory volume holds more than its capacity, which
+/// nothing enforces (agent/usage_events.rs).
+pub const VOLUME_OVER_CAPACITY: &str = "VolumeOverCapacity";
+/// berth's own: a deleted claim's volume could not be looked for (its class
+/// or node is gone), so the claim was released without it (intent.rs).
+pub const CLEANUP_ABANDONED: &str = "VolumeCleanupAbandoned";
 // The PV controller's reasons, written by the binder (`--bind`).
 pub const FAILED_BINDING: &str = "FailedBinding";
 pub const VOLUME_MISMATCH: &str = "VolumeMismatch";
 pub const WAIT_FOR_FIRST_CONSUMER: &str = "WaitForFirstConsumer";
 pub const EXTERNAL_PROVISIONING: &str = "ExternalProvisioning";
 pub const CLAIM_LOST: &str = "ClaimLost";
+pub const CLAIM_MISBOUND: &str = "ClaimMisbound";
 pub const VOLUME_FAILED_RECYCLE: &str = "VolumeFailedRecycle";
 
 /// The event a waiting claim gets, as the PV controller (or, for topology,
@@ -47,6 +54,7 @@ pub fn for_pending(reason: &PendingReason) -> (bool, &'static str) {
         | PendingReason::DataSource { .. } => (true, PROVISIONING_FAILED),
         PendingReason::WaitingForPopulator { .. } => (false, PROVISIONING),
         PendingReason::VolumeMismatch { .. } => (true, VOLUME_MISMATCH),
+        PendingReason::Lost(LostCause::Misbound(_)) => (true, CLAIM_MISBOUND),
         PendingReason::Lost(_) => (true, CLAIM_LOST),
         PendingReason::VolumeNotFound(_)
         | PendingReason::VolumeBoundElsewhere(_)

@@ -21,7 +21,7 @@ use super::load::Document;
 use super::names;
 use crate::binding::snapshot::*;
 use crate::model::{
-    AccessMode, AccessModes, BindingMode, ClaimKey, LabelRequirement, LabelSelector,
+    AccessMode, AccessModes, BindingMode, ClaimKey, ClaimPhase, LabelRequirement, LabelSelector,
     NodeRequirement, NodeSelector, ObjectKey, ReclaimPolicy, VolumeMode, VolumePhase,
 };
 use crate::quantity::Quantity;
@@ -32,6 +32,8 @@ pub const ANN_PROVISIONED_BY: &str = "pv.kubernetes.io/provisioned-by";
 /// Set by the binder on the volumes (and claims) it chose; upstream only
 /// checks that it is present.
 pub const ANN_BOUND_BY_CONTROLLER: &str = "pv.kubernetes.io/bound-by-controller";
+/// Set by the binder on a claim it finished binding.
+pub const ANN_BIND_COMPLETED: &str = "pv.kubernetes.io/bind-completed";
 pub const ANN_DEFAULT_CLASS: &str = "storageclass.kubernetes.io/is-default-class";
 pub const ANN_BETA_DEFAULT_CLASS: &str = "storageclass.beta.kubernetes.io/is-default-class";
 
@@ -751,12 +753,13 @@ fn storage_class(ctx: &Ctx<'_>, o: storage::StorageClass) -> Result<StorageClass
 }
 
 /// Which source field a PV uses, and the CSI driver that serves it.
-fn volume_source(spec: &core::PersistentVolumeSpec) -> VolumeSource {
+fn volume_source(spec: &core::PersistentVolumeSpec, labels: &crate::model::Labels) -> VolumeSource {
     if let Some(csi) = &spec.csi {
         return VolumeSource {
             field: Some("csi".into()),
             csi_driver: Some(csi.driver.clone()),
             csi_handle: Some(csi.volume_handle.clone()),
+            migrated: None,
             provisioned_by: None,
         };
     }
@@ -799,6 +802,7 @@ fn volume_source(spec: &core::PersistentVolumeSpec) -> VolumeSource {
         field,
         csi_driver,
         csi_handle: None,
+        migrated: super::migration::pv_source(spec, labels),
         provisioned_by: None,
     }
 }
@@ -843,7 +847,8 @@ fn volume(ctx: &Ctx<'_>, o: core::PersistentVolume) -> Result<Volume, InputError
         Some(sel) => Some(node_selector(ctx, "spec.nodeAffinity.required", sel)?),
         None => None,
     };
-    let mut source = volume_source(&spec);
+    let no_labels = crate::model::Labels::new();
+    let mut source = volume_source(&spec, m.labels.as_ref().unwrap_or(&no_labels));
     source.provisioned_by = annotation(m, ANN_PROVISIONED_BY).map(str::to_string);
     Ok(Volume {
         name: ctx.name.clone(),
@@ -952,7 +957,14 @@ fn claim(ctx: &Ctx<'_>, o: core::PersistentVolumeClaim, seq: usize) -> Result<Cl
             .unwrap_or_default(),
         volume_name: spec.volume_name.clone().filter(|v| !v.is_empty()),
         selected_node: annotation(m, ANN_SELECTED_NODE).map(str::to_string),
-        bound_phase: o.status.and_then(|s| s.phase).as_deref() == Some("Bound"),
+        // The API server keeps any phase a client writes; an unknown one is
+        // read as Pending, as upstream's binder reads it.
+        phase: match o.status.and_then(|s| s.phase).as_deref() {
+            Some("Bound") => ClaimPhase::Bound,
+            Some("Lost") => ClaimPhase::Lost,
+            _ => ClaimPhase::Pending,
+        },
+        bind_completed: annotation(m, ANN_BIND_COMPLETED).is_some(),
         deleting: m.deletion_timestamp.is_some(),
         data_source: data_source(ctx, &spec)?,
         source: ClaimSource::Manifest,
@@ -1077,6 +1089,8 @@ fn pod(ctx: &Ctx<'_>, o: core::Pod, seq: usize) -> Result<Pod, InputError> {
                 driver: csi.driver.clone(),
                 handle: v.name.clone(),
             });
+        } else if let Some(migrated) = super::migration::inline_source(v) {
+            volumes.push(PodVolume::InlineMigrated(migrated));
         }
     }
     let phase = o.status.and_then(|s| s.phase);

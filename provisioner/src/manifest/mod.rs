@@ -5,6 +5,7 @@
 
 pub mod convert;
 pub mod load;
+pub mod migration;
 pub mod names;
 pub mod snapshots;
 

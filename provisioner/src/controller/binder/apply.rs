@@ -24,7 +24,7 @@ use crate::controller::ownership::ANN_SELECTED_NODE;
 use crate::controller::provision::{ANN_BETA_STORAGE_PROVISIONER, ANN_STORAGE_PROVISIONER};
 use crate::model::{ClaimKey, VolumePhase};
 
-pub const ANN_BIND_COMPLETED: &str = "pv.kubernetes.io/bind-completed";
+pub use crate::manifest::convert::ANN_BIND_COMPLETED;
 pub use crate::manifest::convert::ANN_BOUND_BY_CONTROLLER;
 
 #[derive(Debug, thiserror::Error)]
@@ -160,18 +160,14 @@ impl Applier {
                     .await;
                 Ok(())
             }
-            Effect::Lost { claim: key, .. } => {
+            Effect::Lost { claim: key, cause } => {
                 let pvc = claim(key)?;
                 self.claim_status(&pvc, json!({ "status": { "phase": "Lost" } }))
                     .await?;
-                self.say_once(
-                    key,
-                    &pvc,
-                    true,
-                    events::CLAIM_LOST,
-                    "Bound claim has lost its PersistentVolume. Data on the volume is lost!".into(),
-                )
-                .await;
+                let reason = PendingReason::Lost(cause.clone());
+                let (warning, why) = events::for_pending(&reason);
+                self.say_once(key, &pvc, warning, why, cause.event_message().into())
+                    .await;
                 Ok(())
             }
             Effect::Unbind {

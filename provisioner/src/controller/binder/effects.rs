@@ -11,8 +11,8 @@
 
 use crate::binding::matcher::VolumeState;
 use crate::binding::snapshot::Volume;
-use crate::binding::{BindHow, PendingReason, ReclaimVerb, Snapshot};
-use crate::model::{ClaimKey, VolumePhase};
+use crate::binding::{BindHow, LostCause, PendingReason, ReclaimVerb, Snapshot};
+use crate::model::{ClaimKey, ClaimPhase, VolumePhase};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Effect {
@@ -39,8 +39,8 @@ pub enum Effect {
         claim: ClaimKey,
         reason: PendingReason,
     },
-    /// The claim's volume is gone: phase Lost.
-    Lost { claim: ClaimKey, volume: String },
+    /// The claim lost its volume: phase Lost, with the PV controller's event.
+    Lost { claim: ClaimKey, cause: LostCause },
     /// Upstream's `unbindVolume` for a volume whose claim is bound to
     /// another one: the claimRef is removed when the binder wrote it
     /// (`clear_ref`), else only its uid; then the phase is Available.
@@ -135,8 +135,11 @@ pub fn effects(
         let Some(volume) = volumes.get(b.volume.as_str()) else {
             continue;
         };
+        // A claim without the bind-completed annotation still gets it, as
+        // upstream finishes every binding it finds half done.
         let done = b.how == BindHow::AlreadyBound
-            && claim.bound_phase
+            && claim.bind_completed
+            && claim.phase == ClaimPhase::Bound
             && volume.phase == Some(VolumePhase::Bound);
         if !done {
             out.push(Effect::Bind {
@@ -164,14 +167,14 @@ pub fn effects(
             continue;
         };
         match &p.reason {
-            PendingReason::Lost(volume) => {
-                if !claim.bound_phase || claim.volume_name.as_deref() != Some(volume) {
-                    continue;
+            PendingReason::Lost(cause) => {
+                // Upstream writes the phase (and says why) only once.
+                if claim.phase != ClaimPhase::Lost {
+                    out.push(Effect::Lost {
+                        claim: p.claim.clone(),
+                        cause: cause.clone(),
+                    });
                 }
-                out.push(Effect::Lost {
-                    claim: p.claim.clone(),
-                    volume: volume.clone(),
-                });
             }
             reason => out.push(Effect::Wait {
                 claim: p.claim.clone(),
@@ -208,6 +211,39 @@ apiVersion: storage.k8s.io/v1
 kind: StorageClass
 metadata: {name: fast}
 provisioner: ebs.csi.aws.com
+";
+
+    /// Bound once by the binder (the annotation), their volume since gone;
+    /// the second one is already marked Lost.
+    const LOST: &str = "
+---
+apiVersion: v1
+kind: PersistentVolumeClaim
+metadata:
+  name: lost
+  namespace: default
+  uid: uid-lost
+  annotations: {pv.kubernetes.io/bind-completed: \"yes\"}
+spec:
+  storageClassName: static
+  accessModes: [ReadWriteOnce]
+  resources: {requests: {storage: 1Gi}}
+  volumeName: vanished
+status: {phase: Bound}
+---
+apiVersion: v1
+kind: PersistentVolumeClaim
+metadata:
+  name: lost-before
+  namespace: default
+  uid: uid-lost-before
+  annotations: {pv.kubernetes.io/bind-completed: \"yes\"}
+spec:
+  storageClassName: static
+  accessModes: [ReadWriteOnce]
+  resources: {requests: {storage: 1Gi}}
+  volumeName: vanished-too
+status: {phase: Lost}
 ";
 
     fn pv(name: &str, size: &str, extra: &str) -> String {
@@ -277,12 +313,25 @@ spec:
     fn a_fully_bound_pair_needs_nothing_and_a_half_bound_one_is_finished() {
         let bound_pv =
             "  claimRef: {namespace: default, name: data, uid: uid-data}\nstatus: {phase: Bound}";
-        let done = effects_of(&format!(
-            "{CLASS}{}{}",
-            pv("v", "1Gi", bound_pv),
-            pvc("data", "static", "  volumeName: v\nstatus: {phase: Bound}")
-        ));
+        let bound_pvc = pvc("data", "static", "  volumeName: v\nstatus: {phase: Bound}");
+        let completed = bound_pvc.replace(
+            "uid: uid-data}",
+            "uid: uid-data, annotations: {pv.kubernetes.io/bind-completed: \"yes\"}}",
+        );
+        assert_ne!(completed, bound_pvc);
+        let done = effects_of(&format!("{CLASS}{}{completed}", pv("v", "1Gi", bound_pv)));
         assert_eq!(done, []);
+        // Bound both ways but never marked complete: upstream finishes it
+        // (the binder writes the annotation).
+        let unmarked = effects_of(&format!("{CLASS}{}{bound_pvc}", pv("v", "1Gi", bound_pv)));
+        assert_eq!(
+            unmarked,
+            [Effect::Bind {
+                claim: key("data"),
+                volume: "v".into(),
+                chosen: false
+            }]
+        );
         // Crash after the PV write: the claim does not know its volume yet.
         let half = effects_of(&format!(
             "{CLASS}{}{}",
@@ -362,11 +411,7 @@ spec:
             "{CLASS}{}{}{}",
             pvc("dynamic", "fast", ""),
             pvc("nothing", "static", ""),
-            pvc(
-                "lost",
-                "static",
-                "  volumeName: vanished\nstatus: {phase: Bound}"
-            ),
+            LOST,
         ));
         assert_eq!(
             got[0],
@@ -378,8 +423,14 @@ spec:
         );
         assert!(got.contains(&Effect::Lost {
             claim: key("lost"),
-            volume: "vanished".into()
+            cause: LostCause::VolumeMissing("vanished".into())
         }));
+        // Already Lost: nothing to write again.
+        assert!(
+            !got.iter()
+                .any(|e| matches!(e, Effect::Lost { claim, .. } if *claim == key("lost-before"))),
+            "{got:?}"
+        );
         assert!(
             got.iter().any(|e| matches!(e,
                 Effect::Wait { claim, reason: PendingReason::NoProvisioner(_) } if *claim == key("nothing"))),
