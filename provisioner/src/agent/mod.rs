@@ -22,6 +22,7 @@
 pub mod authority;
 pub mod registration;
 pub mod sweep;
+pub mod usage_events;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -80,6 +81,7 @@ pub fn run(args: AgentArgs) -> Result<(), AgentError> {
     controller::check_topology_key(&args.driver.topology_key)?;
     let driver = csi::open_driver(&args.driver, Mode::All)?;
     csi::spawn_occupied_sampler(&driver);
+    csi::spawn_usage_watch(&driver, &args.driver)?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -100,9 +102,11 @@ async fn run_async(args: AgentArgs, driver: Arc<csi::volumes::Driver>) -> Result
         let text = csi_ctx.metrics.clone();
         let store = driver.clone();
         let orphans = orphans_deleted.clone();
+        let state = driver.clone();
         let extra = Extra {
             text: Some(Arc::new(move || {
                 let mut page = text.render();
+                page.push_str(&csi::metrics::render_driver(&state));
                 page.push_str(&sweep::render(&orphans));
                 page
             })),
@@ -123,6 +127,7 @@ async fn run_async(args: AgentArgs, driver: Arc<csi::volumes::Driver>) -> Result
         stopped(stop_rx.clone()),
     ));
     metrics.set_check("csi", Ok(()));
+    metrics.set_check_detail(csi::metrics::CAPACITY_CHECK, driver.quota.summary());
     tracing::info!(endpoint = %args.driver.endpoint, node = %node, "berth node agent: CSI serving");
 
     let registration = (!args.registration_path.is_empty()).then(|| {
@@ -166,6 +171,7 @@ async fn run_async(args: AgentArgs, driver: Arc<csi::volumes::Driver>) -> Result
         );
         tokio::spawn(s.run(Duration::from_secs(args.sweep.orphan_sweep_interval_secs)))
     });
+    let usage_events = tokio::spawn(usage_events::run(ctx.clone(), driver.watch.subscribe()));
     let kube_side = kube_side(ctx, feeds, &args, driver.subscribe_capacity(), reading);
 
     tokio::select! {
@@ -176,6 +182,7 @@ async fn run_async(args: AgentArgs, driver: Arc<csi::volumes::Driver>) -> Result
     if let Some(s) = sweep {
         s.abort();
     }
+    usage_events.abort();
     let _ = stop_tx.send(true);
     if let Some(r) = registration
         && let Ok(Err(e)) = r.await

@@ -55,6 +55,9 @@ pub struct Metrics {
     /// PVs of deleted Nodes handled (removed, or their claims told).
     pub node_loss_volumes: Family<Outcome, Counter>,
     checks: Mutex<BTreeMap<&'static str, Result<(), String>>>,
+    /// What a passing check adds after its `ok` (e.g. why directory
+    /// capacity is not enforced).
+    details: Mutex<BTreeMap<&'static str, String>>,
 }
 
 fn latency() -> Histogram {
@@ -141,6 +144,7 @@ impl Metrics {
             capacity_writes,
             node_loss_volumes,
             checks: Mutex::new(BTreeMap::new()),
+            details: Mutex::new(BTreeMap::new()),
         })
     }
 
@@ -173,6 +177,15 @@ impl Metrics {
         }
     }
 
+    /// Records a passing check that says something more in `/readyz`
+    /// (`[+]name ok: detail`).
+    pub fn set_check_detail(&self, name: &'static str, detail: String) {
+        if let Ok(mut details) = self.details.lock() {
+            details.insert(name, detail);
+        }
+        self.set_check(name, Ok(()));
+    }
+
     /// Ready when there is at least one check and every check passes; the
     /// text lists each.
     pub fn readiness(&self) -> (bool, String) {
@@ -181,9 +194,13 @@ impl Metrics {
         };
         let mut ready = !checks.is_empty();
         let mut text = String::new();
+        let details = self.details.lock().map(|d| d.clone()).unwrap_or_default();
         for (name, outcome) in checks.iter() {
             match outcome {
-                Ok(()) => text.push_str(&format!("[+]{name} ok\n")),
+                Ok(()) => match details.get(name) {
+                    Some(detail) => text.push_str(&format!("[+]{name} ok: {detail}\n")),
+                    None => text.push_str(&format!("[+]{name} ok\n")),
+                },
                 Err(why) => {
                     ready = false;
                     text.push_str(&format!("[-]{name}: {why}\n"));

@@ -771,14 +771,36 @@ impl Driver {
         }
         let grow_by = target - rec.capacity;
         self.reserve(grow_by, Pool::Volumes)?;
+        let image = self.volume_path(&rec.id, Layout::Image);
+        let old_len = match rec.layout {
+            Layout::Image => Some(
+                std::fs::metadata(&image)
+                    .map_err(CsiError::io(format!("stat {}", image.display())))
+                    .inspect_err(|_| self.release(grow_by, Pool::Volumes))?
+                    .len(),
+            ),
+            Layout::Dir => None,
+        };
         let result = (|| {
-            if rec.layout == Layout::Image {
-                grow_image(&self.volume_path(&rec.id, Layout::Image), target)?;
+            if old_len.is_some() {
+                grow_image(&image, target)?;
             }
             rec.capacity = target;
             self.store.put_volume(&rec)
         })();
         if let Err(e) = result {
+            // The record still says the old size (a full disk under the
+            // state store is the likely cause), so the image goes back to
+            // it: nothing has been written past the old end, since
+            // NodeExpand only runs after this answers.
+            if let Some(len) = old_len
+                && let Err(undo) = std::fs::OpenOptions::new()
+                    .write(true)
+                    .open(&image)
+                    .and_then(|f| f.set_len(len))
+            {
+                tracing::warn!(path = %image.display(), error = %undo, "could not shrink the image back after a failed expansion");
+            }
             self.release(grow_by, Pool::Volumes);
             return Err(e);
         }

@@ -1,7 +1,9 @@
 //! Prometheus metrics for the driver (RPC counts and latency histograms by
-//! method and gRPC code) and the small HTTP endpoint that serves them next to
-//! `/healthz`. Hand-rolled text exposition keeps the dependency set small;
-//! the format is the stable Prometheus 0.0.4 text format.
+//! method and gRPC code; how directory capacity is enforced and what the
+//! usage watch found) and the small HTTP endpoint that serves them next to
+//! `/healthz` and `/readyz`. Hand-rolled text exposition keeps the
+//! dependency set small; the format is the stable Prometheus 0.0.4 text
+//! format.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -11,7 +13,73 @@ use std::time::Duration;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
+use super::quota;
 use super::volumes::Driver;
+
+/// The `/readyz` check that carries the directory-capacity finding.
+pub const CAPACITY_CHECK: &str = "directory-capacity";
+
+/// A label value in the text format: backslash, quote and newline escaped.
+fn label(value: &str) -> String {
+    value
+        .replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
+}
+
+/// The driver's state as gauges: how directory capacity is enforced (1 for
+/// the mode in force, 0 for the others), the directory volumes over their
+/// capacity at the usage watch's last pass (a count and, per volume, the
+/// bytes beyond it), and how much that pass measured and how long it took.
+pub fn render_driver(driver: &Driver) -> String {
+    let mut out = String::new();
+    out.push_str("# HELP berth_csi_directory_capacity_enforced How directory volumes' capacity is enforced (1 = the mode in force); see /readyz for why.\n");
+    out.push_str("# TYPE berth_csi_directory_capacity_enforced gauge\n");
+    let mode = driver.quota.mode();
+    for m in quota::Mode::ALL {
+        let _ = writeln!(
+            out,
+            "berth_csi_directory_capacity_enforced{{mode=\"{}\"}} {}",
+            m.label(),
+            u8::from(m == mode)
+        );
+    }
+    let report = driver.watch.report();
+    out.push_str("# HELP berth_csi_volumes_over_capacity Directory volumes holding more than their capacity at the usage watch's last pass.\n");
+    out.push_str("# TYPE berth_csi_volumes_over_capacity gauge\n");
+    let _ = writeln!(
+        out,
+        "berth_csi_volumes_over_capacity {}",
+        report.overruns.len()
+    );
+    out.push_str("# HELP berth_csi_volume_over_capacity_bytes Bytes a directory volume holds beyond its capacity (only volumes over it).\n");
+    out.push_str("# TYPE berth_csi_volume_over_capacity_bytes gauge\n");
+    for o in report.overruns.values() {
+        let claim = o
+            .claim
+            .as_ref()
+            .map(|c| format!("{}/{}", c.namespace, c.name))
+            .unwrap_or_default();
+        let _ = writeln!(
+            out,
+            "berth_csi_volume_over_capacity_bytes{{volume_id=\"{}\",claim=\"{}\"}} {}",
+            label(&o.volume_id),
+            label(&claim),
+            o.used.saturating_sub(o.capacity)
+        );
+    }
+    out.push_str("# HELP berth_csi_usage_check_volumes Directory volumes measured by the usage watch's last pass.\n");
+    out.push_str("# TYPE berth_csi_usage_check_volumes gauge\n");
+    let _ = writeln!(out, "berth_csi_usage_check_volumes {}", report.checked);
+    out.push_str("# HELP berth_csi_usage_check_duration_seconds How long the usage watch's last pass took.\n");
+    out.push_str("# TYPE berth_csi_usage_check_duration_seconds gauge\n");
+    let _ = writeln!(
+        out,
+        "berth_csi_usage_check_duration_seconds {}",
+        report.took.as_secs_f64()
+    );
+    out
+}
 
 /// Upper bounds (seconds) of the latency histogram buckets.
 const BUCKETS: [f64; 12] = [
@@ -112,7 +180,7 @@ impl Metrics {
     }
 }
 
-/// Serve `/metrics` and `/healthz` over plain HTTP/1.1 until `shutdown`
+/// Serve `/metrics`, `/healthz` and `/readyz` over plain HTTP/1.1 until `shutdown`
 /// resolves. One request per connection is all Prometheus and kubelet
 /// probes need.
 pub async fn serve(
@@ -122,7 +190,7 @@ pub async fn serve(
     shutdown: impl std::future::Future<Output = ()>,
 ) -> std::io::Result<()> {
     let listener = tokio::net::TcpListener::bind(addr).await?;
-    tracing::info!(%addr, "serving /metrics and /healthz");
+    tracing::info!(%addr, "serving /metrics, /healthz and /readyz");
     tokio::pin!(shutdown);
     loop {
         let (mut sock, _) = tokio::select! {
@@ -140,11 +208,26 @@ pub async fn serve(
             let req = String::from_utf8_lossy(&buf[..n]);
             let path = req.split_whitespace().nth(1).unwrap_or("");
             let (status, body) = match path {
-                "/metrics" => ("200 OK", metrics.render()),
+                "/metrics" => ("200 OK", metrics.render() + &render_driver(&driver)),
                 "/healthz" if driver.store.healthy() => ("200 OK", "ok\n".to_string()),
                 "/healthz" => (
                     "503 Service Unavailable",
                     "state store unavailable\n".to_string(),
+                ),
+                // The node agent's /readyz has the same lines among its own.
+                "/readyz" if driver.store.healthy() => (
+                    "200 OK",
+                    format!(
+                        "[+]csi ok\n[+]{CAPACITY_CHECK} ok: {}\n",
+                        driver.quota.summary()
+                    ),
+                ),
+                "/readyz" => (
+                    "503 Service Unavailable",
+                    format!(
+                        "[-]csi: state store unavailable\n[+]{CAPACITY_CHECK} ok: {}\n",
+                        driver.quota.summary()
+                    ),
                 ),
                 _ => ("404 Not Found", "not found\n".to_string()),
             };

@@ -11,6 +11,7 @@ pub mod metrics;
 pub mod mount;
 pub mod node;
 pub mod paths;
+pub mod quota;
 pub mod store;
 pub mod usage;
 pub mod volumes;
@@ -73,6 +74,11 @@ pub struct DriverArgs {
     /// stages, publishes, unpublishes and unstages only at paths under it.
     #[arg(long, default_value = "/var/lib/kubelet")]
     pub kubelet_dir: PathBuf,
+    /// Seconds between the usage watch's passes over the directory
+    /// volumes (their capacity is not enforced; overruns are reported).
+    /// 0 turns the watch off.
+    #[arg(long, default_value_t = usage::DEFAULT_CHECK_INTERVAL_SECS)]
+    pub usage_check_interval_secs: u64,
 }
 
 #[derive(clap::Args, Debug)]
@@ -204,10 +210,22 @@ pub fn spawn_occupied_sampler(driver: &Arc<Driver>) {
         });
 }
 
+/// Starts the usage watch over directory volumes (`usage.rs`) every
+/// `--usage-check-interval-secs`, unless that is 0.
+pub fn spawn_usage_watch(driver: &Arc<Driver>, args: &DriverArgs) -> Result<(), CsiError> {
+    if args.usage_check_interval_secs == 0 {
+        return Ok(());
+    }
+    let interval = std::time::Duration::from_secs(args.usage_check_interval_secs);
+    usage::spawn_watch(Arc::downgrade(driver), interval, Driver::check_usage)
+        .map_err(CsiError::io("starting the usage watch"))
+}
+
 /// Entry point for `berth csi`. Synchronous: builds its own tokio runtime.
 pub fn run(args: CsiArgs) -> Result<(), CsiError> {
     let driver = open_driver(&args.driver, args.mode)?;
     spawn_occupied_sampler(&driver);
+    spawn_usage_watch(&driver, &args.driver)?;
     let socket = socket_path(&args.driver.endpoint)?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()

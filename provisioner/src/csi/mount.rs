@@ -11,7 +11,7 @@ use super::error::CsiError;
 
 /// Undo the octal escapes (`\040` for space, ...) the kernel uses for
 /// whitespace and backslashes in /proc/self/mountinfo.
-fn unescape(field: &str) -> String {
+pub(super) fn unescape(field: &str) -> String {
     let bytes = field.as_bytes();
     let mut out = Vec::with_capacity(bytes.len());
     let mut i = 0;

@@ -112,16 +112,6 @@ fn inodes_usage(used: i64, available: i64) -> csi::VolumeUsage {
     }
 }
 
-fn over_capacity(used: u64, capacity: u64) -> String {
-    let (u, c) = (usage::human_bytes(used), usage::human_bytes(capacity));
-    if u == c {
-        // Rounded alike, the two figures would read as no overrun at all.
-        format!("volume uses {used} bytes of its {capacity}-byte capacity")
-    } else {
-        format!("volume uses {u} of its {c} capacity")
-    }
-}
-
 /// The VolumeCondition: abnormal with every problem found, else normal,
 /// with `note` saying what the figures lack.
 fn condition(problems: Vec<String>, note: Option<&str>) -> csi::VolumeCondition {
@@ -413,7 +403,7 @@ impl Driver {
         let bytes = match capacity {
             Some(cap) => {
                 if measured.bytes > cap {
-                    problems.push(over_capacity(measured.bytes, cap));
+                    problems.push(usage::over_capacity_message(measured.bytes, cap));
                 }
                 let cap = clamp(cap);
                 bytes_usage(cap, used, cap.saturating_sub(used).max(0))

@@ -9,16 +9,26 @@
 //! written only after its data exists, and removed before its data is
 //! removed. A crash can therefore leave data without a record (swept on
 //! start) but never a record without its data.
+//!
+//! A full disk: redb latches its first I/O failure (a commit that hit
+//! ENOSPC) and fails every later call with `PreviousIo` until the database
+//! is closed and opened again. The failed commit never became visible, so
+//! the store closes and reopens itself on the next call (redb's recovery
+//! runs then) and keeps failing that call cleanly for as long as the
+//! reopen itself fails: a full disk costs errors, never a restart or a
+//! corrupt store.
 
 use std::collections::BTreeMap;
 use std::ops::Bound;
-use std::path::Path;
-use std::sync::{Arc, Mutex, mpsc};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, RwLock, mpsc};
+use std::time::{Duration, Instant};
 
 use redb::{Database, ReadableDatabase, ReadableTable, ReadableTableMetadata, TableDefinition};
 use serde::{Deserialize, Serialize, de::DeserializeOwned};
 
-use super::error::CsiError;
+use super::error::{CsiError, io_out_of_space};
 
 const VOLUMES: TableDefinition<&str, &[u8]> = TableDefinition::new("volumes");
 const VOLUME_NAMES: TableDefinition<&str, &str> = TableDefinition::new("volume_names");
@@ -97,7 +107,25 @@ enum Op {
     },
 }
 
-type Reply = mpsc::SyncSender<Result<(), String>>;
+/// A commit's failure as the writer thread reports it to every RPC in the
+/// batch: whether the disk was full, and what redb said.
+#[derive(Clone, Debug)]
+struct WriteFailure {
+    full: bool,
+    message: String,
+}
+
+impl From<WriteFailure> for CsiError {
+    fn from(f: WriteFailure) -> CsiError {
+        if f.full {
+            CsiError::StoreFull(f.message)
+        } else {
+            CsiError::Store(f.message)
+        }
+    }
+}
+
+type Reply = mpsc::SyncSender<Result<(), WriteFailure>>;
 
 /// A ControllerPublishVolume grant: which node may use the volume, how.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
@@ -109,8 +137,98 @@ pub struct Publication {
 }
 
 pub struct Store {
-    db: Arc<Database>,
+    shared: Arc<Shared>,
     writer: Mutex<mpsc::Sender<(Op, Reply)>>,
+}
+
+/// How long a reopen waits for transactions begun on the failed database
+/// to end (they are single reads or one batch's commit: milliseconds).
+const REOPEN_WAIT: Duration = Duration::from_secs(5);
+
+/// The open database, shared by the RPCs' reads and the writer thread,
+/// and whether an I/O failure has latched it.
+struct Shared {
+    path: PathBuf,
+    /// `None` only while a reopen is failing.
+    db: RwLock<Option<Arc<Database>>>,
+    broken: AtomicBool,
+}
+
+impl Shared {
+    /// The database to use now, reopened first when an I/O failure has
+    /// latched the current one.
+    fn db(&self) -> Result<Arc<Database>, CsiError> {
+        if self.broken.load(Ordering::Acquire) {
+            self.reopen()?;
+        }
+        self.db
+            .read()
+            .map_err(|_| CsiError::Store("database lock poisoned".into()))?
+            .clone()
+            .ok_or_else(|| CsiError::Store("the state store is not open".into()))
+    }
+
+    fn reopen(&self) -> Result<(), CsiError> {
+        let mut slot = self
+            .db
+            .write()
+            .map_err(|_| CsiError::Store("database lock poisoned".into()))?;
+        if !self.broken.load(Ordering::Acquire) {
+            // Another caller reopened it while this one waited.
+            return Ok(());
+        }
+        if let Some(mut old) = slot.take() {
+            // redb's file lock is held until the last handle goes, and a
+            // second open in this process would meet it.
+            let deadline = Instant::now() + REOPEN_WAIT;
+            loop {
+                match Arc::try_unwrap(old) {
+                    Ok(db) => {
+                        drop(db);
+                        break;
+                    }
+                    Err(still) if Instant::now() < deadline => {
+                        old = still;
+                        std::thread::sleep(Duration::from_millis(5));
+                    }
+                    Err(still) => {
+                        *slot = Some(still);
+                        return Err(CsiError::Store(
+                            "an earlier write failed and the store is still in use; retry".into(),
+                        ));
+                    }
+                }
+            }
+        }
+        let db = Database::create(&self.path).map_err(|e| self.failed(e))?;
+        *slot = Some(Arc::new(db));
+        self.broken.store(false, Ordering::Release);
+        tracing::warn!(path = %self.path.display(), "state store reopened after an I/O failure");
+        Ok(())
+    }
+
+    /// A redb error as the driver's: an I/O failure latches the store
+    /// for a reopen, and a full disk says so.
+    fn failed(&self, e: impl Into<redb::Error>) -> CsiError {
+        let e: redb::Error = e.into();
+        let full = match &e {
+            redb::Error::Io(io) => {
+                self.broken.store(true, Ordering::Release);
+                io_out_of_space(io)
+            }
+            redb::Error::DatabaseClosed | redb::Error::PreviousIo => {
+                self.broken.store(true, Ordering::Release);
+                false
+            }
+            _ => false,
+        };
+        let message = e.to_string();
+        if full {
+            CsiError::StoreFull(message)
+        } else {
+            CsiError::Store(message)
+        }
+    }
 }
 
 /// Largest number of RPC writes folded into one commit.
@@ -153,19 +271,36 @@ fn apply(txn: &redb::WriteTransaction, op: &Op) -> Result<(), redb::Error> {
 
 /// The writer thread: take one queued op, fold in whatever else is queued,
 /// commit once, answer everyone. Exits when the store is dropped.
-fn writer_loop(db: Arc<Database>, rx: mpsc::Receiver<(Op, Reply)>) {
+fn writer_loop(shared: Arc<Shared>, rx: mpsc::Receiver<(Op, Reply)>) {
     while let Ok(first) = rx.recv() {
         let mut batch = vec![first];
         batch.extend(rx.try_iter().take(MAX_BATCH - 1));
-        let result = (|| -> Result<(), redb::Error> {
-            let txn = db.begin_write()?;
-            for (op, _) in &batch {
-                apply(&txn, op)?;
+        let result = match shared.db() {
+            Ok(db) => {
+                let committed = (|| -> Result<(), redb::Error> {
+                    let txn = db.begin_write()?;
+                    for (op, _) in &batch {
+                        apply(&txn, op)?;
+                    }
+                    txn.commit()?;
+                    Ok(())
+                })();
+                // Let go of the handle before answering, so a reopen the
+                // next call asks for does not wait on it.
+                drop(db);
+                committed.map_err(|e| shared.failed(e))
             }
-            txn.commit()?;
-            Ok(())
-        })()
-        .map_err(|e| e.to_string());
+            Err(e) => Err(e),
+        }
+        .map_err(|e| WriteFailure {
+            full: e.is_out_of_space(),
+            // The reply becomes a store error again: keep the inner text
+            // so it is not prefixed twice.
+            message: match e {
+                CsiError::Store(m) | CsiError::StoreFull(m) => m,
+                other => other.to_string(),
+            },
+        });
         for (_, reply) in batch {
             let _ = reply.send(result.clone());
         }
@@ -210,17 +345,32 @@ impl Store {
         txn.open_table(STAGES).map_err(store_err)?;
         txn.open_table(PUBLICATIONS).map_err(store_err)?;
         txn.commit().map_err(store_err)?;
-        let db = Arc::new(db);
+        let shared = Arc::new(Shared {
+            path: path.to_path_buf(),
+            db: RwLock::new(Some(Arc::new(db))),
+            broken: AtomicBool::new(false),
+        });
         let (tx, rx) = mpsc::channel();
-        let writer_db = db.clone();
+        let writer = shared.clone();
         std::thread::Builder::new()
             .name("csi-store-writer".into())
-            .spawn(move || writer_loop(writer_db, rx))
+            .spawn(move || writer_loop(writer, rx))
             .map_err(store_err)?;
         Ok(Self {
-            db,
+            shared,
             writer: Mutex::new(tx),
         })
+    }
+
+    /// A read transaction on the current database; errors latch it as
+    /// writes' do.
+    fn read(&self) -> Result<redb::ReadTransaction, CsiError> {
+        let db = self.shared.db()?;
+        db.begin_read().map_err(|e| self.shared.failed(e))
+    }
+
+    fn read_err(&self, e: impl Into<redb::Error>) -> CsiError {
+        self.shared.failed(e)
     }
 
     /// Queue one change and wait until the commit that contains it is
@@ -235,13 +385,12 @@ impl Store {
         reply_rx
             .recv()
             .map_err(|_| CsiError::Store("store writer has stopped".into()))?
-            .map_err(CsiError::Store)
+            .map_err(CsiError::from)
     }
 
     /// Cheap liveness check for `/healthz`.
     pub fn healthy(&self) -> bool {
-        self.db
-            .begin_read()
+        self.read()
             .map(|t| t.open_table(VOLUMES).is_ok())
             .unwrap_or(false)
     }
@@ -251,9 +400,9 @@ impl Store {
         table: TableDefinition<&str, &[u8]>,
         key: &str,
     ) -> Result<Option<T>, CsiError> {
-        let txn = self.db.begin_read().map_err(store_err)?;
-        let t = txn.open_table(table).map_err(store_err)?;
-        match t.get(key).map_err(store_err)? {
+        let txn = self.read()?;
+        let t = txn.open_table(table).map_err(|e| self.read_err(e))?;
+        match t.get(key).map_err(|e| self.read_err(e))? {
             Some(v) => Ok(Some(decode(v.value())?)),
             None => Ok(None),
         }
@@ -264,10 +413,10 @@ impl Store {
         table: TableDefinition<&str, &str>,
         name: &str,
     ) -> Result<Option<String>, CsiError> {
-        let txn = self.db.begin_read().map_err(store_err)?;
-        let t = txn.open_table(table).map_err(store_err)?;
+        let txn = self.read()?;
+        let t = txn.open_table(table).map_err(|e| self.read_err(e))?;
         Ok(t.get(name)
-            .map_err(store_err)?
+            .map_err(|e| self.read_err(e))?
             .map(|v| v.value().to_string()))
     }
 
@@ -280,8 +429,8 @@ impl Store {
         after: Option<&str>,
         limit: usize,
     ) -> Result<(Vec<T>, bool), CsiError> {
-        let txn = self.db.begin_read().map_err(store_err)?;
-        let t = txn.open_table(table).map_err(store_err)?;
+        let txn = self.read()?;
+        let t = txn.open_table(table).map_err(|e| self.read_err(e))?;
         let lower = match after {
             Some(k) => Bound::Excluded(k),
             None => Bound::Unbounded,
@@ -289,9 +438,9 @@ impl Store {
         let mut out = Vec::new();
         for item in t
             .range::<&str>((lower, Bound::Unbounded))
-            .map_err(store_err)?
+            .map_err(|e| self.read_err(e))?
         {
-            let (_, v) = item.map_err(store_err)?;
+            let (_, v) = item.map_err(|e| self.read_err(e))?;
             if limit != 0 && out.len() == limit {
                 return Ok((out, true));
             }
@@ -402,9 +551,9 @@ impl Store {
         Ok(self.page(STAGES, None, 0)?.0)
     }
     pub fn stage_count(&self) -> Result<u64, CsiError> {
-        let txn = self.db.begin_read().map_err(store_err)?;
-        let t = txn.open_table(STAGES).map_err(store_err)?;
-        t.len().map_err(store_err)
+        let txn = self.read()?;
+        let t = txn.open_table(STAGES).map_err(|e| self.read_err(e))?;
+        t.len().map_err(|e| self.read_err(e))
     }
 
     pub fn publication(&self, volume_id: &str) -> Result<Option<Publication>, CsiError> {
@@ -428,8 +577,8 @@ impl Store {
         })
     }
     pub fn publication_count(&self) -> Result<u64, CsiError> {
-        let txn = self.db.begin_read().map_err(store_err)?;
-        let t = txn.open_table(PUBLICATIONS).map_err(store_err)?;
-        t.len().map_err(store_err)
+        let txn = self.read()?;
+        let t = txn.open_table(PUBLICATIONS).map_err(|e| self.read_err(e))?;
+        t.len().map_err(|e| self.read_err(e))
     }
 }

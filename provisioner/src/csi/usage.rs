@@ -3,13 +3,18 @@
 //! NodeGetVolumeStats never waits long on a walk of a large tree.
 //!
 //! A directory volume has no file system of its own (its capacity is
-//! accounted, not enforced), so statvfs on it describes the host's disk;
-//! only walking the tree tells what the volume itself uses.
+//! accounted, not enforced: see `quota.rs`), so statvfs on it describes
+//! the host's disk; only walking the tree tells what the volume itself
+//! uses. The usage watch ([`spawn_watch`]) walks every directory volume on
+//! an interval, through the same cache, and reports those holding more
+//! than their capacity: a warning in the log, the driver's metrics, an
+//! event on the claim (the node agent) and NodeGetVolumeStats' abnormal
+//! VolumeCondition.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError, Weak};
 use std::time::{Duration, Instant};
 
 /// A measurement is reused for at least this long. The kubelet polls every
@@ -222,6 +227,36 @@ impl UsageCache {
         }
     }
 
+    /// The usage of volume `id` as [`UsageCache::usage`] gives it, but
+    /// measured on the calling thread and awaited however long it takes
+    /// (the usage watch's own thread has nobody waiting on it). A walk an
+    /// RPC started is joined, not repeated.
+    pub fn usage_now(&self, id: &str, dir: &Path) -> Reading {
+        let slot = lock(&self.slots).entry(id.to_string()).or_default().clone();
+        let mut state = lock(&slot.state);
+        if let Some(sample) = state.last.filter(Sample::fresh) {
+            return Reading::Measured(sample.usage);
+        }
+        if state.walking {
+            state = slot
+                .done
+                .wait_while(state, |s| s.walking)
+                .unwrap_or_else(PoisonError::into_inner);
+        } else {
+            state.walking = true;
+            drop(state);
+            let started = Instant::now();
+            let result = (self.walker)(dir);
+            record(&slot, dir, started, result);
+            state = lock(&slot.state);
+        }
+        match (&state.last, &state.failure) {
+            (Some(sample), _) => Reading::Measured(sample.usage),
+            (None, Some(failure)) => Reading::Failed(failure.clone()),
+            (None, None) => Reading::Pending,
+        }
+    }
+
     /// Drops what is known about volume `id` (it was unstaged or deleted).
     pub fn forget(&self, id: &str) {
         lock(&self.slots).remove(id);
@@ -235,24 +270,7 @@ impl UsageCache {
             .spawn(move || {
                 let started = Instant::now();
                 let result = walker(&path);
-                let mut state = lock(&slot.state);
-                state.walking = false;
-                match result {
-                    Ok(usage) => {
-                        state.last = Some(Sample {
-                            usage,
-                            started,
-                            took: started.elapsed(),
-                        });
-                        state.failure = None;
-                    }
-                    Err(e) => {
-                        tracing::warn!(path = %path.display(), error = %e, "measuring volume usage failed");
-                        state.failure = Some(e.to_string());
-                    }
-                }
-                drop(state);
-                slot.done.notify_all();
+                record(&slot, &path, started, result);
             })
             .map(drop)
             .map_err(|source| UsageError::Spawn {
@@ -260,6 +278,201 @@ impl UsageCache {
                 source,
             })
     }
+}
+
+/// Stores a finished walk's outcome and wakes whoever waits for it.
+fn record(slot: &Slot, path: &Path, started: Instant, result: Result<Usage, UsageError>) {
+    let mut state = lock(&slot.state);
+    state.walking = false;
+    match result {
+        Ok(usage) => {
+            state.last = Some(Sample {
+                usage,
+                started,
+                took: started.elapsed(),
+            });
+            state.failure = None;
+        }
+        Err(e) => {
+            tracing::warn!(path = %path.display(), error = %e, "measuring volume usage failed");
+            state.failure = Some(e.to_string());
+        }
+    }
+    drop(state);
+    slot.done.notify_all();
+}
+
+/// The usage watch's default interval (`--usage-check-interval-secs`):
+/// the kubelet asks for volume stats about once a minute, so an overrun
+/// shows in the metrics and as an event at least as soon as in
+/// `kubelet_volume_stats_*`.
+pub const DEFAULT_CHECK_INTERVAL_SECS: u64 = 30;
+
+/// The StorageClass parameters the external-provisioner (and berth's
+/// agent) add with the claim's name; the watch names the claim with them.
+const PVC_NAMESPACE_PARAM: &str = "csi.storage.k8s.io/pvc/namespace";
+const PVC_NAME_PARAM: &str = "csi.storage.k8s.io/pvc/name";
+
+/// A claim by namespace and name.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClaimRef {
+    pub namespace: String,
+    pub name: String,
+}
+
+/// A directory volume found holding more than its capacity.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Overrun {
+    pub volume_id: String,
+    /// The CreateVolume name (`pvc-<claim uid>` when Kubernetes made it).
+    pub volume_name: String,
+    pub claim: Option<ClaimRef>,
+    pub used: u64,
+    pub capacity: u64,
+}
+
+impl Overrun {
+    /// A volume's overrun, when its parameters name its claim.
+    pub fn new(
+        volume_id: &str,
+        volume_name: &str,
+        parameters: &BTreeMap<String, String>,
+        used: u64,
+        capacity: u64,
+    ) -> Overrun {
+        let claim = match (
+            parameters.get(PVC_NAMESPACE_PARAM),
+            parameters.get(PVC_NAME_PARAM),
+        ) {
+            (Some(namespace), Some(name)) => Some(ClaimRef {
+                namespace: namespace.clone(),
+                name: name.clone(),
+            }),
+            _ => None,
+        };
+        Overrun {
+            volume_id: volume_id.to_string(),
+            volume_name: volume_name.to_string(),
+            claim,
+            used,
+            capacity,
+        }
+    }
+
+    /// What the VolumeCondition, the log and the event say, with figures.
+    pub fn message(&self) -> String {
+        over_capacity_message(self.used, self.capacity)
+    }
+}
+
+/// `volume uses 20.0 MiB of its 16.0 MiB capacity`; exact bytes when the
+/// rounded figures would read alike.
+pub fn over_capacity_message(used: u64, capacity: u64) -> String {
+    let (u, c) = (human_bytes(used), human_bytes(capacity));
+    if u == c {
+        // Rounded alike, the two figures would read as no overrun at all.
+        format!("volume uses {used} bytes of its {capacity}-byte capacity")
+    } else {
+        format!("volume uses {u} of its {c} capacity")
+    }
+}
+
+/// What the last pass of the usage watch found.
+#[derive(Debug, Clone, Default)]
+pub struct WatchReport {
+    /// Directory volumes over their capacity, by volume id.
+    pub overruns: BTreeMap<String, Overrun>,
+    /// Directory volumes measured.
+    pub checked: usize,
+    /// How long the pass took.
+    pub took: Duration,
+    /// Whether a pass has finished at all.
+    pub done: bool,
+}
+
+/// The usage watch's findings, kept by the driver: the last pass's report
+/// and a channel announcing each volume that newly went over (the node
+/// agent turns those into events on the claims).
+pub struct UsageWatch {
+    report: Mutex<WatchReport>,
+    newly_over: tokio::sync::broadcast::Sender<Overrun>,
+}
+
+impl Default for UsageWatch {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl UsageWatch {
+    pub fn new() -> Self {
+        Self {
+            report: Mutex::new(WatchReport::default()),
+            // A burst larger than this drops the oldest notices; events are
+            // best effort and the metrics and the log still have them.
+            newly_over: tokio::sync::broadcast::channel(256).0,
+        }
+    }
+
+    pub fn report(&self) -> WatchReport {
+        lock(&self.report).clone()
+    }
+
+    /// Each volume that newly goes over its capacity, from now on.
+    pub fn subscribe(&self) -> tokio::sync::broadcast::Receiver<Overrun> {
+        self.newly_over.subscribe()
+    }
+
+    /// Takes a finished pass: logs and announces volumes that went over,
+    /// logs those back under, and keeps the report.
+    pub fn finish_pass(&self, overruns: BTreeMap<String, Overrun>, checked: usize, took: Duration) {
+        let mut report = lock(&self.report);
+        for (id, o) in &overruns {
+            if !report.overruns.contains_key(id) {
+                let claim = o
+                    .claim
+                    .as_ref()
+                    .map(|c| format!("{}/{}", c.namespace, c.name))
+                    .unwrap_or_default();
+                tracing::warn!(volume_id = %id, volume_name = %o.volume_name, %claim, used = o.used, capacity = o.capacity, "directory volume over its capacity: {}", o.message());
+                // No receiver (`berth csi` alone) is not an error.
+                let _ = self.newly_over.send(o.clone());
+            }
+        }
+        for id in report.overruns.keys() {
+            if !overruns.contains_key(id) {
+                tracing::info!(volume_id = %id, "directory volume back within its capacity (or gone)");
+            }
+        }
+        *report = WatchReport {
+            overruns,
+            checked,
+            took,
+            done: true,
+        };
+    }
+}
+
+/// Runs `pass` (the driver's check of every directory volume) on a thread
+/// of its own, then sleeps `interval`, for as long as `owner` lives. The
+/// sleep comes after the pass, so the watch never takes more than one
+/// thread however slow the walks, and an overrun is reported within
+/// `interval` plus one pass.
+pub fn spawn_watch<T: Send + Sync + 'static>(
+    owner: Weak<T>,
+    interval: Duration,
+    pass: fn(&T),
+) -> std::io::Result<()> {
+    std::thread::Builder::new()
+        .name("berth-usage-watch".into())
+        .spawn(move || {
+            while let Some(o) = owner.upgrade() {
+                pass(&o);
+                drop(o);
+                std::thread::sleep(interval);
+            }
+        })
+        .map(drop)
 }
 
 #[cfg(test)]
@@ -371,6 +584,55 @@ mod tests {
             Reading::Failed(m) if m.contains("gone")
         ));
         let _ = std::fs::remove_dir_all(&tmp);
+    }
+
+    #[test]
+    fn the_watch_measures_on_its_own_thread_and_joins_a_running_walk() {
+        let tmp = tempdir();
+        let cache = UsageCache {
+            walker: slow_walk,
+            wait: Duration::from_millis(20),
+            ..UsageCache::new()
+        };
+        // An RPC starts a walk and gives up waiting; the watch joins it.
+        assert_eq!(cache.usage("v", &tmp), Reading::Pending);
+        assert!(matches!(cache.usage_now("v", &tmp), Reading::Measured(_)));
+        // Nothing running and nothing fresh: it walks itself.
+        let other = UsageCache::new();
+        assert!(matches!(other.usage_now("w", &tmp), Reading::Measured(u) if u.inodes == 1));
+        let _ = std::fs::remove_dir_all(&tmp);
+    }
+
+    #[test]
+    fn only_volumes_newly_over_are_announced() {
+        let watch = UsageWatch::new();
+        let mut rx = watch.subscribe();
+        let params: BTreeMap<String, String> = [
+            (PVC_NAMESPACE_PARAM.to_string(), "ns".to_string()),
+            (PVC_NAME_PARAM.to_string(), "data".to_string()),
+        ]
+        .into();
+        let over = |used| Overrun::new("vol-1", "pvc-1", &params, used, 16 << 20);
+        let pass = |used| BTreeMap::from([("vol-1".to_string(), over(used))]);
+        watch.finish_pass(pass(20 << 20), 3, Duration::from_millis(1));
+        watch.finish_pass(pass(21 << 20), 3, Duration::from_millis(1));
+        let first = rx.try_recv().expect("announced");
+        assert_eq!(
+            first.claim,
+            Some(ClaimRef {
+                namespace: "ns".into(),
+                name: "data".into()
+            })
+        );
+        assert_eq!(
+            first.message(),
+            "volume uses 20.0 MiB of its 16.0 MiB capacity"
+        );
+        assert!(rx.try_recv().is_err(), "still over is not news");
+        watch.finish_pass(BTreeMap::new(), 3, Duration::from_millis(1));
+        watch.finish_pass(pass(20 << 20), 3, Duration::from_millis(1));
+        assert!(rx.try_recv().is_ok(), "over again after being under is");
+        assert_eq!(watch.report().overruns.len(), 1);
     }
 
     #[test]

@@ -11,8 +11,8 @@ use dashmap::DashMap;
 
 use super::error::CsiError;
 use super::store::{Layout, StageState, Store};
-use super::usage::{self, UsageCache};
-use super::{loopdev, mount};
+use super::usage::{self, Overrun, Reading, UsageCache, UsageWatch};
+use super::{loopdev, mount, quota};
 
 /// Longest volume/snapshot name or ID accepted (the CSI spec's 128 bytes).
 pub const MAX_ID_LEN: usize = 128;
@@ -56,6 +56,11 @@ pub struct Driver {
     id_counter: AtomicU64,
     /// What each directory volume holds, for NodeGetVolumeStats.
     pub usage: UsageCache,
+    /// Whether the data directory's file system could enforce directory
+    /// volumes' capacity, found at start-up.
+    pub quota: quota::Detection,
+    /// The usage watch's findings.
+    pub watch: UsageWatch,
 }
 
 /// What capacity is promised to.
@@ -142,6 +147,13 @@ impl Driver {
                 data_dir.join(sub).display()
             )))?;
         }
+        let quota = quota::detect(&data_dir);
+        tracing::info!(
+            mode = quota.mode().label(),
+            data_dir = %data_dir.display(),
+            "directory volume capacity {}",
+            quota.summary()
+        );
         Ok(Self {
             cfg,
             store,
@@ -152,7 +164,42 @@ impl Driver {
             capacity_changed: tokio::sync::watch::channel(()).0,
             id_counter: AtomicU64::new(0),
             usage: UsageCache::new(),
+            quota,
+            watch: UsageWatch::new(),
         })
+    }
+
+    /// One pass of the usage watch: measures every directory volume with
+    /// a record (through the usage cache, so a figure an RPC just took is
+    /// reused) and hands what it found over capacity to [`UsageWatch`].
+    /// A volume without a record (`--mode node` with a store of its own)
+    /// has no capacity to compare with and is not checked.
+    pub fn check_usage(&self) {
+        let started = std::time::Instant::now();
+        let records = match self.store.volumes_page(None, 0) {
+            Ok((records, _)) => records,
+            Err(e) => {
+                tracing::warn!(error = %e, "usage watch: listing volumes failed; retrying next interval");
+                return;
+            }
+        };
+        let mut overruns = std::collections::BTreeMap::new();
+        let mut checked = 0;
+        for v in records.iter().filter(|v| v.layout == Layout::Dir) {
+            let Some((Layout::Dir, dir)) = self.volume_on_disk(&v.id) else {
+                continue;
+            };
+            checked += 1;
+            if let Reading::Measured(u) = self.usage.usage_now(&v.id, &dir)
+                && u.bytes > v.capacity
+            {
+                overruns.insert(
+                    v.id.clone(),
+                    Overrun::new(&v.id, &v.name, &v.parameters, u.bytes, v.capacity),
+                );
+            }
+        }
+        self.watch.finish_pass(overruns, checked, started.elapsed());
     }
 
     /// A receiver that wakes whenever the free capacity may have changed
