@@ -158,6 +158,18 @@ async fn run_async(args: AgentArgs, driver: Arc<csi::volumes::Driver>) -> Result
         metrics: metrics.clone(),
         placement: false,
     });
+    // Deleted claims whose request cannot be rebuilt are looked up here.
+    let lookup: controller::intent::VolumeLookup = {
+        let driver = driver.clone();
+        Arc::new(move |name: &str| {
+            driver
+                .store
+                .volume_by_name(name)
+                .map(|found| found.map(|v| v.id))
+                .map_err(|e| e.to_string())
+        })
+    };
+    let _ = ctx.volume_lookup.set(lookup);
     let reading: controller::capacity::Reading = {
         let driver = driver.clone();
         Arc::new(move || driver.capacity_reading())

@@ -6,6 +6,8 @@
 //! with `--bind`, the PV binder's job), [`node_loss`] handles the volumes of
 //! deleted Nodes, [`capacity`] publishes a node's CSIStorageCapacity,
 //! [`resize`] expands the volumes of claims that ask for more.
+//! [`intent`] holds a claim with a finalizer from before CreateVolume until
+//! its PV exists or its volume is deleted.
 //! [`ownership`] says which process does what; [`leader`] keeps a second
 //! controller replica idle; [`metrics`] serves metrics and probes.
 //!
@@ -27,6 +29,7 @@ pub mod capacity;
 pub mod csi_client;
 pub mod data_source;
 pub mod events;
+pub mod intent;
 pub mod leader;
 pub mod metrics;
 pub mod node_loss;
@@ -197,6 +200,9 @@ pub struct Context {
     pub deleted: DashMap<String, std::time::Instant>,
     /// Claims, classes, volumes, nodes and CSINodes as the watches last saw them.
     pub caches: Caches,
+    /// A node agent's lookup of its own volumes by name, for deleted claims
+    /// whose CreateVolume request cannot be rebuilt ([`intent`]).
+    pub volume_lookup: std::sync::OnceLock<intent::VolumeLookup>,
 }
 
 /// How a [`Context`] is made; `csi` and `driver` come from the caller.
@@ -249,6 +255,7 @@ impl Context {
             pending: DashMap::new(),
             deleted: DashMap::new(),
             caches,
+            volume_lookup: std::sync::OnceLock::new(),
         });
         (ctx, feeds)
     }
@@ -401,8 +408,12 @@ async fn run_async(args: ControllerArgs) -> Result<(), ControllerError> {
     };
     let node_loss = async {
         if !central {
+            let grace = Duration::from_secs(args.node_loss_grace_secs);
             tokio::select! {
-                _ = node_loss::run(ctx.clone(), Duration::from_secs(args.node_loss_grace_secs)) => {}
+                _ = futures::future::join(
+                    node_loss::run(ctx.clone(), grace),
+                    intent::run_stranded(ctx.clone(), grace),
+                ) => {}
                 _ = shutdown_signal() => {}
             }
         }

@@ -7,6 +7,11 @@
 //! class parameters, topology (selected node, else allowedTopologies) and
 //! mount options, and on ResourceExhausted for a selected node hand the claim
 //! back to the scheduler by removing the annotation.
+//!
+//! Before the first CreateVolume the claim gets berth's intent finalizer,
+//! dropped once the PV exists or the volume is deleted again ([`intent`]):
+//! a claim deleted mid-provisioning, or while berth is down, is held until
+//! its volume is gone, so no process killed at any moment leaks one.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
@@ -22,7 +27,8 @@ use kube::{Resource, ResourceExt};
 use super::Context;
 use super::csi_client::CsiClient;
 use super::data_source;
-use super::events::{PROVISIONING_FAILED, PROVISIONING_SUCCEEDED};
+use super::events::{PROVISIONING_FAILED, PROVISIONING_SUCCEEDED, VOLUME_DELETED};
+use super::intent::{self, IntentError, Step};
 use super::ownership::{ANN_SELECTED_NODE, selected_node};
 use crate::binding::Content;
 use crate::quantity::Quantity;
@@ -42,6 +48,12 @@ pub enum ProvisionError {
     Resize(#[from] super::resize::ResizeError),
     #[error("StorageClass {0:?} not found")]
     ClassNotFound(String),
+    #[error("StorageClass {class:?} now names provisioner {provisioner:?}")]
+    ClassOfAnotherProvisioner { class: String, provisioner: String },
+    /// The claim's provisioning intent (its finalizer, or the deletion of
+    /// the volume of a claim deleted before its PV was made).
+    #[error(transparent)]
+    Intent(#[from] IntentError),
     #[error("claim {claim}: {field}: {message}")]
     InvalidClaim {
         claim: String,
@@ -81,7 +93,9 @@ impl ProvisionError {
     /// they are still retried, but only on the capped backoff.
     pub fn outcome(&self) -> &'static str {
         match self {
-            ProvisionError::ClassNotFound(_) | ProvisionError::InvalidClaim { .. } => "final_error",
+            ProvisionError::ClassNotFound(_)
+            | ProvisionError::ClassOfAnotherProvisioner { .. }
+            | ProvisionError::InvalidClaim { .. } => "final_error",
             // The driver rejected the request itself: retrying the same
             // request cannot succeed (InvalidArgument, OutOfRange, ...).
             ProvisionError::Csi { code, .. } if is_final_code(*code) => "final_error",
@@ -128,6 +142,9 @@ pub async fn reconcile(
     let Some(csi) = ctx.csi.clone() else {
         return Ok(Action::await_change());
     };
+    if let Some(done) = settle_intent(&pvc, &ctx, &csi).await {
+        return done;
+    }
     // A bound claim has its volume: the only thing left to do for it is
     // to grow it when asked (an agent does that for its node's volumes).
     let bound = pvc
@@ -196,12 +213,13 @@ pub async fn reconcile(
     ctx.pending.insert(k.clone(), ());
     ctx.metrics.queue_depth.set(ctx.pending.len() as i64);
 
-    let mut request = match build_request(&pvc, &class, &pv_name, node.as_deref(), &ctx).await {
+    let mut request = match build_request(&pvc, &class, &pv_name, node.as_deref(), true, &ctx).await
+    {
         Ok(r) => r,
         Err(e @ ProvisionError::NodeFull { .. }) => {
             ctx.metrics
                 .observe_provision("transient_error", std::time::Duration::ZERO);
-            return Err(reschedule(&pvc, e, &ctx).await);
+            return Err(reschedule(&pvc, e, false, &ctx).await);
         }
         Err(e) => return Err(ctx.fail(&pvc, e).await),
     };
@@ -239,6 +257,18 @@ pub async fn reconcile(
         request.volume_content_source = Some(data_source::csi_source(c));
     }
 
+    // The intent is durable before the volume can exist: from here on a
+    // deleted claim waits for its volume to be deleted.
+    let claim = match intent::add(&pvc, &ctx).await {
+        Ok(Some(c)) => c,
+        Ok(None) => {
+            tracing::info!(claim = %k, "claim deleted before CreateVolume; nothing made");
+            ctx.done(&k);
+            return Ok(Action::await_change());
+        }
+        Err(e) => return Err(ctx.fail(&pvc, e.into()).await),
+    };
+
     // One event per outcome (ProvisioningSucceeded or ProvisioningFailed),
     // not also one when the work starts: events share the API budget with
     // the writes that matter.
@@ -255,21 +285,12 @@ pub async fn reconcile(
             ctx.metrics
                 .observe_provision(e.outcome(), started.elapsed());
             if status.code() == tonic::Code::ResourceExhausted && node.is_some() {
-                return Err(reschedule(&pvc, e, &ctx).await);
+                // Nothing of this name is on the node: the intent goes with
+                // the node, in the same write.
+                return Err(reschedule(&claim, e, true, &ctx).await);
             }
-            if may_have_created(status.code()) && !still_wanted(&pvc, &ctx).await? {
-                // No retry of a deleted claim ever comes back here, so the
-                // volume the driver may still be making is cleaned up now.
-                tracing::info!(claim = %k, code = ?status.code(), "claim deleted while CreateVolume failed; finishing and deleting the volume");
-                spawn_cleanup(
-                    csi,
-                    ctx.clone(),
-                    k.clone(),
-                    Orphan::Request(Box::new(request)),
-                );
-                ctx.done(&k);
-                return Ok(Action::await_change());
-            }
+            // A claim deleted meanwhile is held by the finalizer: the
+            // retry finds it deleting and deletes what the driver made.
             return Err(ctx.fail(&pvc, e).await);
         }
     };
@@ -277,14 +298,10 @@ pub async fn reconcile(
     // A driver that ignored the content source made an empty volume:
     // delete it rather than hand it out as a copy.
     if content.is_some() && volume.content_source.is_none() {
+        // On failure the finalizer keeps the claim: a retry gets the same
+        // volume from CreateVolume and deletes it again.
         if let Err(status) = csi.delete_volume(&volume.volume_id).await {
-            tracing::warn!(claim = %k, volume = %volume.volume_id, error = %status.message(), "deleting a volume made without its content failed; retrying in the background");
-            spawn_cleanup(
-                csi,
-                ctx.clone(),
-                k.clone(),
-                Orphan::Volume(volume.volume_id),
-            );
+            tracing::warn!(claim = %k, volume = %volume.volume_id, error = %status.message(), "deleting a volume made without its content failed; retrying");
         }
         ctx.metrics
             .observe_provision("final_error", started.elapsed());
@@ -299,22 +316,12 @@ pub async fn reconcile(
     }
 
     // The claim may have been deleted while the driver worked: then the
-    // volume has no owner and must not outlive this call. (A deletion the
+    // volume has no owner and must not outlive its claim. (A deletion the
     // cache has not seen yet leaves a PV whose claim is gone: it is
     // released and reclaimed by its policy, as upstream's are.)
     if !still_wanted_cached(&pvc, &ctx).await? {
         tracing::info!(claim = %k, volume = %volume.volume_id, "claim deleted during provisioning; deleting the volume");
-        if let Err(status) = csi.delete_volume(&volume.volume_id).await {
-            tracing::warn!(claim = %k, volume = %volume.volume_id, error = %status.message(), "deleting the volume of a deleted claim failed; retrying in the background");
-            spawn_cleanup(
-                csi,
-                ctx.clone(),
-                k.clone(),
-                Orphan::Volume(volume.volume_id),
-            );
-        }
-        ctx.done(&k);
-        return Ok(Action::await_change());
+        return delete_intended(&claim, &ctx, &csi, &pv_name, Some(volume.volume_id)).await;
     }
 
     let pv = build_pv(
@@ -337,6 +344,9 @@ pub async fn reconcile(
     }
     ctx.metrics.observe_provision("success", started.elapsed());
     tracing::info!(claim = %k, volume = %pv_name, "provisioned");
+    // The finalizer stays until this process's PV cache has the PV (or the
+    // claim is bound to it): dropped earlier, a reconcile with a lagging
+    // cache would record the intent again.
     ctx.events
         .normal(
             &pvc_ref,
@@ -394,57 +404,23 @@ fn may_have_created(code: tonic::Code) -> bool {
     )
 }
 
-/// A volume whose claim is gone.
-enum Orphan {
-    /// Known by its id.
-    Volume(String),
-    /// Possibly made by this request; CreateVolume is idempotent by name,
-    /// so repeating it yields the volume's id (making it if it never was).
-    Request(Box<csi_proto::CreateVolumeRequest>),
-}
-
-/// Deletes an orphaned volume in the background, retrying on the claim's
-/// backoff until the driver confirms. The claim is gone, so the controller
-/// will never reconcile it again: without this the volume would leak.
-fn spawn_cleanup(csi: CsiClient, ctx: Arc<Context>, claim: String, mut orphan: Orphan) {
-    tokio::spawn(async move {
-        let key = format!("orphan/{claim}");
-        loop {
-            let attempt = match &orphan {
-                Orphan::Volume(id) => csi.delete_volume(id).await,
-                Orphan::Request(req) => match csi.create_volume((**req).clone()).await {
-                    Ok(v) => {
-                        orphan = Orphan::Volume(v.volume_id);
-                        continue;
-                    }
-                    // The driver refused the request itself: nothing was made.
-                    Err(s) if !may_have_created(s.code()) => Ok(()),
-                    Err(s) => Err(s),
-                },
-            };
-            match attempt {
-                Ok(()) => {
-                    tracing::info!(%claim, "volume of a deleted claim cleaned up");
-                    ctx.backoff.reset(&key);
-                    return;
-                }
-                Err(status) => {
-                    let delay = ctx.backoff.next(&key);
-                    tracing::warn!(%claim, error = %status.message(), retry_in = ?delay, "cleaning up the volume of a deleted claim failed");
-                    tokio::time::sleep(delay).await;
-                }
-            }
-        }
-    });
-}
-
 /// The selected node cannot take the volume: drop `selected-node` so the
-/// scheduler picks again, and say why on the claim.
+/// scheduler picks again, and say why on the claim. `drop_intent` when the
+/// driver said nothing of the claim's name is on the node: then the
+/// finalizer goes in the same write (the next node's provisioner adds it
+/// again before its CreateVolume).
 async fn reschedule(
     pvc: &PersistentVolumeClaim,
     err: ProvisionError,
+    drop_intent: bool,
     ctx: &Context,
 ) -> ProvisionError {
+    if drop_intent && intent::has_finalizer(pvc) {
+        if let Err(e) = intent::release(pvc, ctx, true).await {
+            tracing::warn!(claim = %key(pvc), error = %e, "removing selected-node and the provisioning finalizer failed");
+        }
+        return ctx.fail(pvc, err).await;
+    }
     let claims: Api<PersistentVolumeClaim> =
         Api::namespaced(ctx.client.clone(), &pvc.namespace().unwrap_or_default());
     let patch = serde_json::json!({ "metadata": { "annotations": { ANN_SELECTED_NODE: null } } });
@@ -461,16 +437,256 @@ async fn reschedule(
     ctx.fail(pvc, err).await
 }
 
+/// The claim's provisioning intent ([`intent`]): `Some` when it decided
+/// this reconcile (the finalizer was dropped, or the volume of a claim
+/// that will have no PV was deleted).
+async fn settle_intent(
+    pvc: &PersistentVolumeClaim,
+    ctx: &Context,
+    csi: &CsiClient,
+) -> Option<Result<Action, ProvisionError>> {
+    if !intent::has_finalizer(pvc) {
+        return None;
+    }
+    let pv_name = volume_name(pvc)?;
+    let deleting = pvc.metadata.deletion_timestamp.is_some();
+    let bound_to = pvc
+        .spec
+        .as_ref()
+        .and_then(|s| s.volume_name.as_deref())
+        .filter(|v| !v.is_empty());
+    let bound_elsewhere = bound_to.is_some_and(|v| v != pv_name);
+    let mut pv_exists = bound_to == Some(pv_name.as_str())
+        || ctx.caches.volumes.get(&ObjectRef::new(&pv_name)).is_some();
+    if !pv_exists && (deleting || bound_elsewhere) {
+        // About to delete data: a PV the cache has not seen yet must not
+        // be missed, so ask the API server.
+        match Api::<PersistentVolume>::all(ctx.client.clone())
+            .get_metadata_opt(&pv_name)
+            .await
+        {
+            Ok(found) => pv_exists = found.is_some(),
+            Err(source) => {
+                let e = IntentError::VolumeLookup {
+                    claim: key(pvc),
+                    volume: pv_name,
+                    source,
+                };
+                return Some(Err(ctx.fail(pvc, e.into()).await));
+            }
+        }
+    }
+    match intent::decide(true, deleting, pv_exists, bound_elsewhere) {
+        Step::Provision | Step::Nothing => None,
+        Step::Release => {
+            tracing::info!(claim = %key(pvc), volume = %pv_name, "the PV exists; dropping the provisioning finalizer");
+            Some(match intent::release(pvc, ctx, false).await {
+                Ok(()) => Ok(Action::await_change()),
+                Err(e) => Err(ctx.fail(pvc, e.into()).await),
+            })
+        }
+        Step::DeleteVolume => Some(delete_intended(pvc, ctx, csi, &pv_name, None).await),
+    }
+}
+
+/// What looking for a deleted claim's volume found.
+enum Found {
+    Volume(String),
+    Absent,
+    /// It cannot be looked for; why.
+    Unknown(String),
+}
+
+/// Deletes the volume of a claim that will have no PV (it was deleted, or
+/// bound to another volume), then drops the finalizer. `id` when the
+/// caller just made the volume.
+async fn delete_intended(
+    pvc: &PersistentVolumeClaim,
+    ctx: &Context,
+    csi: &CsiClient,
+    pv_name: &str,
+    id: Option<String>,
+) -> Result<Action, ProvisionError> {
+    let k = key(pvc);
+    if id.is_some() {
+        // Made in this reconcile, but an earlier one may have made its PV:
+        // a volume with a PV is never deleted here.
+        match Api::<PersistentVolume>::all(ctx.client.clone())
+            .get_metadata_opt(pv_name)
+            .await
+        {
+            Ok(None) => {}
+            // The next look finds the PV and drops the finalizer.
+            Ok(Some(_)) => return Ok(Action::requeue(std::time::Duration::from_secs(1))),
+            Err(source) => {
+                let e = IntentError::VolumeLookup {
+                    claim: k,
+                    volume: pv_name.to_string(),
+                    source,
+                };
+                return Err(ctx.fail(pvc, e.into()).await);
+            }
+        }
+    }
+    let found = match id {
+        Some(id) => Found::Volume(id),
+        None => match find_volume(pvc, ctx, csi, pv_name).await {
+            Ok(f) => f,
+            Err(e) => return Err(ctx.fail(pvc, e).await),
+        },
+    };
+    match found {
+        Found::Unknown(why) => {
+            if let Err(e) = intent::abandon(pvc, ctx, pv_name, &why).await {
+                return Err(ctx.fail(pvc, e.into()).await);
+            }
+        }
+        Found::Absent => {
+            tracing::info!(claim = %k, volume = %pv_name, "no volume was made for the claim; dropping the provisioning finalizer");
+            if let Err(e) = intent::release(pvc, ctx, false).await {
+                return Err(ctx.fail(pvc, e.into()).await);
+            }
+        }
+        Found::Volume(id) => {
+            let started = Instant::now();
+            if let Err(status) = csi.delete_volume(&id).await {
+                ctx.metrics
+                    .observe_deletion("transient_error", started.elapsed());
+                let e = IntentError::DeleteVolume {
+                    claim: k.clone(),
+                    volume: pv_name.to_string(),
+                    id,
+                    code: status.code(),
+                    message: status.message().to_string(),
+                };
+                return Err(ctx.fail(pvc, e.into()).await);
+            }
+            ctx.metrics.observe_deletion("success", started.elapsed());
+            let bound_elsewhere = pvc
+                .spec
+                .as_ref()
+                .and_then(|s| s.volume_name.as_deref())
+                .is_some_and(|v| !v.is_empty() && v != pv_name);
+            let why = if bound_elsewhere {
+                "the claim was bound to another volume"
+            } else {
+                "the claim was deleted before its PersistentVolume was made"
+            };
+            tracing::info!(claim = %k, volume = %pv_name, id = %id, reason = why, "deleted the volume of a claim that will have no PV");
+            ctx.events
+                .normal(
+                    &pvc.object_ref(&()),
+                    VOLUME_DELETED,
+                    "Delete",
+                    format!("Deleted volume {pv_name} of claim {k}: {why}"),
+                )
+                .await;
+            if let Err(e) = intent::release(pvc, ctx, false).await {
+                return Err(ctx.fail(pvc, e.into()).await);
+            }
+        }
+    }
+    ctx.done(&k);
+    Ok(Action::await_change())
+}
+
+/// The id of the volume named `pv_name`, if the driver has one. CSI has no
+/// lookup by name, but CreateVolume is idempotent by name: the same request
+/// again returns the volume (waiting for one still being made, or making
+/// it). When the request cannot be rebuilt (its class or node is gone) or
+/// the driver cannot tell, a node agent asks its own store.
+async fn find_volume(
+    pvc: &PersistentVolumeClaim,
+    ctx: &Context,
+    csi: &CsiClient,
+    pv_name: &str,
+) -> Result<Found, ProvisionError> {
+    let why = match rebuild_request(pvc, ctx, pv_name).await {
+        Ok(request) => match csi.create_volume(request).await {
+            Ok(v) => return Ok(Found::Volume(v.volume_id)),
+            // Outages: retry on the claim's backoff; the claim is held.
+            Err(s) if may_have_created(s.code()) => {
+                return Err(IntentError::FindVolume {
+                    claim: key(pvc),
+                    volume: pv_name.to_string(),
+                    code: s.code(),
+                    message: s.message().to_string(),
+                }
+                .into());
+            }
+            // A volume of that name made from another request, or a source
+            // that is gone: the answer says nothing about our volume.
+            Err(s) if matches!(s.code(), tonic::Code::AlreadyExists | tonic::Code::NotFound) => {
+                format!("CreateVolume: {:?}: {}", s.code(), s.message())
+            }
+            // The driver refused the request itself: the same request never
+            // made anything.
+            Err(_) => return Ok(Found::Absent),
+        },
+        Err(e) => e.to_string(),
+    };
+    let Some(lookup) = ctx.volume_lookup.get() else {
+        return Ok(Found::Unknown(why));
+    };
+    match lookup(pv_name) {
+        Ok(Some(id)) => Ok(Found::Volume(id)),
+        Ok(None) => Ok(Found::Absent),
+        Err(message) => Err(IntentError::LocalLookup {
+            claim: key(pvc),
+            volume: pv_name.to_string(),
+            message,
+        }
+        .into()),
+    }
+}
+
+/// The CreateVolume request provisioning made (or would make) for the
+/// claim: the same class, node and content source.
+async fn rebuild_request(
+    pvc: &PersistentVolumeClaim,
+    ctx: &Context,
+    pv_name: &str,
+) -> Result<csi_proto::CreateVolumeRequest, ProvisionError> {
+    let class_name = pvc
+        .spec
+        .as_ref()
+        .and_then(|s| s.storage_class_name.clone())
+        .unwrap_or_default();
+    let class = ctx
+        .caches
+        .get(&ctx.client, &ctx.caches.classes, &class_name)
+        .await?
+        .ok_or_else(|| ProvisionError::ClassNotFound(class_name.clone()))?;
+    if class.provisioner != ctx.provisioner {
+        return Err(ProvisionError::ClassOfAnotherProvisioner {
+            class: class_name,
+            provisioner: class.provisioner.clone(),
+        });
+    }
+    let node = selected_node(pvc);
+    let mut request = build_request(pvc, &class, pv_name, node, false, ctx).await?;
+    match data_source::resolve(pvc, &class, node, ctx).await? {
+        None => {}
+        Some(data_source::Source::Content(c)) => {
+            request.volume_content_source = Some(data_source::csi_source(&c));
+        }
+        Some(data_source::Source::Populator(why)) => {
+            return Err(ProvisionError::DataSource(why));
+        }
+    }
+    Ok(request)
+}
+
 impl Context {
     /// Records a failed attempt on the claim (Warning event) and returns the error.
     async fn fail(&self, pvc: &PersistentVolumeClaim, err: ProvisionError) -> ProvisionError {
+        let (reason, action) = match &err {
+            ProvisionError::Intent(e) => (e.reason(), "Delete"),
+            _ => (PROVISIONING_FAILED, "Provision"),
+        };
+        tracing::debug!(claim = %key(pvc), reason, error = %err, "attempt failed");
         self.events
-            .warning(
-                &pvc.object_ref(&()),
-                PROVISIONING_FAILED,
-                "Provision",
-                err.to_string(),
-            )
+            .warning(&pvc.object_ref(&()), reason, action, err.to_string())
             .await;
         err
     }
@@ -520,6 +736,7 @@ async fn build_request(
     class: &StorageClass,
     pv_name: &str,
     node: Option<&str>,
+    check_limit: bool,
     ctx: &Context,
 ) -> Result<csi_proto::CreateVolumeRequest, ProvisionError> {
     use csi_proto::volume_capability::{AccessMode, AccessType, BlockVolume, MountVolume};
@@ -579,7 +796,7 @@ async fn build_request(
     parameters.insert("csi.storage.k8s.io/pv/name".into(), pv_name.to_string());
 
     let accessibility = match node {
-        Some(node) => Some(node_topology(node, ctx).await?),
+        Some(node) => Some(node_topology(node, check_limit, ctx).await?),
         None => allowed_topologies(class),
     };
     Ok(csi_proto::CreateVolumeRequest {
@@ -597,9 +814,11 @@ async fn build_request(
 
 /// The selected node's segment for our driver's topology keys (as the
 /// kubelet registered them in CSINode), after checking the node's volume
-/// limit from the same CSINode entry.
+/// limit from the same CSINode entry when `check_limit` (not when the
+/// request is rebuilt to find a volume already made).
 async fn node_topology(
     node: &str,
+    check_limit: bool,
     ctx: &Context,
 ) -> Result<csi_proto::TopologyRequirement, ProvisionError> {
     let not_registered = || ProvisionError::NodeNotRegistered {
@@ -636,7 +855,12 @@ async fn node_topology(
             })?;
         segments.insert(key, value.clone());
     }
-    if let Some(limit) = entry.allocatable.as_ref().and_then(|a| a.count) {
+    if let Some(limit) = entry
+        .allocatable
+        .as_ref()
+        .and_then(|a| a.count)
+        .filter(|_| check_limit)
+    {
         let used = volumes_on_node(&labels, ctx).await?;
         if used >= usize::try_from(limit).unwrap_or(0) {
             return Err(ProvisionError::NodeFull {
