@@ -1,9 +1,8 @@
-//! The `berth` command: dispatches to the dry-run planner, the CSI driver and the controller.
+//! The `berth` command: dispatches to the dry-run planner, the CSI driver and
+//! the controller; installed as `kubectl-berth`, it is a kubectl plugin.
 
 use std::process::ExitCode;
 
-use clap::Parser;
-
 fn main() -> ExitCode {
-    berth::cli::main(berth::cli::Cli::parse())
+    berth::cli::main(berth::cli::Cli::parse_invoked())
 }

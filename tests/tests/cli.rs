@@ -308,3 +308,321 @@ fn from_cluster_errors_name_the_kubeconfig_and_the_missing_input() {
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("--filename"));
 }
+
+// --- `kubectl berth`: the binary installed as a kubectl plugin (issue 11).
+
+/// A directory holding `kubectl-berth`, a symlink to the berth under test,
+/// as `ln -s $(command -v berth) ~/.local/bin/kubectl-berth` makes it.
+fn plugin_dir() -> tempfile::TempDir {
+    let dir = tempfile::tempdir().expect("temp dir");
+    std::os::unix::fs::symlink(berth_bin(), dir.path().join("kubectl-berth"))
+        .expect("symlink kubectl-berth");
+    dir
+}
+
+/// Runs `program` with `args` in an environment without a kubeconfig or an
+/// in-cluster service (HOME is an empty directory), plus `env`.
+fn run_isolated(program: &std::path::Path, args: &[&str], env: &[(&str, &str)]) -> Output {
+    let home = tempfile::tempdir().expect("temp home");
+    let mut cmd = Command::new(program);
+    cmd.args(args)
+        .current_dir(repo_root())
+        .env_remove("KUBECONFIG")
+        .env_remove("KUBERNETES_SERVICE_HOST")
+        .env_remove("KUBERNETES_SERVICE_PORT")
+        .env("HOME", home.path())
+        .stdin(Stdio::null());
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    cmd.output().expect("run")
+}
+
+/// A kubeconfig whose one cluster is a closed port: reading it needs no
+/// server, talking to it fails at once.
+fn dead_kubeconfig(dir: &std::path::Path, name: &str, contexts: &[(&str, Option<&str>)]) -> String {
+    let mut yaml = String::from(
+        "apiVersion: v1\nkind: Config\nclusters:\n- name: nowhere\n  cluster:\n    server: https://127.0.0.1:1\nusers:\n- name: u\n  user:\n    token: t\ncontexts:\n",
+    );
+    for (ctx, ns) in contexts {
+        yaml.push_str(&format!(
+            "- name: {ctx}\n  context:\n    cluster: nowhere\n    user: u\n"
+        ));
+        if let Some(ns) = ns {
+            yaml.push_str(&format!("    namespace: {ns}\n"));
+        }
+    }
+    if let Some((first, _)) = contexts.first() {
+        yaml.push_str(&format!("current-context: {first}\n"));
+    }
+    let path = dir.join(name);
+    std::fs::write(&path, yaml).expect("write kubeconfig");
+    path.display().to_string()
+}
+
+#[test]
+fn plugin_mode_help_says_kubectl_berth() {
+    let dir = plugin_dir();
+    let plugin = dir.path().join("kubectl-berth");
+    let out = run_isolated(&plugin, &["dry-run", "--help"], &[]);
+    assert!(out.status.success());
+    let help = String::from_utf8_lossy(&out.stdout);
+    assert!(help.contains("Usage: kubectl berth dry-run"), "{help}");
+    assert!(help.contains("--context <CONTEXT>"), "{help}");
+    assert!(help.contains("-A, --all-namespaces"), "{help}");
+    assert!(help.contains("(the default)"), "{help}");
+    let out = run_isolated(&plugin, &["--help"], &[]);
+    assert!(String::from_utf8_lossy(&out.stdout).contains("Usage: kubectl berth "));
+    // The same binary under its own name keeps its own name.
+    let out = run_isolated(&berth_bin(), &["dry-run", "--help"], &[]);
+    let help = String::from_utf8_lossy(&out.stdout);
+    assert!(help.contains("Usage: berth dry-run"), "{help}");
+    // A usage error names the command the user typed.
+    let out = run_isolated(&plugin, &["dry-run", "-n", "a", "-A"], &[]);
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("kubectl berth dry-run"), "{err}");
+}
+
+#[test]
+fn plugin_mode_reads_the_cluster_by_default_and_only_files_with_f() {
+    let dir = plugin_dir();
+    let plugin = dir.path().join("kubectl-berth");
+    // No kubeconfig and not in a cluster: the cluster was what it tried.
+    let out = run_isolated(&plugin, &["dry-run"], &[]);
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("in-cluster") && err.contains("kubeconfig"),
+        "{err}"
+    );
+    // `-f` alone is kubectl's local files: no cluster needed, same plan.
+    let out = run_isolated(
+        &plugin,
+        &["dry-run", "-f", "examples/demo", "-o", "json"],
+        &[],
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let plain = run(&["dry-run", "-f", "examples/demo", "-o", "json"], None);
+    assert_eq!(out.stdout, plain.stdout);
+    // Plain berth keeps its contract: an input must be named.
+    let out = run_isolated(&berth_bin(), &["dry-run"], &[]);
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("--filename") && err.contains("--from-cluster"),
+        "{err}"
+    );
+    // A cluster flag where no cluster is read is a usage error, not ignored.
+    for (program, flag) in [(berth_bin(), "--context"), (plugin.clone(), "--kubeconfig")] {
+        let out = run_isolated(
+            &program,
+            &["dry-run", "-f", "examples/demo", flag, "x"],
+            &[],
+        );
+        assert_eq!(out.status.code(), Some(2), "{flag}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            err.contains(flag) && err.contains("add --from-cluster"),
+            "{err}"
+        );
+    }
+}
+
+#[test]
+fn unknown_context_is_an_error_naming_it_and_the_kubeconfig() {
+    let dir = plugin_dir();
+    let plugin = dir.path().join("kubectl-berth");
+    let kc = dead_kubeconfig(
+        dir.path(),
+        "a.kubeconfig",
+        &[("dev", Some("team-a")), ("prod", None)],
+    );
+    for program in [plugin.clone(), berth_bin()] {
+        let out = run_isolated(
+            &program,
+            &[
+                "dry-run",
+                "--from-cluster",
+                "--kubeconfig",
+                &kc,
+                "--context",
+                "nope",
+            ],
+            &[],
+        );
+        assert_eq!(out.status.code(), Some(2));
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            err.contains(&format!(
+                "kubeconfig {kc}: no context \"nope\" (its contexts: dev, prod)"
+            )),
+            "{err}"
+        );
+    }
+    // $KUBECONFIG lists several files, merged as kubectl merges them: a
+    // context of the second file is found, and the error then is the
+    // dead server's, naming it and the context.
+    let other = dead_kubeconfig(dir.path(), "b.kubeconfig", &[("staging", None)]);
+    let list = format!("{kc}:{other}");
+    let out = run_isolated(
+        &plugin,
+        &["explain", "pvc", "x", "--context", "staging"],
+        &[("KUBECONFIG", &list)],
+    );
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("reading the cluster at https://127.0.0.1:1/ (context staging)"),
+        "{err}"
+    );
+    let out = run_isolated(
+        &plugin,
+        &["explain", "pvc", "x", "--context", "nope"],
+        &[("KUBECONFIG", &list)],
+    );
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("no context \"nope\" (its contexts: dev, prod, staging)"),
+        "{err}"
+    );
+}
+
+#[test]
+fn namespace_narrows_the_report_not_the_plan() {
+    // A second namespace beside the demo's shop: a claim bound to a static
+    // volume, and a released volume of one of its claims.
+    let team_b = r#"
+apiVersion: v1
+kind: PersistentVolume
+metadata: {name: pv-team-b}
+spec:
+  capacity: {storage: 1Gi}
+  accessModes: [ReadWriteOnce]
+  storageClassName: ""
+  hostPath: {path: /b}
+---
+apiVersion: v1
+kind: PersistentVolume
+metadata: {name: pv-team-b-old}
+spec:
+  capacity: {storage: 1Gi}
+  accessModes: [ReadWriteOnce]
+  storageClassName: ""
+  persistentVolumeReclaimPolicy: Retain
+  claimRef: {namespace: team-b, name: gone, uid: 11111111-2222-4333-8444-555555555555}
+  hostPath: {path: /b-old}
+status: {phase: Bound}
+---
+apiVersion: v1
+kind: PersistentVolumeClaim
+metadata: {name: data, namespace: team-b}
+spec:
+  storageClassName: ""
+  accessModes: [ReadWriteOnce]
+  resources: {requests: {storage: 1Gi}}
+"#;
+    let all = json(
+        &["dry-run", "-f", "examples/demo", "-f", "-", "-o", "json"],
+        Some(team_b),
+    );
+    let shop = json(
+        &[
+            "dry-run",
+            "-f",
+            "examples/demo",
+            "-f",
+            "-",
+            "-n",
+            "shop",
+            "-o",
+            "json",
+        ],
+        Some(team_b),
+    );
+    let b = json(
+        &[
+            "dry-run",
+            "-f",
+            "examples/demo",
+            "-f",
+            "-",
+            "-n",
+            "team-b",
+            "-o",
+            "json",
+        ],
+        Some(team_b),
+    );
+    let keys =
+        |v: &Value| -> Vec<String> { v.as_object().expect("object").keys().cloned().collect() };
+    assert_eq!(
+        keys(&shop),
+        keys(&all),
+        "same keys: filtering only removes entries"
+    );
+    let items = |v: &Value, key: &str, field: &str| -> Vec<String> {
+        v[key]
+            .as_array()
+            .expect(key)
+            .iter()
+            .map(|e| e[field].as_str().unwrap_or_default().to_string())
+            .collect()
+    };
+    assert_eq!(items(&b, "bindings", "claim"), ["team-b/data"]);
+    assert_eq!(items(&b, "reclaim", "volume"), ["pv-team-b-old"]);
+    for key in ["provisioning", "pending", "rejected"] {
+        assert!(
+            b[key].as_array().expect(key).is_empty(),
+            "{key}: {}",
+            b[key]
+        );
+    }
+    for (key, field) in [
+        ("bindings", "claim"),
+        ("provisioning", "claim"),
+        ("pending", "claim"),
+        ("rejected", "object"),
+    ] {
+        let names = items(&shop, key, field);
+        assert!(
+            names.iter().all(|n| n.starts_with("shop/")),
+            "{key}: {names:?}"
+        );
+        let expected: Vec<String> = items(&all, key, field)
+            .into_iter()
+            .filter(|n| n.starts_with("shop/"))
+            .collect();
+        assert_eq!(names, expected, "{key}: every shop entry of the whole plan");
+    }
+    assert!(items(&shop, "rejected", "object").contains(&"shop/huge".to_string()));
+    assert_eq!(
+        items(&shop, "reclaim", "volume"),
+        ["archive-2025", "pvc-0b7e"]
+    );
+    // Node limits and warnings are the whole cluster's.
+    for v in [&shop, &b] {
+        assert_eq!(v["violations"], all["violations"]);
+        assert_eq!(v["warnings"], all["warnings"]);
+    }
+    // `-A` is the default, spelled out.
+    let a = json(
+        &[
+            "dry-run",
+            "-f",
+            "examples/demo",
+            "-f",
+            "-",
+            "-A",
+            "-o",
+            "json",
+        ],
+        Some(team_b),
+    );
+    assert_eq!(a, all);
+}

@@ -1,4 +1,10 @@
-//! `berth dry-run [-f PATH…] [--from-cluster [--kubeconfig F]] [-o table|json|yaml]`.
+//! `berth dry-run [-f PATH…] [--from-cluster] [--kubeconfig F] [--context C]
+//! [-n NS | -A] [-o table|json|yaml]`.
+//!
+//! `-n` narrows the report, never the plan: claims of every namespace
+//! compete for the same volumes, nodes and classes, so the plan is always
+//! computed for the whole input and then only the entries concerning the
+//! namespace are shown.
 
 use std::io::Write;
 use std::process::ExitCode;
@@ -6,7 +12,7 @@ use std::process::ExitCode;
 use clap::Args;
 
 use super::{InputArgs, OutputFormat, output, read_snapshot};
-use crate::binding;
+use crate::binding::{self, Plan, Snapshot};
 
 #[derive(Debug, Args)]
 pub struct DryRunArgs {
@@ -15,6 +21,16 @@ pub struct DryRunArgs {
     /// Output format.
     #[arg(short = 'o', long = "output", value_enum, default_value = "table")]
     pub output: OutputFormat,
+    /// Show only what concerns this namespace: its claims' bindings,
+    /// provisioning, pending reasons and admission rejections, and the
+    /// released volumes of its claims. Per-node volume-limit violations and
+    /// warnings stay: they are the whole cluster's. The plan itself is still
+    /// computed for every namespace.
+    #[arg(short = 'n', long = "namespace", conflicts_with = "all_namespaces")]
+    pub namespace: Option<String>,
+    /// Show every namespace (the default).
+    #[arg(short = 'A', long = "all-namespaces")]
+    pub all_namespaces: bool,
 }
 
 pub fn run(args: DryRunArgs) -> ExitCode {
@@ -25,7 +41,10 @@ pub fn run(args: DryRunArgs) -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let plan = binding::plan(&snapshot);
+    let mut plan = binding::plan(&snapshot);
+    if let Some(ns) = &args.namespace {
+        plan = only_namespace(plan, &snapshot, ns);
+    }
     let text = match args.output {
         OutputFormat::Json => output::to_json(&plan),
         OutputFormat::Yaml => output::to_yaml(&plan),
@@ -35,4 +54,26 @@ pub fn run(args: DryRunArgs) -> ExitCode {
     // A closed pipe (`| head`) is not an error worth a panic.
     let _ = stdout.write_all(text.as_bytes());
     ExitCode::SUCCESS
+}
+
+/// The entries of `plan` that concern namespace `ns`. Only removes
+/// entries, so the JSON keys and fields stay those of the whole plan.
+fn only_namespace(mut plan: Plan, snapshot: &Snapshot, ns: &str) -> Plan {
+    plan.bindings.retain(|b| b.claim.namespace == ns);
+    plan.provisioning.retain(|p| p.claim.namespace == ns);
+    plan.pending.retain(|p| p.claim.namespace == ns);
+    // Quota and LimitRange rejections are of claims, so they carry the
+    // namespace whose quota or range refused them.
+    plan.rejected.retain(|r| r.object.namespace == ns);
+    // A released volume is a namespace's concern when its claimRef names
+    // one of that namespace's claims; PVs themselves have no namespace.
+    plan.reclaim.retain(|r| {
+        snapshot
+            .volumes
+            .iter()
+            .find(|v| v.name == r.volume)
+            .and_then(|v| v.claim_ref.as_ref())
+            .is_some_and(|c| c.key.namespace == ns)
+    });
+    plan
 }

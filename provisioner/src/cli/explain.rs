@@ -4,7 +4,7 @@ use std::process::ExitCode;
 
 use clap::{Args, ValueEnum};
 
-use super::{InputArgs, read_snapshot};
+use super::{Input, InputArgs, read_input};
 use crate::binding::explain::explain;
 use crate::model::ClaimKey;
 
@@ -20,22 +20,26 @@ pub struct ExplainArgs {
     pub kind: ExplainKind,
     /// The claim's name.
     pub name: String,
-    /// The claim's namespace.
-    #[arg(short = 'n', long = "namespace", default_value = "default")]
-    pub namespace: String,
+    /// The claim's namespace (default: the kubeconfig context's namespace
+    /// when a cluster is read, as kubectl; else `default`).
+    #[arg(short = 'n', long = "namespace")]
+    pub namespace: Option<String>,
     #[command(flatten)]
     pub input: InputArgs,
 }
 
 pub fn run(args: ExplainArgs) -> ExitCode {
-    let snapshot = match read_snapshot(&args.input) {
-        Ok(s) => s,
+    let Input {
+        snapshot,
+        namespace,
+    } = match read_input(&args.input) {
+        Ok(i) => i,
         Err(e) => {
             eprintln!("error: {e}");
             return ExitCode::from(2);
         }
     };
-    let key = ClaimKey::new(args.namespace, args.name);
+    let key = ClaimKey::new(args.namespace.unwrap_or(namespace), args.name);
     match explain(&snapshot, &key) {
         Some(lines) => {
             for l in lines {

@@ -16,6 +16,14 @@ use super::objects::pod_uses_volumes;
 pub enum ReadError {
     #[error("reading kubeconfig {path}: {message}")]
     Kubeconfig { path: PathBuf, message: String },
+    /// `--context` names a context the kubeconfig does not have; the
+    /// message lists the ones it has, as a user then wants to pick one.
+    #[error("kubeconfig {path}: no context {context:?} (its contexts: {known})")]
+    UnknownContext {
+        path: PathBuf,
+        context: String,
+        known: String,
+    },
     #[error("Kubernetes client: {0}")]
     Client(String),
     #[error("listing {kind}: {source}")]
@@ -29,20 +37,80 @@ pub enum ReadError {
 /// Client configuration from `kubeconfig`, or inferred (`$KUBECONFIG`,
 /// `~/.kube/config`, then in-cluster) when absent.
 pub async fn config(kubeconfig: Option<&Path>) -> Result<Config, ReadError> {
-    match kubeconfig {
-        Some(path) => {
-            let err = |e: &dyn std::fmt::Display| ReadError::Kubeconfig {
+    config_for(kubeconfig, None).await
+}
+
+/// Client configuration as kubectl finds it: `kubeconfig` if given, else
+/// `$KUBECONFIG` (its files merged) or `~/.kube/config`, else in-cluster;
+/// with `context`, that context of the kubeconfig rather than its
+/// current-context. Nothing here talks to the server, so the context's
+/// namespace (`Config::default_namespace`) is known before any request.
+pub async fn config_for(
+    kubeconfig: Option<&Path>,
+    context: Option<&str>,
+) -> Result<Config, ReadError> {
+    let (kc, path) = match (kubeconfig, context) {
+        // kube's inference already falls back to in-cluster the way
+        // client-go does; only an explicit file or context needs more.
+        (None, None) => {
+            return Config::infer()
+                .await
+                .map_err(|e| ReadError::Client(e.to_string()));
+        }
+        (Some(path), _) => (
+            Kubeconfig::read_from(path).map_err(|e| ReadError::Kubeconfig {
                 path: path.to_path_buf(),
                 message: e.to_string(),
-            };
-            let kc = Kubeconfig::read_from(path).map_err(|e| err(&e))?;
-            Config::from_custom_kubeconfig(kc, &KubeConfigOptions::default())
-                .await
-                .map_err(|e| err(&e))
+            })?,
+            path.to_path_buf(),
+        ),
+        // A context lives in a kubeconfig: in-cluster has none to pick.
+        (None, Some(_)) => {
+            let path = default_kubeconfig_path();
+            (
+                Kubeconfig::read().map_err(|e| ReadError::Kubeconfig {
+                    path: path.clone(),
+                    message: e.to_string(),
+                })?,
+                path,
+            )
         }
-        None => Config::infer()
-            .await
-            .map_err(|e| ReadError::Client(e.to_string())),
+    };
+    if let Some(name) = context
+        && !kc.contexts.iter().any(|c| c.name == name)
+    {
+        let known: Vec<&str> = kc.contexts.iter().map(|c| c.name.as_str()).collect();
+        return Err(ReadError::UnknownContext {
+            path,
+            context: name.to_string(),
+            known: if known.is_empty() {
+                "none".into()
+            } else {
+                known.join(", ")
+            },
+        });
+    }
+    let options = KubeConfigOptions {
+        context: context.map(str::to_string),
+        ..KubeConfigOptions::default()
+    };
+    Config::from_custom_kubeconfig(kc, &options)
+        .await
+        .map_err(|e| ReadError::Kubeconfig {
+            path,
+            message: e.to_string(),
+        })
+}
+
+/// What an error about the implicit kubeconfig names: `$KUBECONFIG` as
+/// given (it may list several files), else `~/.kube/config`.
+fn default_kubeconfig_path() -> PathBuf {
+    match std::env::var_os("KUBECONFIG").filter(|v| !v.is_empty()) {
+        Some(v) => PathBuf::from(v),
+        None => std::env::var_os("HOME")
+            .map(PathBuf::from)
+            .unwrap_or_default()
+            .join(".kube/config"),
     }
 }
 
