@@ -587,6 +587,9 @@ impl Cluster {
                     (HOSTNAME.to_string(), name.clone()),
                     (ZONE.to_string(), zone_of(i)),
                 ]),
+                unschedulable: false,
+                taints: Vec::new(),
+                allocatable: None,
             })
             .collect();
         let csi_nodes = self
@@ -699,6 +702,7 @@ impl Cluster {
                 ephemeral: Vec::new(),
                 origin: origin(),
                 seq: pod_seq + k,
+                scheduling: Default::default(),
             })
             .collect();
         Snapshot {

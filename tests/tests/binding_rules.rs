@@ -550,15 +550,39 @@ fn wait_for_first_consumer() {
         pending_reason(&p, "default/a").as_deref(),
         Some("waiting for first consumer to be created before binding")
     );
-    // A consumer that is not scheduled yet.
+    // A consumer that is not scheduled yet: berth schedules it as the
+    // scheduler would (both nodes fit; the first by name) and the claim
+    // binds on that node.
     let p = plan(&format!(
         "{base}{}{}",
+        pvc("a", "1Gi", RWO, Some("local"), ""),
+        pod("app", None, "a")
+    ));
+    assert_eq!(pending_reason(&p, "default/a"), None);
+    assert_eq!(bound_volume(&p, "default/a").as_deref(), Some("in-a"));
+    assert_eq!(p.scheduling[0].node.as_deref(), Some("n1"));
+    // Not schedulable (its only node cordoned): the claim keeps waiting
+    // for its pod, and the pod says why.
+    let p = plan(&format!(
+        "{}{}{}",
+        base.replace(
+            "    zone: a\n---\n",
+            "    zone: a\nspec:\n  unschedulable: true\n---\n"
+        )
+        .replace(
+            "    zone: b\n---\n",
+            "    zone: b\nspec:\n  unschedulable: true\n---\n"
+        ),
         pvc("a", "1Gi", RWO, Some("local"), ""),
         pod("app", None, "a")
     ));
     assert_eq!(
         pending_reason(&p, "default/a").as_deref(),
         Some("waiting for pod default/app to be scheduled")
+    );
+    assert_eq!(
+        p.scheduling[0].reason.as_deref(),
+        Some("0/2 nodes are available: 2 node(s) were unschedulable.")
     );
     // Scheduled on n2: only the volume whose node affinity allows n2.
     let p = plan(&format!(

@@ -49,6 +49,7 @@ fn json_contract_has_every_key_with_its_shape() {
         "reclaim",
         "violations",
         "warnings",
+        "scheduling",
     ] {
         assert!(v[key].is_array(), "missing array {key}");
     }
@@ -625,4 +626,126 @@ spec:
         Some(team_b),
     );
     assert_eq!(a, all);
+}
+
+/// Two pods without a node: one fits on n1 (its local volume is there),
+/// the other finds no volume left on n1 and n2 is tainted.
+const UNSCHEDULED: &str = r#"apiVersion: storage.k8s.io/v1
+kind: StorageClass
+metadata: {name: local}
+provisioner: kubernetes.io/no-provisioner
+volumeBindingMode: WaitForFirstConsumer
+---
+apiVersion: v1
+kind: Node
+metadata: {name: n1, labels: {kubernetes.io/hostname: n1}}
+---
+apiVersion: v1
+kind: Node
+metadata: {name: n2, labels: {kubernetes.io/hostname: n2}}
+spec:
+  taints: [{key: gpu, effect: NoSchedule}]
+---
+apiVersion: v1
+kind: PersistentVolume
+metadata: {name: pv-n1}
+spec:
+  capacity: {storage: 10Gi}
+  accessModes: [ReadWriteOnce]
+  storageClassName: local
+  local: {path: /mnt/a}
+  nodeAffinity:
+    required:
+      nodeSelectorTerms:
+      - matchExpressions: [{key: kubernetes.io/hostname, operator: In, values: [n1]}]
+---
+apiVersion: v1
+kind: PersistentVolumeClaim
+metadata: {name: data, namespace: shop}
+spec:
+  accessModes: [ReadWriteOnce]
+  storageClassName: local
+  resources: {requests: {storage: 1Gi}}
+---
+apiVersion: v1
+kind: PersistentVolumeClaim
+metadata: {name: more, namespace: shop}
+spec:
+  accessModes: [ReadWriteOnce]
+  storageClassName: local
+  resources: {requests: {storage: 1Gi}}
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: web, namespace: shop}
+spec:
+  containers: [{name: c, image: nginx}]
+  volumes: [{name: d, persistentVolumeClaim: {claimName: data}}]
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: api, namespace: shop}
+spec:
+  containers: [{name: c, image: nginx}]
+  volumes: [{name: d, persistentVolumeClaim: {claimName: more}}]
+"#;
+
+#[test]
+fn pods_without_a_node_are_scheduled_and_explained() {
+    let v = json(&["dry-run", "-f", "-", "-o", "json"], Some(UNSCHEDULED));
+    let scheduling = v["scheduling"].as_array().expect("scheduling");
+    assert_eq!(scheduling.len(), 2, "{v:#}");
+    assert_eq!(scheduling[0]["pod"], "shop/web");
+    assert_eq!(scheduling[0]["node"], "n1");
+    assert_eq!(scheduling[0]["feasibleNodes"], 1);
+    assert!(scheduling[0]["reason"].is_null());
+    assert_eq!(scheduling[1]["pod"], "shop/api");
+    assert!(scheduling[1]["node"].is_null());
+    assert_eq!(scheduling[1]["feasibleNodes"], 0);
+    assert_eq!(
+        scheduling[1]["reason"],
+        "0/2 nodes are available: 1 node(s) didn't find available persistent volumes to bind, 1 node(s) had untolerated taint(s)."
+    );
+    // The claim of the scheduled pod is bound on its node.
+    assert!(
+        v["bindings"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|b| b["claim"] == "shop/data"
+                && b["volume"] == "pv-n1"
+                && b["how"] == "scheduler")
+    );
+
+    let out = run(
+        &["explain", "pod", "api", "-n", "shop", "-f", "-"],
+        Some(UNSCHEDULED),
+    );
+    assert!(out.status.success());
+    let text = String::from_utf8_lossy(&out.stdout);
+    for line in [
+        "Pod shop/api",
+        "  unschedulable: 0/2 nodes are available:",
+        "    n1: rejected by VolumeBinding: node(s) didn't find available persistent volumes to bind",
+        "    n2: rejected by TaintToleration: node(s) had untolerated taint(s)",
+        "    more: pending: waiting for pod shop/api to be scheduled",
+    ] {
+        assert!(text.contains(line), "missing {line:?} in:\n{text}");
+    }
+    let out = run(
+        &["explain", "pod", "web", "-n", "shop", "-f", "-"],
+        Some(UNSCHEDULED),
+    );
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("  scheduled to node n1 by berth: 1 of 2 nodes"),
+        "{text}"
+    );
+    assert!(text.contains("    data: bound to volume pv-n1"), "{text}");
+    let out = run(
+        &["explain", "pod", "nope", "-n", "shop", "-f", "-"],
+        Some(UNSCHEDULED),
+    );
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("Pod shop/nope is not in the input"));
 }

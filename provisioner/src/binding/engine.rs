@@ -59,6 +59,8 @@ pub(super) struct Engine<'s> {
     /// Immediate claims of node-local provisioners waiting for berth's
     /// placement (admitted index).
     pub(super) unplaced: Vec<usize>,
+    /// Pods without a node that berth's scheduling placed: pod → node.
+    pub(super) placed: HashMap<ObjectKey, &'s str>,
     /// Every claim of the snapshot by key: the sources of clones.
     pub(super) claims: HashMap<&'s ClaimKey, &'s Claim>,
     pub(super) plan: Plan,
@@ -95,6 +97,7 @@ impl<'s> Engine<'s> {
             consumers: HashMap::default(),
             deferred: BTreeMap::new(),
             unplaced: Vec::new(),
+            placed: HashMap::default(),
             claims: snap.claims.iter().map(|c| (&c.key, c)).collect(),
             plan: Plan::default(),
         }
@@ -561,7 +564,7 @@ impl<'s> Engine<'s> {
             let Some(node) = pod.node_name.as_deref() else {
                 continue;
             };
-            let mut mine: Vec<usize> = pod
+            let mine: Vec<usize> = pod
                 .volumes
                 .iter()
                 .filter_map(|v| match v {
@@ -572,57 +575,69 @@ impl<'s> Engine<'s> {
                     _ => None,
                 })
                 .collect();
-            mine.sort_by(|&a, &b| {
-                let (ca, cb) = (&admitted[a].claim, &admitted[b].claim);
-                (ca.request, &ca.key).cmp(&(cb.request, &cb.key))
-            });
-            let labels = self.nodes.get(node).map_or(EMPTY_LABELS, |n| &n.labels);
-            for i in mine {
-                let a = &admitted[i];
-                let claim = a.claim.as_ref();
-                let view = ClaimView::of(a);
-                let filter = Filter {
-                    selector: claim.selector.as_ref(),
-                    attributes_class: &claim.attributes_class,
-                    node: Some((node, labels)),
-                };
-                let found = self.index.smallest_any_set(
-                    &self.snap.volumes,
-                    &a.class,
-                    claim.volume_mode,
-                    claim.access_modes,
-                    view.request,
-                    &filter,
-                );
-                match found {
-                    Some(v) => self.bind(
-                        &claim.key,
-                        v,
-                        BindHow::Scheduler {
-                            node: node.to_string(),
-                        },
-                    ),
-                    None => match self.provision(&view, Some(node)) {
-                        Ok(p) => {
-                            let fits = self
-                                .classes
-                                .get(p.class.as_str())
-                                .is_none_or(|c| self.storage_fits(c, node, view.request));
-                            if fits {
-                                self.plan.provisioning.push(p);
-                            } else {
-                                self.pend(
-                                    &claim.key,
-                                    PendingReason::NotEnoughStorage {
-                                        node: node.to_string(),
-                                        class: p.class,
-                                    },
-                                );
-                            }
-                        }
-                        Err(r) => self.pend(&claim.key, r),
+            self.decide_on_node(admitted, mine, node);
+        }
+    }
+
+    /// The scheduler's VolumeBinding for the claims of a pod placed on
+    /// `node` (admitted indexes): smallest request first, each bound to the
+    /// smallest free volume that fits on the node, else provisioned there.
+    pub(super) fn decide_on_node(
+        &mut self,
+        admitted: &[Admitted<'s>],
+        mut mine: Vec<usize>,
+        node: &str,
+    ) {
+        mine.sort_by(|&a, &b| {
+            let (ca, cb) = (&admitted[a].claim, &admitted[b].claim);
+            (ca.request, &ca.key).cmp(&(cb.request, &cb.key))
+        });
+        let labels = self.nodes.get(node).map_or(EMPTY_LABELS, |n| &n.labels);
+        for i in mine {
+            let a = &admitted[i];
+            let claim = a.claim.as_ref();
+            let view = ClaimView::of(a);
+            let filter = Filter {
+                selector: claim.selector.as_ref(),
+                attributes_class: &claim.attributes_class,
+                node: Some((node, labels)),
+            };
+            let found = self.index.smallest_any_set(
+                &self.snap.volumes,
+                &a.class,
+                claim.volume_mode,
+                claim.access_modes,
+                view.request,
+                &filter,
+            );
+            match found {
+                Some(v) => self.bind(
+                    &claim.key,
+                    v,
+                    BindHow::Scheduler {
+                        node: node.to_string(),
                     },
-                }
+                ),
+                None => match self.provision(&view, Some(node)) {
+                    Ok(p) => {
+                        let fits = self
+                            .classes
+                            .get(p.class.as_str())
+                            .is_none_or(|c| self.storage_fits(c, node, view.request));
+                        if fits {
+                            self.plan.provisioning.push(p);
+                        } else {
+                            self.pend(
+                                &claim.key,
+                                PendingReason::NotEnoughStorage {
+                                    node: node.to_string(),
+                                    class: p.class,
+                                },
+                            );
+                        }
+                    }
+                    Err(r) => self.pend(&claim.key, r),
+                },
             }
         }
     }

@@ -1,12 +1,14 @@
 //! `berth explain pvc`: the full reasoning for one claim, in the same words
 //! the plan uses — admission, the class, the decision, and every volume the
-//! claim was compared with and why it did or did not fit.
+//! claim was compared with and why it did or did not fit. `berth explain
+//! pod`: where berth's scheduling puts a pod without a node, every node with
+//! the filter that rejected it, and what became of the pod's claims.
 
 use super::matcher::{ClaimView, mismatches};
 use super::plan::{BindHow, Plan};
-use super::snapshot::{ClaimClass, ClaimSource, Snapshot};
+use super::snapshot::{ClaimClass, ClaimSource, PodVolume, Snapshot};
 use super::{Options, run};
-use crate::model::{BindingMode, ClaimKey};
+use crate::model::{BindingMode, ClaimKey, ObjectKey};
 use crate::quantity::Quantity;
 
 /// At most this many volumes are listed one by one.
@@ -153,6 +155,81 @@ pub fn explain(snapshot: &Snapshot, key: &ClaimKey) -> Option<Vec<String>> {
     }
     if rows.len() > shown {
         out.push(format!("    ... {} more", rows.len() - shown));
+    }
+    Some(out)
+}
+
+/// The reasoning for one pod: where berth's scheduling put it (or why
+/// nowhere), each node with the filter that rejected it, and what became
+/// of its claims. `None` when the pod is not in the snapshot.
+pub fn explain_pod(snapshot: &Snapshot, key: &ObjectKey) -> Option<Vec<String>> {
+    let pod = snapshot.pods.iter().find(|p| &p.key == key)?;
+    let options = Options {
+        node_verdicts: true,
+        ..Options::default()
+    };
+    let plan = run(snapshot, &options).plan;
+    let mut out = vec![format!("Pod {key}")];
+    if let Some(node) = &pod.node_name {
+        out.push(format!(
+            "  on node {node} (spec.nodeName): already scheduled, berth does not place it"
+        ));
+    } else if pod.terminated {
+        out.push("  finished (Succeeded or Failed): holds no node and no volumes".into());
+    } else if let Some(s) = plan.scheduling.iter().find(|s| &s.pod == key) {
+        let total = snapshot.nodes.len();
+        match (&s.node, &s.reason) {
+            (Some(node), _) => out.push(format!(
+                "  scheduled to node {node} by berth: {} of {total} nodes pass every filter; the one running the fewest pods wins, ties by name (the scheduler's scoring may pick another feasible node)",
+                s.feasible_nodes
+            )),
+            (None, Some(reason)) => out.push(format!("  unschedulable: {reason}")),
+            (None, None) => out.push("  unschedulable".into()),
+        }
+        let mut names: Vec<&str> = snapshot.nodes.iter().map(|n| n.name.as_str()).collect();
+        names.sort_unstable();
+        if !names.is_empty() {
+            out.push("  nodes:".into());
+        }
+        for name in names {
+            match s.rejected.iter().find(|v| v.node == name) {
+                Some(v) => out.push(format!(
+                    "    {name}: rejected by {}: {}",
+                    v.filter,
+                    v.reasons.join(", ")
+                )),
+                None => out.push(format!("    {name}: passes every filter")),
+            }
+        }
+    }
+    let claims: Vec<&str> = pod
+        .volumes
+        .iter()
+        .filter_map(|v| match v {
+            PodVolume::Claim(name) => Some(name.as_str()),
+            _ => None,
+        })
+        .collect();
+    if !claims.is_empty() {
+        out.push("  claims:".into());
+    }
+    for name in claims {
+        let ck = ClaimKey::new(key.namespace.clone(), name.to_string());
+        let line = if let Some(b) = plan.bindings.iter().find(|b| b.claim == ck) {
+            format!("bound to volume {}", b.volume)
+        } else if let Some(p) = plan.provisioning.iter().find(|p| p.claim == ck) {
+            match &p.node {
+                Some(n) => format!("provisioned by {} on node {n}", p.provisioner),
+                None => format!("provisioned by {}", p.provisioner),
+            }
+        } else if let Some(p) = plan.pending.iter().find(|p| p.claim == ck) {
+            format!("pending: {}", p.reason)
+        } else if let Some(r) = plan.rejected.iter().find(|r| r.object == ck) {
+            format!("rejected: {}", r.reason)
+        } else {
+            "not in the input".to_string()
+        };
+        out.push(format!("    {name}: {line}"));
     }
     Some(out)
 }

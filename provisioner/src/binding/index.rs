@@ -389,4 +389,12 @@ impl VolumeIndex {
             *t = true;
         }
     }
+
+    /// Undoes [`take`](Self::take): a volume taken for a trial (one node's
+    /// check during scheduling) is free again.
+    pub fn release(&mut self, volume: usize) {
+        if let Some(t) = self.taken.get_mut(volume) {
+            *t = false;
+        }
+    }
 }

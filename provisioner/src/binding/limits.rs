@@ -15,7 +15,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use rustc_hash::{FxHashMap, FxHashSet};
 
 use super::plan::Violation;
-use super::snapshot::{PodVolume, Snapshot};
+use super::snapshot::{Pod, PodVolume, Snapshot};
 
 /// What a claim resolves to for counting.
 pub enum ClaimUse<'a> {
@@ -31,13 +31,61 @@ pub enum ClaimUse<'a> {
 pub type Usage = BTreeMap<String, BTreeMap<String, u32>>;
 
 /// A volume's identity for counting, borrowed from the snapshot.
-#[derive(PartialEq, Eq, Hash)]
-enum VolumeId<'a> {
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum VolumeId<'a> {
     Handle(&'a str),
     /// An unbound claim: (namespace, name).
     Claim(&'a str, &'a str),
     /// An inline volume: (handle, pod namespace, pod name).
     Inline(&'a str, &'a str, &'a str),
+}
+
+/// Per (node, driver): the distinct volumes the node's pods use.
+pub type VolumeSets<'a> = FxHashMap<(&'a str, &'a str), FxHashSet<VolumeId<'a>>>;
+
+/// The counted volumes of one pod, with their drivers. `resolve` gets a
+/// claim's namespace and name.
+pub fn pod_volumes<'a>(
+    pod: &'a Pod,
+    resolve: &impl Fn(&'a str, &'a str) -> ClaimUse<'a>,
+) -> Vec<(&'a str, VolumeId<'a>)> {
+    let mut out = Vec::new();
+    for vol in &pod.volumes {
+        out.push(match vol {
+            PodVolume::InlineCsi { driver, handle } => (
+                driver.as_str(),
+                VolumeId::Inline(handle, &pod.key.namespace, &pod.key.name),
+            ),
+            PodVolume::InlineMigrated(m) => (m.driver, VolumeId::Handle(&m.handle)),
+            PodVolume::Claim(name) => match resolve(&pod.key.namespace, name) {
+                ClaimUse::Volume { driver, handle } => (driver, VolumeId::Handle(handle)),
+                ClaimUse::Unbound { provisioner } => {
+                    (provisioner, VolumeId::Claim(&pod.key.namespace, name))
+                }
+                ClaimUse::Uncounted => continue,
+            },
+        });
+    }
+    out
+}
+
+/// The distinct volumes each node's pods use, per driver; `node_of` gives
+/// a pod's node (its own, or the one berth scheduled it to).
+pub fn volume_sets<'a>(
+    snapshot: &'a Snapshot,
+    node_of: impl Fn(&'a Pod) -> Option<&'a str>,
+    resolve: &impl Fn(&'a str, &'a str) -> ClaimUse<'a>,
+) -> VolumeSets<'a> {
+    let mut used = VolumeSets::default();
+    for pod in snapshot.pods.iter().filter(|p| !p.terminated) {
+        let Some(node) = node_of(pod) else {
+            continue;
+        };
+        for (driver, id) in pod_volumes(pod, resolve) {
+            used.entry((node, driver)).or_default().insert(id);
+        }
+    }
+    used
 }
 
 /// Counts the distinct volumes each node's pods use, per driver. `resolve`
@@ -46,35 +94,13 @@ pub fn usage<'a>(
     snapshot: &'a Snapshot,
     resolve: impl Fn(&'a str, &'a str) -> ClaimUse<'a>,
 ) -> Usage {
-    // (node, driver) → distinct volume ids
-    let mut used: FxHashMap<(&str, &str), FxHashSet<VolumeId<'a>>> = FxHashMap::default();
-    for pod in &snapshot.pods {
-        let Some(node) = pod.node_name.as_deref() else {
-            continue;
-        };
-        if pod.terminated {
-            continue;
-        }
-        for vol in &pod.volumes {
-            let (driver, id) = match vol {
-                PodVolume::InlineCsi { driver, handle } => (
-                    driver.as_str(),
-                    VolumeId::Inline(handle, &pod.key.namespace, &pod.key.name),
-                ),
-                PodVolume::InlineMigrated(m) => (m.driver, VolumeId::Handle(&m.handle)),
-                PodVolume::Claim(name) => match resolve(&pod.key.namespace, name) {
-                    ClaimUse::Volume { driver, handle } => (driver, VolumeId::Handle(handle)),
-                    ClaimUse::Unbound { provisioner } => {
-                        (provisioner, VolumeId::Claim(&pod.key.namespace, name))
-                    }
-                    ClaimUse::Uncounted => continue,
-                },
-            };
-            used.entry((node, driver)).or_default().insert(id);
-        }
-    }
+    counts(&volume_sets(snapshot, |p| p.node_name.as_deref(), &resolve))
+}
+
+/// Per node and driver, how many volumes.
+pub fn counts(sets: &VolumeSets<'_>) -> Usage {
     let mut out = Usage::new();
-    for ((node, driver), ids) in used {
+    for ((node, driver), ids) in sets {
         out.entry(node.to_string())
             .or_default()
             .insert(driver.to_string(), ids.len() as u32);
@@ -82,9 +108,9 @@ pub fn usage<'a>(
     out
 }
 
-/// Nodes whose count for a driver exceeds the CSINode's allocatable count.
-pub fn violations(snapshot: &Snapshot, usage: &Usage) -> Vec<Violation> {
-    let limits: FxHashMap<(&str, &str), u32> = snapshot
+/// `CSINode` limits: (node, driver) → `allocatable.count`.
+pub fn published_limits(snapshot: &Snapshot) -> FxHashMap<(&str, &str), u32> {
+    snapshot
         .csi_nodes
         .iter()
         .flat_map(|n| {
@@ -92,7 +118,12 @@ pub fn violations(snapshot: &Snapshot, usage: &Usage) -> Vec<Violation> {
                 .iter()
                 .filter_map(move |(d, c)| c.map(|c| ((n.name.as_str(), d.as_str()), c)))
         })
-        .collect();
+        .collect()
+}
+
+/// Nodes whose count for a driver exceeds the CSINode's allocatable count.
+pub fn violations(snapshot: &Snapshot, usage: &Usage) -> Vec<Violation> {
+    let limits = published_limits(snapshot);
     let mut out = Vec::new();
     for (node, drivers) in usage {
         for (driver, &count) in drivers {

@@ -21,7 +21,10 @@
 //! 6. `placement`: Immediate claims of node-local provisioners get the node
 //!    with the most free storage (berth's controller writes it as
 //!    `volume.kubernetes.io/selected-node`).
-//! 7. `limits`: per-node volume counts against CSINode limits.
+//! 7. `schedule`: pods without a node go through the scheduler's filters
+//!    and get a node, one at a time in creation order; their
+//!    WaitForFirstConsumer claims are bound or provisioned there.
+//! 8. `limits`: per-node volume counts against CSINode limits.
 
 pub mod admission;
 pub mod data_source;
@@ -35,6 +38,7 @@ mod near;
 mod placement;
 pub mod plan;
 pub mod reclaim;
+pub mod schedule;
 pub mod snapshot;
 mod warnings;
 
@@ -51,11 +55,22 @@ use crate::model::ClaimKey;
 pub struct Options {
     /// Compute "nearly matched" volumes for pending claims.
     pub near_misses: bool,
+    /// Keep, for every pod berth schedules, each rejected node with the
+    /// filter that rejected it (`explain pod`).
+    pub node_verdicts: bool,
+    /// Predict the scheduler for pods without a node. The binder turns it
+    /// off: the real scheduler decides those pods, the binder only acts on
+    /// what it decided.
+    pub schedule_pods: bool,
 }
 
 impl Default for Options {
     fn default() -> Self {
-        Options { near_misses: true }
+        Options {
+            near_misses: true,
+            node_verdicts: false,
+            schedule_pods: true,
+        }
     }
 }
 
@@ -139,6 +154,11 @@ pub(crate) fn run<'s>(snap: &'s Snapshot, options: &Options) -> Outcome<'s> {
     let s = stage("placement");
     let unplaced = std::mem::take(&mut engine.unplaced);
     engine.place_unplaced(&admission.admitted, unplaced);
+    drop(s);
+    let s = stage("pods");
+    if options.schedule_pods {
+        engine.schedule_pods(&admission.admitted, options.node_verdicts);
+    }
     drop(s);
 
     if options.near_misses {

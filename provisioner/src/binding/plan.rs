@@ -486,4 +486,30 @@ pub struct Plan {
     pub reclaim: Vec<Reclaim>,
     pub violations: Vec<Violation>,
     pub warnings: Vec<String>,
+    /// Pods without a node, in the order berth scheduled them.
+    pub scheduling: Vec<PodPlacement>,
+}
+
+/// berth's prediction for a pod without a node: the scheduler's filters on
+/// every node, then berth's choice among the nodes that pass them all.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PodPlacement {
+    pub pod: ObjectKey,
+    /// `None` when no node passes every filter.
+    pub node: Option<String>,
+    pub feasible_nodes: usize,
+    /// The scheduler's FailedScheduling message, for a pod that fits nowhere.
+    pub reason: Option<String>,
+    /// Each rejected node with the filter that rejected it, by node name
+    /// (only when asked for: `Options::node_verdicts`).
+    pub rejected: Vec<NodeVerdict>,
+}
+
+/// Why one node cannot take a pod: the first filter that fails, in the
+/// scheduler's order, with that filter's reasons.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NodeVerdict {
+    pub node: String,
+    pub filter: &'static str,
+    pub reasons: Vec<String>,
 }

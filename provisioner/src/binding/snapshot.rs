@@ -240,6 +240,79 @@ pub struct Volume {
 pub struct Node {
     pub name: String,
     pub labels: Labels,
+    /// `spec.unschedulable` (cordoned).
+    pub unschedulable: bool,
+    pub taints: Vec<Taint>,
+    /// `status.allocatable`; `None` when the node states none (a
+    /// hand-written Node), and berth then does not check resources on it.
+    pub allocatable: Option<Resources>,
+}
+
+/// The compute resources the scheduler's NodeResourcesFit compares: a
+/// pod's requests, a node's allocatable.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Resources {
+    pub milli_cpu: i64,
+    pub memory: i128,
+    pub ephemeral_storage: i128,
+    /// How many pods a node takes; unused for a pod's requests.
+    pub pods: i64,
+}
+
+impl Resources {
+    /// Adds `other`, saturating: requests come from input and may be huge.
+    pub fn add(&mut self, other: &Resources) {
+        self.milli_cpu = self.milli_cpu.saturating_add(other.milli_cpu);
+        self.memory = self.memory.saturating_add(other.memory);
+        self.ephemeral_storage = self
+            .ephemeral_storage
+            .saturating_add(other.ephemeral_storage);
+    }
+
+    /// Each resource's larger value.
+    pub fn max(&mut self, other: &Resources) {
+        self.milli_cpu = self.milli_cpu.max(other.milli_cpu);
+        self.memory = self.memory.max(other.memory);
+        self.ephemeral_storage = self.ephemeral_storage.max(other.ephemeral_storage);
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TaintEffect {
+    NoSchedule,
+    PreferNoSchedule,
+    NoExecute,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Taint {
+    pub key: String,
+    pub value: String,
+    pub effect: TaintEffect,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Toleration {
+    /// `""` with `Exists` tolerates every key.
+    pub key: String,
+    /// `Exists` when true, else `Equal`.
+    pub exists: bool,
+    pub value: String,
+    /// `None` tolerates every effect.
+    pub effect: Option<TaintEffect>,
+}
+
+impl Toleration {
+    /// Upstream `ToleratesTaint`.
+    pub fn tolerates(&self, taint: &Taint) -> bool {
+        if self.effect.is_some_and(|e| e != taint.effect) {
+            return false;
+        }
+        if !self.key.is_empty() && self.key != taint.key {
+            return false;
+        }
+        self.exists || self.value == taint.value
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -319,8 +392,23 @@ pub struct Pod {
     pub terminated: bool,
     /// Generic ephemeral volumes: the claim `<pod>-<volume>` and its template.
     pub ephemeral: Vec<ClaimTemplate>,
+    /// What the scheduler reads to place a pod without a node.
+    pub scheduling: PodScheduling,
     pub origin: Origin,
     pub seq: usize,
+}
+
+/// A pod's scheduling constraints and requests.
+#[derive(Debug, Clone, Default)]
+pub struct PodScheduling {
+    /// `spec.nodeSelector`: every label must be on the node.
+    pub node_selector: Labels,
+    /// `affinity.nodeAffinity.requiredDuringSchedulingIgnoredDuringExecution`.
+    pub affinity: Option<NodeSelector>,
+    pub tolerations: Vec<Toleration>,
+    /// The pod's effective requests (containers, init containers, sidecars
+    /// and overhead, as upstream `PodRequests` adds them).
+    pub requests: Resources,
 }
 
 /// A claim template of a StatefulSet, already typed.

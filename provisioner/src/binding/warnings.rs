@@ -12,7 +12,8 @@ use super::snapshot::PodVolume;
 use crate::model::{ClaimKey, Labels};
 
 impl<'s> Engine<'s> {
-    /// Volume counts per node and driver, for limits and their warnings.
+    /// Volume counts per node and driver, for limits and their warnings;
+    /// pods berth scheduled count on their chosen nodes.
     pub(super) fn usage(
         &self,
         admitted: &[Admitted<'s>],
@@ -27,43 +28,59 @@ impl<'s> Engine<'s> {
                 )
             })
             .collect();
+        let resolve = |ns: &'s str, name: &'s str| {
+            let class = classes.get(&(ns, name)).copied();
+            self.claim_use(class, bound.get(&(ns, name)).copied())
+        };
+        let sets = limits::volume_sets(
+            self.snap,
+            |p| {
+                p.node_name
+                    .as_deref()
+                    .or_else(|| self.placed.get(&p.key).copied())
+            },
+            &resolve,
+        );
+        limits::counts(&sets)
+    }
+
+    /// How a claim counts against volume limits: its bound volume's driver
+    /// and handle, else its class's provisioner (a migrated in-tree one
+    /// under its CSI driver, if the filter counts that plugin at all).
+    pub(super) fn claim_use(&self, class: Option<&str>, volume: Option<usize>) -> ClaimUse<'s> {
         let snap = self.snap;
-        limits::usage(snap, |ns, name| {
-            if let Some(&v) = bound.get(&(ns, name)) {
-                let vol = &snap.volumes[v];
-                return match (&vol.source.csi_driver, &vol.source.csi_handle) {
-                    (Some(d), Some(h)) => ClaimUse::Volume {
-                        driver: d.as_str(),
-                        handle: h.as_str(),
-                    },
-                    _ => match &vol.source.migrated {
-                        Some(m) => ClaimUse::Volume {
-                            driver: m.driver,
-                            handle: m.handle.as_str(),
-                        },
-                        None => ClaimUse::Uncounted,
-                    },
-                };
-            }
-            let Some(class) = classes.get(&(ns, name)).and_then(|c| self.classes.get(c)) else {
-                return ClaimUse::Uncounted;
-            };
-            let provisioner = class.provisioner.as_str();
-            if provisioner == storage_classes::NO_PROVISIONER {
-                return ClaimUse::Uncounted;
-            }
-            // A migrated in-tree provisioner's claim will be a volume of
-            // its CSI driver, if the filter counts that plugin at all.
-            match storage_classes::plugin_for_provisioner(provisioner) {
-                Some(p) if p.csi_migration_driver.is_some() => match p.limit_counted_driver() {
-                    Some(driver) => ClaimUse::Unbound {
-                        provisioner: driver,
+        if let Some(v) = volume {
+            let vol = &snap.volumes[v];
+            return match (&vol.source.csi_driver, &vol.source.csi_handle) {
+                (Some(d), Some(h)) => ClaimUse::Volume {
+                    driver: d.as_str(),
+                    handle: h.as_str(),
+                },
+                _ => match &vol.source.migrated {
+                    Some(m) => ClaimUse::Volume {
+                        driver: m.driver,
+                        handle: m.handle.as_str(),
                     },
                     None => ClaimUse::Uncounted,
                 },
-                _ => ClaimUse::Unbound { provisioner },
-            }
-        })
+            };
+        }
+        let Some(class) = class.and_then(|c| self.classes.get(c)) else {
+            return ClaimUse::Uncounted;
+        };
+        let provisioner = class.provisioner.as_str();
+        if provisioner == storage_classes::NO_PROVISIONER {
+            return ClaimUse::Uncounted;
+        }
+        match storage_classes::plugin_for_provisioner(provisioner) {
+            Some(p) if p.csi_migration_driver.is_some() => match p.limit_counted_driver() {
+                Some(driver) => ClaimUse::Unbound {
+                    provisioner: driver,
+                },
+                None => ClaimUse::Uncounted,
+            },
+            _ => ClaimUse::Unbound { provisioner },
+        }
     }
 
     pub(super) fn warnings(

@@ -65,6 +65,7 @@ fn only_namespace(mut plan: Plan, snapshot: &Snapshot, ns: &str) -> Plan {
     // Quota and LimitRange rejections are of claims, so they carry the
     // namespace whose quota or range refused them.
     plan.rejected.retain(|r| r.object.namespace == ns);
+    plan.scheduling.retain(|p| p.pod.namespace == ns);
     // A released volume is a namespace's concern when its claimRef names
     // one of that namespace's claims; PVs themselves have no namespace.
     plan.reclaim.retain(|r| {

@@ -1,8 +1,8 @@
 //! Rendering a plan: the stable JSON/YAML contract and the human table.
 //!
 //! The JSON keys `bindings`, `provisioning`, `pending`, `rejected`,
-//! `reclaim`, `violations` and `warnings` and their fields never change;
-//! new keys may be added.
+//! `reclaim`, `violations`, `warnings` and `scheduling` and their fields
+//! never change; new keys may be added.
 
 use serde::Serialize;
 
@@ -18,6 +18,17 @@ struct PlanDoc<'a> {
     reclaim: Vec<ReclaimDoc<'a>>,
     violations: Vec<ViolationDoc<'a>>,
     warnings: &'a [String],
+    scheduling: Vec<SchedulingDoc<'a>>,
+}
+
+/// A pod without a node: where berth's scheduling put it, or why nowhere.
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct SchedulingDoc<'a> {
+    pod: String,
+    node: Option<&'a str>,
+    feasible_nodes: usize,
+    reason: Option<&'a str>,
 }
 
 #[derive(Serialize)]
@@ -198,6 +209,16 @@ fn doc(plan: &Plan) -> PlanDoc<'_> {
             })
             .collect(),
         warnings: &plan.warnings,
+        scheduling: plan
+            .scheduling
+            .iter()
+            .map(|p| SchedulingDoc {
+                pod: p.pod.to_string(),
+                node: p.node.as_deref(),
+                feasible_nodes: p.feasible_nodes,
+                reason: p.reason.as_deref(),
+            })
+            .collect(),
     }
 }
 
@@ -311,6 +332,19 @@ pub fn to_table(plan: &Plan) -> String {
             ]);
         }
         out.push_str("\nNodes over their volume limit:\n");
+        out.push_str(&t.render());
+    }
+    if !plan.scheduling.is_empty() {
+        let mut t = Table::new(&["POD", "NODE", "FEASIBLE", "REASON"]);
+        for p in &plan.scheduling {
+            t.row(vec![
+                p.pod.to_string(),
+                p.node.clone().unwrap_or_else(|| "-".into()),
+                p.feasible_nodes.to_string(),
+                p.reason.clone().unwrap_or_default(),
+            ]);
+        }
+        out.push_str("\nPods without a node (berth's scheduling):\n");
         out.push_str(&t.render());
     }
     if !plan.warnings.is_empty() {

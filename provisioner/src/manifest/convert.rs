@@ -49,14 +49,14 @@ pub struct InputError {
 }
 
 /// Error context for one document.
-struct Ctx<'a> {
+pub(super) struct Ctx<'a> {
     doc: &'a Document,
     kind: &'a str,
     name: String,
 }
 
 impl Ctx<'_> {
-    fn err(&self, field: impl Into<String>, message: impl Into<String>) -> InputError {
+    pub(super) fn err(&self, field: impl Into<String>, message: impl Into<String>) -> InputError {
         InputError {
             place: self.doc.place(),
             kind: self.kind.to_string(),
@@ -66,7 +66,7 @@ impl Ctx<'_> {
         }
     }
 
-    fn quantity(&self, field: &str, q: &str) -> Result<Quantity, InputError> {
+    pub(super) fn quantity(&self, field: &str, q: &str) -> Result<Quantity, InputError> {
         Quantity::parse(q).map_err(|e| self.err(field, e.to_string()))
     }
 
@@ -313,9 +313,13 @@ impl Builder {
             }
             "Node" => {
                 let o: core::Node = decode(&ctx, value, w)?;
+                let (unschedulable, taints, allocatable) = super::scheduling::node(&ctx, &o)?;
                 let n = Node {
                     name: name.clone(),
                     labels: o.metadata.labels.unwrap_or_default(),
+                    unschedulable,
+                    taints,
+                    allocatable,
                 };
                 let id = (kind.clone(), String::new(), name.clone());
                 upsert(&mut self.snap.nodes, seen, w, id, place, n);
@@ -644,7 +648,7 @@ fn label_selector(
     Ok(LabelSelector { requirements })
 }
 
-fn node_selector(
+pub(super) fn node_selector(
     ctx: &Ctx<'_>,
     field: &str,
     s: &core::NodeSelector,
@@ -1093,6 +1097,7 @@ fn pod(ctx: &Ctx<'_>, o: core::Pod, seq: usize) -> Result<Pod, InputError> {
             volumes.push(PodVolume::InlineMigrated(migrated));
         }
     }
+    let scheduling = super::scheduling::pod(ctx, &spec)?;
     let phase = o.status.and_then(|s| s.phase);
     Ok(Pod {
         key,
@@ -1100,6 +1105,7 @@ fn pod(ctx: &Ctx<'_>, o: core::Pod, seq: usize) -> Result<Pod, InputError> {
         volumes,
         terminated: matches!(phase.as_deref(), Some("Succeeded" | "Failed")),
         ephemeral,
+        scheduling,
         origin: ctx.origin(),
         seq,
     })

@@ -7,6 +7,7 @@ pub mod convert;
 pub mod load;
 pub mod migration;
 pub mod names;
+mod scheduling;
 pub mod snapshots;
 
 pub use convert::{InputError, to_snapshot};

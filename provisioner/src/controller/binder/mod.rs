@@ -190,7 +190,12 @@ async fn round(stores: &Stores, applier: &Applier, workers: usize) -> bool {
     let Some(snap) = snapshot(&live) else {
         return true;
     };
-    let outcome = binding::run(&snap, &Options { near_misses: false });
+    let options = Options {
+        near_misses: false,
+        node_verdicts: false,
+        schedule_pods: false,
+    };
+    let outcome = binding::run(&snap, &options);
     let mut todo = effects(&snap, &outcome.plan, &outcome.states);
     let objects = Objects {
         volumes: volumes.into_iter().map(|v| (v.name_any(), v)).collect(),

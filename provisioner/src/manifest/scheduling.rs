@@ -1,0 +1,181 @@
+//! What the scheduler reads from Nodes and Pods, typed at the edge: a
+//! node's cordon, taints and allocatable resources; a pod's node selector,
+//! required node affinity, tolerations and effective resource requests.
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::api::core::v1 as core;
+use k8s_openapi::apimachinery::pkg::api::resource::Quantity as ApiQuantity;
+
+use super::convert::{Ctx, InputError, node_selector};
+use crate::binding::snapshot::{PodScheduling, Resources, Taint, TaintEffect, Toleration};
+use crate::quantity::Quantity;
+
+/// A Node's `spec.unschedulable`, `spec.taints` and `status.allocatable`.
+pub(super) fn node(
+    ctx: &Ctx<'_>,
+    o: &core::Node,
+) -> Result<(bool, Vec<Taint>, Option<Resources>), InputError> {
+    let spec = o.spec.clone().unwrap_or_default();
+    let mut taints = Vec::new();
+    for (i, t) in spec.taints.iter().flatten().enumerate() {
+        let field = format!("spec.taints[{i}].effect");
+        let effect = match effect(&t.effect) {
+            Some(e) => e,
+            None => return Err(ctx.err(field, unsupported_effect(&t.effect))),
+        };
+        taints.push(Taint {
+            key: t.key.clone(),
+            value: t.value.clone().unwrap_or_default(),
+            effect,
+        });
+    }
+    let allocatable = match o.status.as_ref().and_then(|s| s.allocatable.as_ref()) {
+        Some(a) => Some(resources(ctx, "status.allocatable", a, true)?),
+        None => None,
+    };
+    Ok((spec.unschedulable.unwrap_or(false), taints, allocatable))
+}
+
+/// A pod's scheduling constraints and effective requests.
+pub(super) fn pod(ctx: &Ctx<'_>, spec: &core::PodSpec) -> Result<PodScheduling, InputError> {
+    let affinity = match spec
+        .affinity
+        .as_ref()
+        .and_then(|a| a.node_affinity.as_ref())
+        .and_then(|n| {
+            n.required_during_scheduling_ignored_during_execution
+                .as_ref()
+        }) {
+        Some(sel) => Some(node_selector(
+            ctx,
+            "spec.affinity.nodeAffinity.requiredDuringSchedulingIgnoredDuringExecution",
+            sel,
+        )?),
+        None => None,
+    };
+    let mut tolerations = Vec::new();
+    for (i, t) in spec.tolerations.iter().flatten().enumerate() {
+        let effect = match t.effect.as_deref() {
+            None | Some("") => None,
+            Some(e) => match effect(e) {
+                Some(e) => Some(e),
+                None => {
+                    return Err(ctx.err(
+                        format!("spec.tolerations[{i}].effect"),
+                        unsupported_effect(e),
+                    ));
+                }
+            },
+        };
+        let exists = match t.operator.as_deref() {
+            None | Some("") | Some("Equal") => false,
+            Some("Exists") => true,
+            Some(other) => {
+                return Err(ctx.err(
+                    format!("spec.tolerations[{i}].operator"),
+                    format!(
+                        "Unsupported value: {other:?}: supported values: \"Equal\", \"Exists\""
+                    ),
+                ));
+            }
+        };
+        tolerations.push(Toleration {
+            key: t.key.clone().unwrap_or_default(),
+            exists,
+            value: t.value.clone().unwrap_or_default(),
+            effect,
+        });
+    }
+    Ok(PodScheduling {
+        node_selector: spec.node_selector.clone().unwrap_or_default(),
+        affinity,
+        tolerations,
+        requests: requests(ctx, spec)?,
+    })
+}
+
+fn effect(s: &str) -> Option<TaintEffect> {
+    match s {
+        "NoSchedule" => Some(TaintEffect::NoSchedule),
+        "PreferNoSchedule" => Some(TaintEffect::PreferNoSchedule),
+        "NoExecute" => Some(TaintEffect::NoExecute),
+        _ => None,
+    }
+}
+
+fn unsupported_effect(s: &str) -> String {
+    format!(
+        "Unsupported value: {s:?}: supported values: \"NoSchedule\", \"PreferNoSchedule\", \"NoExecute\""
+    )
+}
+
+/// Upstream `PodRequests`: the app containers' sum, raised to the largest
+/// init container (each counted with the sidecars started before it),
+/// sidecars added to the sum, plus the pod's overhead.
+fn requests(ctx: &Ctx<'_>, spec: &core::PodSpec) -> Result<Resources, InputError> {
+    let mut sum = Resources::default();
+    for (i, c) in spec.containers.iter().enumerate() {
+        sum.add(&container(ctx, &format!("spec.containers[{i}]"), c)?);
+    }
+    let mut sidecars = Resources::default();
+    let mut init = Resources::default();
+    for (i, c) in spec.init_containers.iter().flatten().enumerate() {
+        let mut r = container(ctx, &format!("spec.initContainers[{i}]"), c)?;
+        if c.restart_policy.as_deref() == Some("Always") {
+            sum.add(&r);
+            sidecars.add(&r);
+            r = sidecars;
+        } else {
+            r.add(&sidecars);
+        }
+        init.max(&r);
+    }
+    sum.max(&init);
+    if let Some(o) = &spec.overhead {
+        sum.add(&resources(ctx, "spec.overhead", o, false)?);
+    }
+    Ok(sum)
+}
+
+/// A container's requests; a resource with a limit and no request requests
+/// its limit (the API server's defaulting).
+fn container(ctx: &Ctx<'_>, field: &str, c: &core::Container) -> Result<Resources, InputError> {
+    let Some(r) = &c.resources else {
+        return Ok(Resources::default());
+    };
+    let mut merged: BTreeMap<String, ApiQuantity> = r.limits.clone().unwrap_or_default();
+    merged.extend(r.requests.clone().unwrap_or_default());
+    resources(ctx, &format!("{field}.resources.requests"), &merged, false)
+}
+
+fn resources(
+    ctx: &Ctx<'_>,
+    field: &str,
+    list: &BTreeMap<String, ApiQuantity>,
+    with_pods: bool,
+) -> Result<Resources, InputError> {
+    let q = |name: &str| -> Result<Option<Quantity>, InputError> {
+        list.get(name)
+            .map(|v| ctx.quantity(&format!("{field}.{name}"), &v.0))
+            .transpose()
+    };
+    let milli = |q: Quantity| -> i64 {
+        // MilliValue rounds up, as the scheduler's does.
+        let nanos = q.as_nanos();
+        let m = nanos.div_euclid(1_000_000) + i128::from(nanos.rem_euclid(1_000_000) != 0);
+        i64::try_from(m).unwrap_or(i64::MAX)
+    };
+    Ok(Resources {
+        milli_cpu: q("cpu")?.map(milli).unwrap_or(0),
+        memory: q("memory")?.map(|q| q.value_ceil()).unwrap_or(0),
+        ephemeral_storage: q("ephemeral-storage")?.map(|q| q.value_ceil()).unwrap_or(0),
+        pods: if with_pods {
+            q("pods")?
+                .map(|q| i64::try_from(q.value_ceil()).unwrap_or(i64::MAX))
+                .unwrap_or(0)
+        } else {
+            0
+        },
+    })
+}
