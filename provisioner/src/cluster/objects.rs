@@ -51,6 +51,15 @@ pub fn pod_uses_volumes(pod: &Pod) -> bool {
     })
 }
 
+/// A pod that still holds (or waits for) a node: what berth's scheduling
+/// counts on each node, volumes or not.
+pub fn pod_is_unfinished(pod: &Pod) -> bool {
+    !matches!(
+        pod.status.as_ref().and_then(|s| s.phase.as_deref()),
+        Some("Succeeded" | "Failed")
+    )
+}
+
 /// Sort key: creation time, then kind rank, namespace and name, so a
 /// cluster read twice gives the same documents in the same order.
 type Order = (i64, u8, String, String);
@@ -239,5 +248,12 @@ mod tests {
         .expect("pod");
         assert!(!pod_uses_volumes(&plain));
         assert!(pod_uses_volumes(&with_claim));
+        let mut done = plain.clone();
+        done.status = Some(k8s_openapi::api::core::v1::PodStatus {
+            phase: Some("Succeeded".into()),
+            ..Default::default()
+        });
+        assert!(pod_is_unfinished(&plain));
+        assert!(!pod_is_unfinished(&done));
     }
 }

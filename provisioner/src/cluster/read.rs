@@ -10,7 +10,7 @@ use kube::{Client, Config, Resource};
 use serde::de::DeserializeOwned;
 
 use super::LiveObjects;
-use super::objects::pod_uses_volumes;
+use super::objects::{pod_is_unfinished, pod_uses_volumes};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ReadError {
@@ -152,10 +152,12 @@ where
 
 /// Lists every kind the planner uses. StatefulSets are read only when
 /// `with_stateful_sets`: a prediction wants the claims still to come, the
-/// binder only the claims that exist.
+/// binder only the claims that exist. A prediction also schedules pods, so
+/// it keeps every unfinished pod (their requests fill nodes); otherwise
+/// only pods with volumes matter.
 pub async fn read(client: &Client, with_stateful_sets: bool) -> Result<LiveObjects, ReadError> {
     let mut pods = list_all(client, "Pod").await?;
-    pods.retain(|p| pod_uses_volumes(p));
+    pods.retain(|p| pod_uses_volumes(p) || (with_stateful_sets && pod_is_unfinished(p)));
     Ok(LiveObjects {
         namespaces: list_all(client, "Namespace").await?,
         classes: list_all(client, "StorageClass").await?,
