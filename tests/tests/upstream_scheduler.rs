@@ -30,8 +30,11 @@
 //! node1: the cases where upstream finds node1 fits (no conflict reasons,
 //! no error) are ported as berth's plan for that pod on node1 — the same
 //! static bindings and dynamic provisionings. Cases where node1 does not
-//! fit are the scheduler's verdict for a pod it would place elsewhere and
-//! wait for berth's prediction of pod scheduling. Upstream runs each table
+//! fit are the scheduler's verdict for a pod it would place elsewhere: they
+//! are ported through berth's scheduling of the same pod without a node,
+//! node1 the only node, whose FailedScheduling message must carry
+//! upstream's reason (upstream's `shouldFail` cases are the scheduler's
+//! PreFilter refusals). Upstream runs each table
 //! three times (no CSIDriver, CSIDriver with and without capacity
 //! tracking); the outcomes the capacity check changes are noted per case.
 //! Upstream's PVs and claims have no access modes or volume source; the
@@ -98,48 +101,12 @@ const PENDING_POD_SCHEDULING: &[(&str, &str)] = &[
         "pending berth's pod scheduling prediction: PreFilter/Filter/Score of the VolumeBinding plugin decide nodes for unscheduled pods; not ported in this change",
     ),
     (
-        "TestFindPodVolumesWithoutProvisioning/pvc-not-found",
-        "pending berth's pod scheduling prediction: the pod's claim does not exist, the scheduler rejects the pod",
-    ),
-    (
-        "TestFindPodVolumesWithoutProvisioning/bound-pvc,pv-not-exists",
-        "pending berth's pod scheduling prediction: node1 rejected (PV does not exist)",
-    ),
-    (
         "TestFindPodVolumesWithoutProvisioning/prebound-pvc",
         "pending berth's pod scheduling prediction: the binder errors (the claim's PV is bound to another claim)",
     ),
     (
-        "TestFindPodVolumesWithoutProvisioning/unbound-pvc,pv-different-node",
-        "pending berth's pod scheduling prediction: node1 rejected (bind conflict)",
-    ),
-    (
-        "TestFindPodVolumesWithoutProvisioning/two-unbound-pvcs,partial-match",
-        "pending berth's pod scheduling prediction: node1 rejected (bind conflict)",
-    ),
-    (
-        "TestFindPodVolumesWithoutProvisioning/one-bound,one-unbound,no-match",
-        "pending berth's pod scheduling prediction: node1 rejected (bind conflict)",
-    ),
-    (
         "TestFindPodVolumesWithoutProvisioning/one-prebound,one-unbound",
         "pending berth's pod scheduling prediction: the binder errors (pre-bound claim's PV bound elsewhere)",
-    ),
-    (
-        "TestFindPodVolumesWithoutProvisioning/immediate-bound-pvc-wrong-node",
-        "pending berth's pod scheduling prediction: node1 rejected (node conflict)",
-    ),
-    (
-        "TestFindPodVolumesWithoutProvisioning/immediate-unbound-pvc",
-        "pending berth's pod scheduling prediction: the scheduler refuses pods with unbound Immediate claims",
-    ),
-    (
-        "TestFindPodVolumesWithoutProvisioning/immediate-unbound-pvc,delayed-mode-bound",
-        "pending berth's pod scheduling prediction: the scheduler refuses pods with unbound Immediate claims",
-    ),
-    (
-        "TestFindPodVolumesWithoutProvisioning/immediate-unbound-pvc,delayed-mode-unbound",
-        "pending berth's pod scheduling prediction: the scheduler refuses pods with unbound Immediate claims",
     ),
     (
         "TestFindPodVolumesWithoutProvisioning/generic-ephemeral,no-pvc",
@@ -148,18 +115,6 @@ const PENDING_POD_SCHEDULING: &[(&str, &str)] = &[
     (
         "TestFindPodVolumesWithoutProvisioning/generic-ephemeral,wrong-pvc",
         "pending berth's pod scheduling prediction: a claim of the ephemeral name not owned by the pod, the scheduler rejects the pod",
-    ),
-    (
-        "TestFindPodVolumesWithProvisioning/immediate-unbound-pvc",
-        "pending berth's pod scheduling prediction: the scheduler refuses pods with unbound Immediate claims",
-    ),
-    (
-        "TestFindPodVolumesWithProvisioning/invalid-provisioner",
-        "pending berth's pod scheduling prediction: node1 rejected (no volume and the class does not provision)",
-    ),
-    (
-        "TestFindPodVolumesWithProvisioning/volume-topology-unsatisfied",
-        "pending berth's pod scheduling prediction: node1 rejected (allowedTopologies exclude it)",
     ),
     (
         "TestFindPodVolumesWithProvisioning/CSIDriver with capacity tracking (cases needing capacity)",
@@ -1321,6 +1276,7 @@ fn not_applicable_and_pending_lists_are_a_partition() {
                 .iter()
                 .map(|(n, ..)| format!("TestCapacity/{n}")),
         )
+        .chain(reject_cases().iter().map(|c| c.name.to_string()))
         .collect();
     let refs: Vec<&str> = names.iter().map(String::as_str).collect();
     let all: Vec<(&str, &str)> = NOT_APPLICABLE
@@ -1329,4 +1285,171 @@ fn not_applicable_and_pending_lists_are_a_partition() {
         .copied()
         .collect();
     assert_partition(&refs, &all);
+}
+
+/// One FindPodVolumes case where node1 does not fit: the pod (without a
+/// node now) goes through berth's scheduling with node1 the only node, and
+/// the FailedScheduling message must carry upstream's reason. Upstream's
+/// `shouldFail` cases are the scheduler's PreFilter refusals.
+struct RejectCase {
+    name: &'static str,
+    pvs: Vec<Pv>,
+    claims: Vec<Pvc>,
+    /// The claims the pod names, when not all of `claims` exist.
+    pod_claims: Option<Vec<Pvc>>,
+    reason: &'static str,
+}
+
+const NOT_FOUND_BOUND: &str = "persistentvolumeclaim \"bound-pvc\" not found";
+const UNBOUND_IMMEDIATE: &str = "pod has unbound immediate PersistentVolumeClaims";
+const PV_NOT_EXIST: &str =
+    "1 node(s) unavailable due to one or more pvc(s) bound to non-existent pv(s)";
+const BIND_CONFLICT: &str = "1 node(s) didn't find available persistent volumes to bind";
+const NODE_CONFLICT: &str = "1 node(s) didn't match PersistentVolume's node affinity";
+
+fn reject_cases() -> Vec<RejectCase> {
+    let immediate_unbound = || {
+        test_pvc(
+            "immediate-unbound-pvc",
+            "1G",
+            "unbound",
+            "",
+            IMMEDIATE_CLASS,
+        )
+    };
+    let case = |name, pvs, claims, reason| RejectCase {
+        name,
+        pvs,
+        claims,
+        pod_claims: None,
+        reason,
+    };
+    vec![
+        RejectCase {
+            name: "TestFindPodVolumesWithoutProvisioning/pvc-not-found",
+            pvs: vec![],
+            claims: vec![],
+            pod_claims: Some(vec![bound_pvc()]),
+            reason: NOT_FOUND_BOUND,
+        },
+        case(
+            "TestFindPodVolumesWithoutProvisioning/bound-pvc,pv-not-exists",
+            vec![],
+            vec![bound_pvc()],
+            PV_NOT_EXIST,
+        ),
+        case(
+            "TestFindPodVolumesWithoutProvisioning/unbound-pvc,pv-different-node",
+            vec![pv_node2()],
+            vec![unbound_pvc()],
+            BIND_CONFLICT,
+        ),
+        case(
+            "TestFindPodVolumesWithoutProvisioning/two-unbound-pvcs,partial-match",
+            vec![pv_node1a()],
+            vec![unbound_pvc(), unbound_pvc2()],
+            BIND_CONFLICT,
+        ),
+        case(
+            "TestFindPodVolumesWithoutProvisioning/one-bound,one-unbound,no-match",
+            vec![pv_bound(), pv_node2()],
+            vec![unbound_pvc(), bound_pvc()],
+            BIND_CONFLICT,
+        ),
+        case(
+            "TestFindPodVolumesWithoutProvisioning/immediate-bound-pvc-wrong-node",
+            vec![test_pv(
+                "pv-bound-immediate",
+                "node2",
+                "1G",
+                Some("immediate-bound-pvc"),
+                IMMEDIATE_CLASS,
+            )],
+            vec![immediate_bound_pvc()],
+            NODE_CONFLICT,
+        ),
+        case(
+            "TestFindPodVolumesWithoutProvisioning/immediate-unbound-pvc",
+            vec![],
+            vec![immediate_unbound()],
+            UNBOUND_IMMEDIATE,
+        ),
+        case(
+            "TestFindPodVolumesWithoutProvisioning/immediate-unbound-pvc,delayed-mode-bound",
+            vec![pv_bound()],
+            vec![immediate_unbound(), bound_pvc()],
+            UNBOUND_IMMEDIATE,
+        ),
+        case(
+            "TestFindPodVolumesWithoutProvisioning/immediate-unbound-pvc,delayed-mode-unbound",
+            vec![],
+            vec![immediate_unbound(), unbound_pvc()],
+            UNBOUND_IMMEDIATE,
+        ),
+        case(
+            "TestFindPodVolumesWithProvisioning/immediate-unbound-pvc",
+            vec![],
+            vec![immediate_unbound()],
+            UNBOUND_IMMEDIATE,
+        ),
+        case(
+            "TestFindPodVolumesWithProvisioning/invalid-provisioner",
+            vec![],
+            vec![test_pvc(
+                "no-provisioner-pvc",
+                "1Gi",
+                "unbound",
+                "",
+                WAIT_CLASS,
+            )],
+            BIND_CONFLICT,
+        ),
+        case(
+            "TestFindPodVolumesWithProvisioning/volume-topology-unsatisfied",
+            vec![],
+            vec![test_pvc(
+                "topo-mismatch-pvc",
+                "1Gi",
+                "unbound",
+                "",
+                "topo-mismatch-class",
+            )],
+            BIND_CONFLICT,
+        ),
+    ]
+}
+
+#[test]
+fn test_find_pod_volumes_where_node1_does_not_fit() {
+    let mut failures = Vec::new();
+    for c in reject_cases() {
+        let with_modes = |claims: &[Pvc]| -> Vec<Pvc> {
+            claims
+                .iter()
+                .cloned()
+                .map(|mut x| {
+                    if x.modes.is_empty() {
+                        x.modes = vec!["ReadWriteOnce".into()];
+                    }
+                    x
+                })
+                .collect()
+        };
+        let claims = with_modes(&c.claims);
+        let pod_claims = with_modes(c.pod_claims.as_deref().unwrap_or(&c.claims));
+        let mut extra = binder_env();
+        // The same pod, not on a node yet: berth's scheduling decides.
+        extra.push(test_pod(&pod_claims, "").replace("  nodeName: node1\n", ""));
+        let plan = berth_tests::plan(&manifests(&c.pvs, &claims, &extra));
+        let got = plan
+            .scheduling
+            .iter()
+            .find(|s| s.pod.name == "test-pod")
+            .map(|s| (s.node.clone(), s.reason.clone()));
+        let want = format!("0/1 nodes are available: {}.", c.reason);
+        if got != Some((None, Some(want.clone()))) {
+            failures.push(format!("{}: want {want:?}, berth {got:?}", c.name));
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
 }
