@@ -18,7 +18,10 @@
 #   7. the side-by-side benchmarks' entry point at smoke size
 #      (bench/compare.sh --smoke: every upstream peer builds from the Go
 #      module proxy and every comparison runs end to end; figures are
-#      thrown away, the full-size run is `bench/compare.sh`).
+#      thrown away, the full-size run is `bench/compare.sh`);
+#   8. image-backed volumes at smoke size (image_volume_bench --smoke: 20
+#      ext4 volumes staged over gRPC, kill -9, every loop device released;
+#      the 500-volume run is `target/release/image_volume_bench`).
 # Prints a closing "berth: N passed, N failed" line and exits non-zero on any failure.
 set -uo pipefail
 
@@ -95,6 +98,15 @@ counted storage-e2e bash tests/storage-e2e/run.sh
 
 step "bench/compare.sh --smoke (the five comparisons, tiny sizes)"
 if bash bench/compare.sh --smoke; then
+    PASSED=$((PASSED + 1))
+else
+    STATUS=1
+    FAILED=$((FAILED + 1))
+fi
+
+step "image_volume_bench --smoke (20 image-backed volumes staged, kill -9, released)"
+if cargo build --release -p berth-bench --bin image_volume_bench &&
+    target/release/image_volume_bench --smoke; then
     PASSED=$((PASSED + 1))
 else
     STATUS=1

@@ -82,6 +82,7 @@ pub struct Stat {
     pub op: &'static str,
     pub ops_per_sec: f64,
     pub p50_ms: f64,
+    pub p95_ms: f64,
     pub p99_ms: f64,
     pub errors: usize,
     /// The first error, to say why a batch failed.
@@ -152,6 +153,7 @@ where
             op,
             ops_per_sec: n as f64 / wall,
             p50_ms: percentile(&lat, 0.50),
+            p95_ms: percentile(&lat, 0.95),
             p99_ms: percentile(&lat, 0.99),
             errors,
             first_error,

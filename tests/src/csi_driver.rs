@@ -23,6 +23,7 @@ pub struct CsiDriver {
     child: Child,
     dir: tempfile::TempDir,
     sock: PathBuf,
+    extra: Vec<String>,
 }
 
 impl CsiDriver {
@@ -33,26 +34,47 @@ impl CsiDriver {
     pub fn start(extra: &[&str]) -> CsiDriver {
         let dir = tempfile::tempdir().expect("tempdir");
         let sock = dir.path().join("csi.sock");
-        let log = std::fs::File::create(dir.path().join("driver.log")).expect("driver log");
-        let child = Command::new(berth_bin())
+        let extra: Vec<String> = extra.iter().map(|s| s.to_string()).collect();
+        let child = Self::spawn(dir.path(), &sock, &extra);
+        let mut driver = CsiDriver {
+            child,
+            dir,
+            sock,
+            extra,
+        };
+        driver.wait_listening();
+        driver
+    }
+
+    /// `kill -9`s the driver and starts it again on the same state, data and
+    /// kubelet directories, as a crashed node plugin's restart does; returns
+    /// once the new process listens (it has reconciled by then).
+    pub fn kill_and_restart(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        self.child = Self::spawn(self.dir.path(), &self.sock, &self.extra);
+        self.wait_listening();
+    }
+
+    fn spawn(dir: &Path, sock: &Path, extra: &[String]) -> Child {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(dir.join("driver.log"))
+            .expect("driver log");
+        Command::new(berth_bin())
             .arg("csi")
             .arg(format!("--endpoint=unix://{}", sock.display()))
             .args(["--node-id=n1", "--capacity=10Gi"])
-            .arg(format!(
-                "--state-dir={}",
-                dir.path().join("state").display()
-            ))
-            .arg(format!("--data-dir={}", dir.path().join("data").display()))
-            .arg(format!("--kubelet-dir={}", dir.path().display()))
+            .arg(format!("--state-dir={}", dir.join("state").display()))
+            .arg(format!("--data-dir={}", dir.join("data").display()))
+            .arg(format!("--kubelet-dir={}", dir.display()))
             .args(extra)
             .env("BERTH_LOG", "info")
             .stdout(Stdio::null())
             .stderr(log)
             .spawn()
-            .expect("spawning berth csi");
-        let mut driver = CsiDriver { child, dir, sock };
-        driver.wait_listening();
-        driver
+            .expect("spawning berth csi")
     }
 
     /// The socket is renamed into place only once it listens, but a

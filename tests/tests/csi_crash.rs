@@ -136,6 +136,11 @@ struct Model {
     staged: HashSet<String>,
     /// Volume ids with a stage attempted at some point (cleanup targets).
     stage_attempted: HashSet<String>,
+    /// Per volume id, how many NodeUnstage calls have started: a NodeStage
+    /// acknowledged while another client's NodeUnstage of the same volume
+    /// was on its way may be undone by it (the driver serialises the two in
+    /// either order), so such an acknowledgement promises nothing.
+    unstages_started: HashMap<String, u64>,
     snapshots: HashMap<String, String>, // name -> id
     deleted_snapshots: HashSet<String>,
 }
@@ -269,7 +274,11 @@ async fn one_op(
             let staging = staging_root.join(&id);
             let already = model.lock().unwrap().staged.contains(&id);
             if already {
-                model.lock().unwrap().staged.remove(&id);
+                {
+                    let mut m = model.lock().unwrap();
+                    m.staged.remove(&id);
+                    *m.unstages_started.entry(id.clone()).or_default() += 1;
+                }
                 let _ = node
                     .node_unstage_volume(csi::NodeUnstageVolumeRequest {
                         volume_id: id,
@@ -277,7 +286,11 @@ async fn one_op(
                     })
                     .await;
             } else {
-                model.lock().unwrap().stage_attempted.insert(id.clone());
+                let unstages_before = {
+                    let mut m = model.lock().unwrap();
+                    m.stage_attempted.insert(id.clone());
+                    m.unstages_started.get(&id).copied().unwrap_or(0)
+                };
                 let _ = std::fs::create_dir_all(&staging);
                 let cap = if block { block_cap() } else { mount_cap("") };
                 if node
@@ -290,7 +303,10 @@ async fn one_op(
                     .await
                     .is_ok()
                 {
-                    model.lock().unwrap().staged.insert(id);
+                    let mut m = model.lock().unwrap();
+                    if m.unstages_started.get(&id).copied().unwrap_or(0) == unstages_before {
+                        m.staged.insert(id);
+                    }
                 }
             }
         }

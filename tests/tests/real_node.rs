@@ -9,6 +9,8 @@
 //!    has the topology label; the capacity objects exist;
 //! 2. README's smoke test as written, then its PV and volume are gone;
 //! 3. data survives a pod re-created on the same claim;
+//! 3c. the default class enforces its size (ENOSPC past the claim);
+//!    berth-local-dir serves a directory;
 //! 4. a raw block claim read back through the device; an ext4 class with
 //!    fsGroup applied;
 //! 5. a read-only mount refuses writes;
@@ -265,7 +267,7 @@ async fn berth_serves_volumes_to_pods_of_a_real_kubelet() {
         let caps = caps.clone();
         async move {
             let n = caps.list(&ListParams::default()).await.ok()?.items.len();
-            (n == 4).then_some(())
+            (n == 5).then_some(())
         }
     })
     .await;
@@ -347,6 +349,41 @@ async fn berth_serves_volumes_to_pods_of_a_real_kubelet() {
     node.kubectl(&["delete", "pod", "copy", "--wait=true"])
         .expect("delete");
     node.kubectl(&["delete", "pvc", "copy"]).expect("delete");
+
+    // 3c. The default class enforces its size (an ext4 image: a write past
+    // the claim fails with ENOSPC); berth-local-dir, the directory class,
+    // serves a bind-mounted directory.
+    let full = exec(
+        &node,
+        "keep",
+        "dd if=/dev/zero of=/data/fill bs=1M count=100 2>&1 || echo refused; rm -f /data/fill",
+    )
+    .expect("write past the claim");
+    assert!(
+        full.contains("No space left on device") && full.contains("refused"),
+        "writing 100Mi into a 64Mi volume: {full}"
+    );
+    apply(
+        &node,
+        &claim_and_pod(
+            "plain",
+            "berth-local-dir",
+            "64Mi",
+            false,
+            "",
+            "echo dir > /data/f && sleep 3600",
+        ),
+    );
+    wait_running(&node, "plain").await;
+    let mounted = exec(&node, "plain", "cat /data/f && ls -a /data").expect("read");
+    assert!(mounted.starts_with("dir\n"), "{mounted}");
+    assert!(
+        !mounted.contains("lost+found"),
+        "a directory, not a file system: {mounted}"
+    );
+    node.kubectl(&["delete", "pod", "plain", "--wait=true"])
+        .expect("delete");
+    node.kubectl(&["delete", "pvc", "plain"]).expect("delete");
 
     // 4. Raw block through the device; ext4 with fsGroup.
     apply(

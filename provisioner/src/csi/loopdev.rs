@@ -72,6 +72,46 @@ pub fn detach(dev: &Path) -> Result<(), CsiError> {
     }
 }
 
+/// Detach `dev` only while it is still backed by `file`; `Ok(false)` when it
+/// is not (already detached, or attached to something else). A device
+/// number is free again the moment it is detached, and the next attach
+/// anywhere on the node (a concurrent NodeStage of this driver, another
+/// driver, `losetup`) may take it: detaching a remembered or listed device
+/// without checking could pull the device from under another volume's
+/// mkfs or mount (seen as EIO) or from a staged volume. The check reads the
+/// backing file with the device open, right before LOOP_CLR_FD.
+pub fn detach_backed_by(dev: &Path, file: &Path) -> Result<bool, CsiError> {
+    let f = match OpenOptions::new().read(true).open(dev) {
+        Ok(f) => f,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(false),
+        Err(e) => return Err(CsiError::io(format!("opening {}", dev.display()))(e)),
+    };
+    if backing_file(dev).as_deref() != Some(file) {
+        return Ok(false);
+    }
+    // SAFETY: LOOP_CLR_FD takes no argument.
+    match unsafe { loop_clr_fd(f.as_raw_fd()) } {
+        Ok(_) => Ok(true),
+        Err(Errno::ENXIO) => Ok(false),
+        Err(e) => Err(CsiError::sys(format!("LOOP_CLR_FD on {}", dev.display()))(
+            e,
+        )),
+    }
+}
+
+/// The file behind loop device `dev` (sysfs), `None` when it is not
+/// attached. The kernel appends " (deleted)" when the file was unlinked.
+fn backing_file(dev: &Path) -> Option<PathBuf> {
+    let name = dev.file_name()?;
+    let text =
+        std::fs::read_to_string(Path::new("/sys/block").join(name).join("loop/backing_file"))
+            .ok()?;
+    let text = text.trim_end_matches('\n');
+    Some(PathBuf::from(
+        text.strip_suffix(" (deleted)").unwrap_or(text),
+    ))
+}
+
 /// Make the loop device pick up the backing file's new size.
 pub fn refresh_capacity(dev: &Path) -> Result<(), CsiError> {
     let f = OpenOptions::new()

@@ -243,7 +243,7 @@ impl Driver {
         if let Err(e) = result {
             let _ = mount::unmount_all(&staging);
             for dev in loopdev::devices_for(&data) {
-                let _ = loopdev::detach(&dev);
+                let _ = loopdev::detach_backed_by(&dev, &data);
             }
             let _ = self.store.remove_stage(&req.volume_id);
             return Err(e);
@@ -260,13 +260,17 @@ impl Driver {
             return Ok(());
         };
         mount::unmount_all(Path::new(&rec.staging_path))?;
-        if let Some((Layout::Image, file)) = self.volume_on_disk(id) {
-            for dev in loopdev::devices_for(&file) {
-                loopdev::detach(&dev)?;
-            }
+        // Only devices still backed by this volume's image: the recorded
+        // device may have been detached already (by the loop just before it,
+        // or a reconciliation) and its number taken by another volume's
+        // NodeStage since, whose device a blind detach would pull (EIO in its
+        // mkfs or mount, or a staged volume without its device).
+        let image = self.volume_path(id, Layout::Image);
+        for dev in loopdev::devices_for(&image) {
+            loopdev::detach_backed_by(&dev, &image)?;
         }
         if let Some(dev) = &rec.loop_device {
-            loopdev::detach(Path::new(dev))?;
+            loopdev::detach_backed_by(Path::new(dev), &image)?;
         }
         self.store.remove_stage(id)?;
         // Nothing asks for the stats of an unstaged volume; a later stage

@@ -279,7 +279,7 @@ impl Driver {
             // interrupted; detach it so the file is really gone.
             if layout == Layout::Image {
                 for dev in loopdev::devices_for(&p) {
-                    loopdev::detach(&dev)?;
+                    loopdev::detach_backed_by(&dev, &p)?;
                 }
             }
             remove_path(&p)?;
@@ -413,7 +413,7 @@ impl Driver {
                     mount::unmount_all(staging)?;
                     if let Some((Layout::Image, file)) = self.volume_on_disk(&st.volume_id) {
                         for dev in loopdev::devices_for(&file) {
-                            loopdev::detach(&dev)?;
+                            loopdev::detach_backed_by(&dev, &file)?;
                             rolled_back.insert(dev);
                         }
                     }
@@ -444,7 +444,7 @@ impl Driver {
                     tracing::warn!(device = %dev.display(), backing = %backing.display(), "detaching orphaned loop device");
                     rolled_back.insert(dev.clone());
                 }
-                loopdev::detach(&dev)?;
+                loopdev::detach_backed_by(&dev, &backing)?;
             }
             std::thread::sleep(std::time::Duration::from_millis(20));
         }
