@@ -417,3 +417,62 @@ fn volume_limits_count_the_pods_already_on_a_node() {
     );
     assert!(p.violations.is_empty(), "{:?}", p.violations);
 }
+
+#[test]
+fn a_statefulsets_pods_are_scheduled_from_its_template() {
+    // Three nodes with a local volume each: b is tainted (the set does not
+    // tolerate it), c's volume is too small. Only a can take a replica.
+    let mut yaml = wffc("local", "kubernetes.io/no-provisioner", "");
+    yaml.push_str(&node("a", &[], "", ""));
+    yaml.push_str(&node(
+        "b",
+        &[],
+        "  taints:\n  - key: dedicated\n    value: batch\n    effect: NoSchedule",
+        "",
+    ));
+    yaml.push_str(&node("c", &[], "", ""));
+    yaml.push_str(&local_pv("pv-a", "10Gi", "a"));
+    yaml.push_str(&local_pv("pv-b", "10Gi", "b"));
+    yaml.push_str(&local_pv("pv-c", "1Gi", "c"));
+    let set = |tolerate: &str| {
+        format!(
+            "apiVersion: apps/v1\nkind: StatefulSet\nmetadata:\n  name: web\n  namespace: default\nspec:\n  replicas: 2\n  serviceName: web\n  selector:\n    matchLabels: {{app: web}}\n  template:\n    metadata:\n      labels: {{app: web}}\n    spec:\n{tolerate}      containers:\n      - name: c\n        image: i\n  volumeClaimTemplates:\n  - metadata:\n      name: data\n    spec:\n      accessModes: [ReadWriteOnce]\n      storageClassName: local\n      resources:\n        requests:\n          storage: 5Gi\n---\n"
+        )
+    };
+    let p = run(
+        "no toleration",
+        &format!("{yaml}{}", set("")),
+        &[
+            ("web-0", "a", ""),
+            (
+                "web-1",
+                "-",
+                "0/3 nodes are available: 1 node(s) had untolerated taint(s), 2 node(s) didn't find available persistent volumes to bind.",
+            ),
+        ],
+    );
+    assert_eq!(
+        bound_volume(&p, "default/data-web-0").as_deref(),
+        Some("pv-a")
+    );
+    assert!(
+        pending_reason(&p, "default/data-web-1").is_some_and(|r| r.contains("web-1")),
+        "{:?}",
+        p.pending
+    );
+    // Tolerating the taint, the second replica gets b and its volume.
+    let p = run(
+        "toleration",
+        &format!(
+            "{yaml}{}",
+            set(
+                "      tolerations:\n      - key: dedicated\n        operator: Equal\n        value: batch\n        effect: NoSchedule\n"
+            )
+        ),
+        &[("web-0", "a", ""), ("web-1", "b", "")],
+    );
+    assert_eq!(
+        bound_volume(&p, "default/data-web-1").as_deref(),
+        Some("pv-b")
+    );
+}

@@ -10,14 +10,23 @@
 use rustc_hash::FxHashSet as HashSet;
 use std::borrow::Cow;
 
-use super::snapshot::{Claim, ClaimSource, ClaimTemplate, Origin, Snapshot};
+use super::snapshot::{Claim, ClaimSource, ClaimTemplate, Origin, Snapshot, StatefulSet};
 use crate::model::{ClaimKey, ObjectKey};
 
 /// All claims in creation order, and the StatefulSet pods that will use them
 /// (not scheduled yet, so they are consumers without a node).
 pub struct Expanded<'a> {
     pub claims: Vec<Cow<'a, Claim>>,
-    pub set_pods: Vec<(ObjectKey, Vec<String>)>,
+    pub set_pods: Vec<SetPod<'a>>,
+}
+
+/// A pod a StatefulSet will create: its name, the claims it will use and
+/// its set (whose template says what it asks of a node).
+pub struct SetPod<'a> {
+    pub key: ObjectKey,
+    pub ordinal: u32,
+    pub claims: Vec<String>,
+    pub set: &'a StatefulSet,
 }
 
 pub fn expand(snapshot: &Snapshot) -> Expanded<'_> {
@@ -52,7 +61,12 @@ pub fn expand(snapshot: &Snapshot) -> Expanded<'_> {
                 )));
             }
             if !pod_names.contains(&pod) {
-                set_pods.push((pod, used));
+                set_pods.push(SetPod {
+                    key: pod,
+                    ordinal,
+                    claims: used,
+                    set,
+                });
             }
         }
     }

@@ -57,16 +57,26 @@ pub fn pod_volumes<'a>(
                 VolumeId::Inline(handle, &pod.key.namespace, &pod.key.name),
             ),
             PodVolume::InlineMigrated(m) => (m.driver, VolumeId::Handle(&m.handle)),
-            PodVolume::Claim(name) => match resolve(&pod.key.namespace, name) {
-                ClaimUse::Volume { driver, handle } => (driver, VolumeId::Handle(handle)),
-                ClaimUse::Unbound { provisioner } => {
-                    (provisioner, VolumeId::Claim(&pod.key.namespace, name))
-                }
-                ClaimUse::Uncounted => continue,
+            PodVolume::Claim(name) => match claim_volume(&pod.key.namespace, name, resolve) {
+                Some(v) => v,
+                None => continue,
             },
         });
     }
     out
+}
+
+/// A claim's counted volume, with its driver; `None` when not counted.
+pub fn claim_volume<'a>(
+    namespace: &'a str,
+    name: &'a str,
+    resolve: &impl Fn(&'a str, &'a str) -> ClaimUse<'a>,
+) -> Option<(&'a str, VolumeId<'a>)> {
+    match resolve(namespace, name) {
+        ClaimUse::Volume { driver, handle } => Some((driver, VolumeId::Handle(handle))),
+        ClaimUse::Unbound { provisioner } => Some((provisioner, VolumeId::Claim(namespace, name))),
+        ClaimUse::Uncounted => None,
+    }
 }
 
 /// The distinct volumes each node's pods use, per driver; `node_of` gives

@@ -125,14 +125,14 @@ pub(crate) fn run<'s>(snap: &'s Snapshot, options: &Options) -> Outcome<'s> {
             }
         }
     }
-    for (pod, names) in &expanded.set_pods {
-        for name in names {
-            let key = ClaimKey::new(pod.namespace.clone(), name.clone());
+    for pod in &expanded.set_pods {
+        for name in &pod.claims {
+            let key = ClaimKey::new(pod.key.namespace.clone(), name.clone());
             engine
                 .consumers
                 .entry(key)
                 .or_default()
-                .push((pod.clone(), None));
+                .push((pod.key.clone(), None));
         }
     }
 
@@ -157,7 +157,11 @@ pub(crate) fn run<'s>(snap: &'s Snapshot, options: &Options) -> Outcome<'s> {
     drop(s);
     let s = stage("pods");
     if options.schedule_pods {
-        engine.schedule_pods(&admission.admitted, options.node_verdicts);
+        engine.schedule_pods(
+            &admission.admitted,
+            &expanded.set_pods,
+            options.node_verdicts,
+        );
     }
     drop(s);
 

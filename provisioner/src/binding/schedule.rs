@@ -27,18 +27,34 @@
 //!   follows it in the event, since berth does not predict preemption;
 //! - a node without `status.allocatable` (a hand-written Node) is not
 //!   checked for resources;
-//! - pods a StatefulSet has not created yet are not scheduled here.
+//! - pods a StatefulSet will create are scheduled too, from its template,
+//!   after the pods that exist, each set's in ordinal order (the
+//!   StatefulSet controller creates them one by one).
 
 use rustc_hash::{FxHashMap as HashMap, FxHashSet as HashSet};
 
 use super::admission::Admitted;
 use super::engine::Engine;
+use super::expand::SetPod;
 use super::index::Filter;
 use super::limits::{self, VolumeId, VolumeSets};
 use super::matcher::ClaimView;
 use super::plan::{NodeVerdict, PendingReason, PodPlacement};
 use super::snapshot::{Node, Pod, PodScheduling, PodVolume, Resources, Taint, TaintEffect};
-use crate::model::{AccessMode, ClaimKey};
+use crate::model::{AccessMode, ClaimKey, ObjectKey};
+
+/// A pod to schedule: one that exists without a node, or one a StatefulSet
+/// will create.
+struct Candidate<'p> {
+    key: &'p ObjectKey,
+    /// Creation order: existing pods first by their place in the input,
+    /// then each set's pods by ordinal.
+    order: (u8, usize, u32),
+    claims: Vec<&'p str>,
+    scheduling: &'p PodScheduling,
+    /// The pod object, for its inline volumes (`None` for a set's pod).
+    pod: Option<&'p Pod>,
+}
 
 pub const NODE_UNSCHEDULABLE: &str = "NodeUnschedulable";
 pub const TAINT_TOLERATION: &str = "TaintToleration";
@@ -93,12 +109,12 @@ struct Load {
 }
 
 /// The state scheduling carries from one pod to the next.
-struct State<'s> {
-    load: HashMap<&'s str, Load>,
+struct State<'p> {
+    load: HashMap<&'p str, Load>,
     /// Claims used by pods that are on a node (or placed by berth).
     in_use: HashSet<ClaimKey>,
-    volumes: VolumeSets<'s>,
-    limits: HashMap<(&'s str, &'s str), u32>,
+    volumes: VolumeSets<'p>,
+    limits: HashMap<(&'p str, &'p str), u32>,
     bound: HashMap<ClaimKey, usize>,
     /// Claims being provisioned → the node named for them, if any.
     provisioning: HashMap<ClaimKey, Option<String>>,
@@ -108,17 +124,45 @@ struct State<'s> {
 impl<'s> Engine<'s> {
     /// Schedules the pods without a node (see the module documentation);
     /// `verdicts` keeps every rejected node's reason for `explain`.
-    pub(super) fn schedule_pods(&mut self, admitted: &[Admitted<'s>], verdicts: bool) {
-        let mut pods: Vec<&'s Pod> = self
+    pub(super) fn schedule_pods<'p>(
+        &mut self,
+        admitted: &[Admitted<'s>],
+        set_pods: &'p [SetPod<'s>],
+        verdicts: bool,
+    ) where
+        's: 'p,
+    {
+        let mut pods: Vec<Candidate<'p>> = self
             .snap
             .pods
             .iter()
             .filter(|p| p.node_name.is_none() && !p.terminated)
+            .map(|p| Candidate {
+                key: &p.key,
+                order: (0, p.seq, 0),
+                claims: p
+                    .volumes
+                    .iter()
+                    .filter_map(|v| match v {
+                        PodVolume::Claim(name) => Some(name.as_str()),
+                        _ => None,
+                    })
+                    .collect(),
+                scheduling: &p.scheduling,
+                pod: Some(p),
+            })
             .collect();
+        pods.extend(set_pods.iter().map(|p| Candidate {
+            key: &p.key,
+            order: (1, p.set.seq, p.ordinal),
+            claims: p.claims.iter().map(String::as_str).collect(),
+            scheduling: &p.set.scheduling,
+            pod: None,
+        }));
         if pods.is_empty() {
             return;
         }
-        pods.sort_by(|a, b| (a.seq, &a.key).cmp(&(b.seq, &b.key)));
+        pods.sort_by(|a, b| (a.order, a.key).cmp(&(b.order, b.key)));
         let mut nodes: Vec<&'s Node> = self.snap.nodes.iter().collect();
         nodes.sort_by(|a, b| a.name.cmp(&b.name));
         let index_of: HashMap<&ClaimKey, usize> = admitted
@@ -126,10 +170,10 @@ impl<'s> Engine<'s> {
             .enumerate()
             .map(|(i, a)| (&a.claim.key, i))
             .collect();
-        let mut state = self.scheduling_state(admitted);
+        let mut state: State<'p> = self.scheduling_state(admitted);
         let mut resolved: HashSet<ClaimKey> = HashSet::default();
 
-        for pod in pods {
+        for pod in &pods {
             let (prefilter, needs) = self.pod_needs(pod, admitted, &index_of, &state);
             let mut feasible: Vec<&'s Node> = Vec::new();
             let mut rejected: Vec<NodeVerdict> = Vec::new();
@@ -200,7 +244,10 @@ impl<'s> Engine<'s> {
         });
     }
 
-    fn scheduling_state(&self, admitted: &[Admitted<'s>]) -> State<'s> {
+    fn scheduling_state<'p>(&self, admitted: &[Admitted<'s>]) -> State<'p>
+    where
+        's: 'p,
+    {
         let mut bound: HashMap<ClaimKey, usize> = HashMap::default();
         for (v, b) in self.taken.iter().enumerate() {
             if let Some(b) = b {
@@ -211,7 +258,7 @@ impl<'s> Engine<'s> {
             .iter()
             .map(|a| (&a.claim.key, a.class.as_str()))
             .collect();
-        let mut load: HashMap<&'s str, Load> = HashMap::default();
+        let mut load: HashMap<&'p str, Load> = HashMap::default();
         let mut in_use = HashSet::default();
         for pod in self.snap.pods.iter().filter(|p| !p.terminated) {
             let Some(node) = pod.node_name.as_deref() else {
@@ -259,20 +306,15 @@ impl<'s> Engine<'s> {
     /// failure that rules out every node: (plugin, message).
     fn pod_needs(
         &self,
-        pod: &Pod,
+        pod: &Candidate<'_>,
         admitted: &[Admitted<'s>],
         index_of: &HashMap<&ClaimKey, usize>,
-        state: &State<'s>,
+        state: &State<'_>,
     ) -> (Option<(&'static str, String)>, Vec<Need>) {
         let keys: Vec<ClaimKey> = pod
-            .volumes
+            .claims
             .iter()
-            .filter_map(|v| match v {
-                PodVolume::Claim(name) => {
-                    Some(ClaimKey::new(pod.key.namespace.clone(), name.clone()))
-                }
-                _ => None,
-            })
+            .map(|name| ClaimKey::new(pod.key.namespace.clone(), name.to_string()))
             .collect();
         // VolumeRestrictions runs its PreFilter before VolumeBinding's.
         for key in &keys {
@@ -329,32 +371,42 @@ impl<'s> Engine<'s> {
     }
 
     /// The volumes the pod would add to a node's counts, by driver.
-    fn pod_volume_ids(
+    fn pod_volume_ids<'p>(
         &self,
-        pod: &'s Pod,
+        pod: &Candidate<'p>,
         admitted: &[Admitted<'s>],
         index_of: &HashMap<&ClaimKey, usize>,
-        state: &State<'s>,
-    ) -> Vec<(&'s str, VolumeId<'s>)> {
-        let resolve = |ns: &'s str, name: &'s str| {
+        state: &State<'p>,
+    ) -> Vec<(&'p str, VolumeId<'p>)>
+    where
+        's: 'p,
+    {
+        let resolve = |ns: &'p str, name: &'p str| {
             let key = ClaimKey::new(ns.to_string(), name.to_string());
             let class = index_of.get(&key).map(|&i| admitted[i].class.as_str());
             self.claim_use(class, state.bound.get(&key).copied())
         };
-        limits::pod_volumes(pod, &resolve)
+        match pod.pod {
+            Some(p) => limits::pod_volumes(p, &resolve),
+            None => pod
+                .claims
+                .iter()
+                .filter_map(|name| limits::claim_volume(&pod.key.namespace, name, &resolve))
+                .collect(),
+        }
     }
 
     /// The first filter that rejects `node` for the pod, with its reasons.
     fn filter_node(
         &mut self,
-        pod: &Pod,
+        pod: &Candidate<'_>,
         node: &Node,
         needs: &[Need],
-        counted: &[(&'s str, VolumeId<'s>)],
-        state: &State<'s>,
+        counted: &[(&str, VolumeId<'_>)],
+        state: &State<'_>,
         admitted: &[Admitted<'s>],
     ) -> Option<(&'static str, Vec<&'static str>)> {
-        let s = &pod.scheduling;
+        let s = pod.scheduling;
         if node.unschedulable && !tolerates_unschedulable(s) {
             return Some((NODE_UNSCHEDULABLE, vec![UNSCHEDULABLE]));
         }
@@ -503,17 +555,21 @@ impl<'s> Engine<'s> {
     /// Places the pod on `node`: its delayed claims are decided there and
     /// everything the next pods see is updated.
     #[allow(clippy::too_many_arguments)]
-    fn commit(
+    fn commit<'p>(
         &mut self,
-        pod: &'s Pod,
+        pod: &Candidate<'p>,
         node: &'s Node,
         needs: &[Need],
         admitted: &[Admitted<'s>],
         index_of: &HashMap<&ClaimKey, usize>,
-        state: &mut State<'s>,
+        state: &mut State<'p>,
         resolved: &mut HashSet<ClaimKey>,
-    ) {
-        self.placed.insert(pod.key.clone(), node.name.as_str());
+    ) where
+        's: 'p,
+    {
+        if pod.pod.is_some() {
+            self.placed.insert(pod.key.clone(), node.name.as_str());
+        }
         let l = state.load.entry(node.name.as_str()).or_default();
         l.pods = l.pods.saturating_add(1);
         l.used.add(&pod.scheduling.requests);
@@ -541,12 +597,10 @@ impl<'s> Engine<'s> {
                 .provisioning
                 .insert(p.claim.clone(), Some(node.name.clone()));
         }
-        for v in &pod.volumes {
-            if let PodVolume::Claim(name) = v {
-                state
-                    .in_use
-                    .insert(ClaimKey::new(pod.key.namespace.clone(), name.clone()));
-            }
+        for name in &pod.claims {
+            state
+                .in_use
+                .insert(ClaimKey::new(pod.key.namespace.clone(), name.to_string()));
         }
         for (driver, id) in self.pod_volume_ids(pod, admitted, index_of, state) {
             state

@@ -428,6 +428,8 @@ pub struct StatefulSet {
     pub key: ObjectKey,
     pub replicas: u32,
     pub templates: Vec<ClaimTemplate>,
+    /// What its pods ask of a node (`spec.template.spec`).
+    pub scheduling: PodScheduling,
     pub origin: Origin,
     pub seq: usize,
 }

@@ -1097,7 +1097,7 @@ fn pod(ctx: &Ctx<'_>, o: core::Pod, seq: usize) -> Result<Pod, InputError> {
             volumes.push(PodVolume::InlineMigrated(migrated));
         }
     }
-    let scheduling = super::scheduling::pod(ctx, &spec)?;
+    let scheduling = super::scheduling::pod(ctx, "spec", &spec)?;
     let phase = o.status.and_then(|s| s.phase);
     Ok(Pod {
         key,
@@ -1153,10 +1153,13 @@ fn stateful_set(
             attributes_class: parts.attributes_class,
         });
     }
+    let pod_spec = spec.template.spec.clone().unwrap_or_default();
+    let scheduling = super::scheduling::pod(ctx, "spec.template.spec", &pod_spec)?;
     Ok(StatefulSet {
         key,
         replicas,
         templates,
+        scheduling,
         origin: ctx.origin(),
         seq,
     })

@@ -37,8 +37,13 @@ pub(super) fn node(
     Ok((spec.unschedulable.unwrap_or(false), taints, allocatable))
 }
 
-/// A pod's scheduling constraints and effective requests.
-pub(super) fn pod(ctx: &Ctx<'_>, spec: &core::PodSpec) -> Result<PodScheduling, InputError> {
+/// A pod's scheduling constraints and effective requests; `at` is where
+/// the pod spec sits in its object (`spec`, `spec.template.spec`).
+pub(super) fn pod(
+    ctx: &Ctx<'_>,
+    at: &str,
+    spec: &core::PodSpec,
+) -> Result<PodScheduling, InputError> {
     let affinity = match spec
         .affinity
         .as_ref()
@@ -49,7 +54,7 @@ pub(super) fn pod(ctx: &Ctx<'_>, spec: &core::PodSpec) -> Result<PodScheduling, 
         }) {
         Some(sel) => Some(node_selector(
             ctx,
-            "spec.affinity.nodeAffinity.requiredDuringSchedulingIgnoredDuringExecution",
+            &format!("{at}.affinity.nodeAffinity.requiredDuringSchedulingIgnoredDuringExecution"),
             sel,
         )?),
         None => None,
@@ -62,7 +67,7 @@ pub(super) fn pod(ctx: &Ctx<'_>, spec: &core::PodSpec) -> Result<PodScheduling, 
                 Some(e) => Some(e),
                 None => {
                     return Err(ctx.err(
-                        format!("spec.tolerations[{i}].effect"),
+                        format!("{at}.tolerations[{i}].effect"),
                         unsupported_effect(e),
                     ));
                 }
@@ -73,7 +78,7 @@ pub(super) fn pod(ctx: &Ctx<'_>, spec: &core::PodSpec) -> Result<PodScheduling, 
             Some("Exists") => true,
             Some(other) => {
                 return Err(ctx.err(
-                    format!("spec.tolerations[{i}].operator"),
+                    format!("{at}.tolerations[{i}].operator"),
                     format!(
                         "Unsupported value: {other:?}: supported values: \"Equal\", \"Exists\""
                     ),
@@ -91,7 +96,7 @@ pub(super) fn pod(ctx: &Ctx<'_>, spec: &core::PodSpec) -> Result<PodScheduling, 
         node_selector: spec.node_selector.clone().unwrap_or_default(),
         affinity,
         tolerations,
-        requests: requests(ctx, spec)?,
+        requests: requests(ctx, at, spec)?,
     })
 }
 
@@ -113,15 +118,15 @@ fn unsupported_effect(s: &str) -> String {
 /// Upstream `PodRequests`: the app containers' sum, raised to the largest
 /// init container (each counted with the sidecars started before it),
 /// sidecars added to the sum, plus the pod's overhead.
-fn requests(ctx: &Ctx<'_>, spec: &core::PodSpec) -> Result<Resources, InputError> {
+fn requests(ctx: &Ctx<'_>, at: &str, spec: &core::PodSpec) -> Result<Resources, InputError> {
     let mut sum = Resources::default();
     for (i, c) in spec.containers.iter().enumerate() {
-        sum.add(&container(ctx, &format!("spec.containers[{i}]"), c)?);
+        sum.add(&container(ctx, &format!("{at}.containers[{i}]"), c)?);
     }
     let mut sidecars = Resources::default();
     let mut init = Resources::default();
     for (i, c) in spec.init_containers.iter().flatten().enumerate() {
-        let mut r = container(ctx, &format!("spec.initContainers[{i}]"), c)?;
+        let mut r = container(ctx, &format!("{at}.initContainers[{i}]"), c)?;
         if c.restart_policy.as_deref() == Some("Always") {
             sum.add(&r);
             sidecars.add(&r);
@@ -133,7 +138,7 @@ fn requests(ctx: &Ctx<'_>, spec: &core::PodSpec) -> Result<Resources, InputError
     }
     sum.max(&init);
     if let Some(o) = &spec.overhead {
-        sum.add(&resources(ctx, "spec.overhead", o, false)?);
+        sum.add(&resources(ctx, &format!("{at}.overhead"), o, false)?);
     }
     Ok(sum)
 }
