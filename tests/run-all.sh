@@ -32,7 +32,20 @@ PASSED=0
 FAILED=0
 STATUS=0
 
-step() { printf '\n==> %s\n' "$*"; }
+# Each step's header shows the free disk space (the suites build, format and
+# mount a lot; a full disk fails them in confusing ways), and the closing
+# summary lists each step's wall time.
+TIMES=()
+STEP_NAME="" STEP_START=$SECONDS
+end_step() {
+    [[ -n "$STEP_NAME" ]] && TIMES+=("$(printf '%6d s  %s' $((SECONDS - STEP_START)) "$STEP_NAME")")
+    STEP_NAME="" STEP_START=$SECONDS
+}
+step() {
+    end_step
+    STEP_NAME="$*"
+    printf '\n==> %s (%s free on /)\n' "$*" "$(df -h --output=avail / | tail -1 | tr -d ' ')"
+}
 
 # Runs a step whose output ends with "<prefix>: N passed, N failed" and adds
 # its counts; a step that fails without that line counts as one failure.
@@ -113,7 +126,11 @@ else
     FAILED=$((FAILED + 1))
 fi
 
+end_step
 rm -rf "$LOG_DIR"
+echo
+echo "wall time per step (total ${SECONDS} s, $(df -h --output=avail / | tail -1 | tr -d ' ') free on / at the end):"
+printf '%s\n' "${TIMES[@]}"
 echo
 echo "berth: $PASSED passed, $FAILED failed"
 exit $STATUS

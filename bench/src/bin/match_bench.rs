@@ -7,16 +7,19 @@
 //! writes the manifest once, and has both sides read that same file outside
 //! the timed region: berth parses it into a `Snapshot` in process, the peer
 //! decodes it into client-go types. Rounds then alternate which side goes
-//! first; berth's figure is the wall time of `berth::binding::plan` (the
-//! whole plan: admission, reclaim, matching, scheduling, near-miss hints,
-//! limits and warnings), upstream's is the wall time of its index build and
-//! matching only. Both run on the same single CPU (`GOMAXPROCS=1` for Go).
+//! first; berth's figure is the wall time of `berth::binding::plan_with`
+//! (the whole plan: admission, reclaim, matching, the scheduler's volume
+//! binding for pods with a node, near-miss hints, limits and warnings),
+//! upstream's is the wall time of its index build and matching only. Neither
+//! side predicts where pods without a node will go (the peer has no
+//! scheduler filters), so berth runs with `schedule_pods` off. Both run on the same single CPU (`GOMAXPROCS=1` for Go).
 //!
 //! Afterwards the bindings of both sides are compared claim by claim; every
 //! claim whose volume differs (or that only one side binds) is a mismatch,
 //! the first few are printed, and the count goes into the notes, with the
 //! number of upstream decisions that were ties (where upstream's own map
-//! orders could have picked another volume).
+//! orders could have picked another volume). Any mismatch makes the run
+//! exit non-zero once the results are written: the two sides must agree.
 //!
 //! Usage: match_bench [--sizes 1000,10000,50000] [--rounds 3] [--seed 1]
 //!                    [--peer PATH] [--show 10] [--ties-max 10000] [--no-pin]
@@ -38,7 +41,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdin, ChildStdout, Command, ExitCode, Stdio};
 use std::time::Instant;
 
-use berth::binding::{BindHow, Snapshot, plan};
+use berth::binding::{BindHow, Options, Snapshot, plan_with};
 use berth_bench::report::{Better, Comparison, Round, results_dir};
 use serde_json::Value;
 
@@ -209,8 +212,12 @@ impl Drop for Peer {
 
 /// berth's plan time for one round, in milliseconds; also its bindings.
 fn berth_round(snapshot: &Snapshot) -> (f64, BTreeMap<String, (String, BindHow)>) {
+    let options = Options {
+        schedule_pods: false,
+        ..Options::default()
+    };
     let start = Instant::now();
-    let p = plan(snapshot);
+    let p = plan_with(snapshot, &options);
     let ms = start.elapsed().as_secs_f64() * 1e3;
     let bindings = p
         .bindings
@@ -255,7 +262,8 @@ fn mismatches(
         .collect()
 }
 
-fn compare_size(o: &Opts, n: usize, dir: &Path) -> Result<Comparison, String> {
+/// One size's comparison and its number of mismatches.
+fn compare_size(o: &Opts, n: usize, dir: &Path) -> Result<(Comparison, usize), String> {
     let manifest = dir.join(format!("cluster-{n}.json"));
     let bindings_path = dir.join(format!("upstream-bindings-{n}.json"));
     std::fs::write(&manifest, berth_bench::cluster_manifest_json(n, n, o.seed))
@@ -364,7 +372,7 @@ fn compare_size(o: &Opts, n: usize, dir: &Path) -> Result<Comparison, String> {
     if o.pin {
         notes.push("both sides pinned to CPU 0, GOMAXPROCS=1".into());
     }
-    Ok(Comparison {
+    let comparison = Comparison {
         id: format!("matching-{n}"),
         group: "matching".into(),
         title: format!("match {n} PVs × {n} PVCs"),
@@ -374,7 +382,8 @@ fn compare_size(o: &Opts, n: usize, dir: &Path) -> Result<Comparison, String> {
         size: n as u64,
         rounds,
         notes,
-    })
+    };
+    Ok((comparison, diff.len()))
 }
 
 fn run(o: &Opts) -> Result<(), String> {
@@ -382,8 +391,12 @@ fn run(o: &Opts) -> Result<(), String> {
         return Err("cannot pin to CPU 0 (pass --no-pin)".into());
     }
     let dir = tempfile::tempdir().map_err(|e| format!("temp dir: {e}"))?;
+    let mut disagreeing = Vec::new();
     for &n in &o.sizes {
-        let c = compare_size(o, n, dir.path())?;
+        let (c, mismatched) = compare_size(o, n, dir.path())?;
+        if mismatched > 0 {
+            disagreeing.push(format!("{mismatched} at {n}"));
+        }
         let path = c
             .write(&o.out)
             .map_err(|e| format!("writing result: {e}"))?;
@@ -396,7 +409,14 @@ fn run(o: &Opts) -> Result<(), String> {
             path.display()
         );
     }
-    Ok(())
+    if disagreeing.is_empty() {
+        Ok(())
+    } else {
+        Err(format!(
+            "berth and upstream disagree: {} mismatches",
+            disagreeing.join(", ")
+        ))
+    }
 }
 
 fn main() -> ExitCode {

@@ -50,7 +50,8 @@ pub use snapshot::Snapshot;
 
 use crate::model::ClaimKey;
 
-/// Knobs that change how much the planner explains, never what it decides.
+/// Knobs that change how much the planner explains, and whether it predicts
+/// the scheduler; never what it decides for claims the scheduler has placed.
 #[derive(Debug, Clone)]
 pub struct Options {
     /// Compute "nearly matched" volumes for pending claims.
