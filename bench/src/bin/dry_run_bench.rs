@@ -159,6 +159,9 @@ struct Row {
     objects: usize,
     input_bytes: usize,
     load: Duration,
+    /// CPU time of load, and of its first part (read, split, syntax scan).
+    load_cpu: Duration,
+    scan_cpu: Duration,
     plan_best: Duration,
     plan_median: Duration,
     plan_cpu: Duration,
@@ -276,12 +279,15 @@ fn measure(o: &Opts, n: usize, taskset: bool) -> Result<Row, String> {
 
     // In process: what the CLI does before planning (read the file, parse,
     // convert), then planning alone, best and median of `runs`.
-    let t = Instant::now();
-    let docs = berth::manifest::load_paths(std::slice::from_ref(&path))
+    let (t, c) = (Instant::now(), thread_cpu());
+    // The CLI's own path, on one thread (this one is pinned to one core).
+    let loaded = berth::manifest::load(std::slice::from_ref(&path))
         .map_err(|e| format!("loading the generated manifest: {e}"))?;
-    let snapshot = berth::manifest::to_snapshot(docs)
+    let scan_cpu = thread_cpu().saturating_sub(c);
+    let snapshot = berth::manifest::to_snapshot_loaded(Vec::new(), loaded, 1)
         .map_err(|e| format!("converting the generated manifest: {e}"))?;
     let load = t.elapsed();
+    let load_cpu = thread_cpu().saturating_sub(c);
     let mut times = Vec::with_capacity(o.runs);
     let mut cpu_best = Duration::MAX;
     let mut counts = Counts::default();
@@ -309,6 +315,8 @@ fn measure(o: &Opts, n: usize, taskset: bool) -> Result<Row, String> {
         objects,
         input_bytes,
         load,
+        load_cpu,
+        scan_cpu,
         plan_best: times[0],
         plan_median: times[times.len() / 2],
         plan_cpu: cpu_best,
@@ -329,11 +337,12 @@ fn label(n: usize) -> String {
 
 fn print_table(rows: &[Row]) {
     println!(
-        "{:>13} {:>8} {:>8} {:>9} {:>9} {:>9} {:>9} {:>9} {:>9} {:>9} {:>8} {:>8} {:>8} {:>8} {:>8}",
+        "{:>13} {:>8} {:>8} {:>9} {:>9} {:>9} {:>9} {:>9} {:>9} {:>9} {:>9} {:>8} {:>8} {:>8} {:>8} {:>8}",
         "PVs x PVCs",
         "objects",
         "input MB",
         "load ms",
+        "load cpu",
         "plan ms",
         "(median)",
         "plan cpu",
@@ -350,11 +359,12 @@ fn print_table(rows: &[Row]) {
         let rss_mb = r.peak_rss_kb as f64 / 1024.0;
         let input_mb = r.input_bytes as f64 / (1024.0 * 1024.0);
         println!(
-            "{:>13} {:>8} {:>8.1} {:>9.1} {:>9.1} {:>9.1} {:>9.1} {:>9.1} {:>9.1} {:>9.1} {:>8.2} {:>8.2} {:>8} {:>8} {:>8}",
+            "{:>13} {:>8} {:>8.1} {:>9.1} {:>9.1} {:>9.1} {:>9.1} {:>9.1} {:>9.1} {:>9.1} {:>9.1} {:>8.2} {:>8.2} {:>8} {:>8} {:>8}",
             format!("{} x {}", label(r.size), label(r.size)),
             r.objects,
             input_mb,
             ms(r.load),
+            ms(r.load_cpu),
             ms(r.plan_best),
             ms(r.plan_median),
             ms(r.plan_cpu),
@@ -392,11 +402,15 @@ fn print_summary(rows: &[Row]) {
     }
     for r in rows {
         println!(
-            "{} x {}: plan {:.0} ns/claim, load {:.0} ns/object",
+            "{} x {}: plan {:.0} ns/claim, load {:.0} ns/object; load CPU {:.1} ms = read+split+scan {:.1} + convert {:.1}; CLI CPU beyond load+plan {:.1} ms (output, start, exit)",
             label(r.size),
             label(r.size),
             r.plan_best.as_nanos() as f64 / r.size as f64,
             r.load.as_nanos() as f64 / r.objects as f64,
+            ms(r.load_cpu),
+            ms(r.scan_cpu),
+            ms(r.load_cpu.saturating_sub(r.scan_cpu)),
+            ms(r.cli_cpu) - ms(r.load_cpu) - ms(r.plan_cpu),
         );
     }
     if let Some(r) = rows.iter().find(|r| r.size == 100_000) {
@@ -443,7 +457,7 @@ fn main() -> ExitCode {
         o.berth.display()
     );
     println!(
-        "load = read + parse + convert (in process); plan = berth::binding::plan (in process), wall best/median and CPU best; CLI = whole `berth dry-run -o json` run, wall and CPU; RSS = CLI peak (ru_maxrss); RSS/in = peak RSS / input size"
+        "load = read + parse + convert (in process, one thread), wall and CPU; plan = berth::binding::plan (in process), wall best/median and CPU best; CLI = whole `berth dry-run -o json` run, wall and CPU; RSS = CLI peak (ru_maxrss); RSS/in = peak RSS / input size"
     );
     let mut rows = Vec::new();
     for &n in &o.sizes {

@@ -45,14 +45,18 @@ pub fn run(args: DryRunArgs) -> ExitCode {
     if let Some(ns) = &args.namespace {
         plan = only_namespace(plan, &snapshot, ns);
     }
-    let text = match args.output {
-        OutputFormat::Json => output::to_json(&plan),
-        OutputFormat::Yaml => output::to_yaml(&plan),
-        OutputFormat::Table => output::to_table(&plan),
-    };
-    let mut stdout = std::io::stdout().lock();
+    let mut stdout = std::io::BufWriter::with_capacity(1 << 16, std::io::stdout().lock());
     // A closed pipe (`| head`) is not an error worth a panic.
-    let _ = stdout.write_all(text.as_bytes());
+    let _ = match args.output {
+        OutputFormat::Json => output::write_json(&plan, &mut stdout),
+        OutputFormat::Yaml => stdout.write_all(output::to_yaml(&plan).as_bytes()),
+        OutputFormat::Table => stdout.write_all(output::to_table(&plan).as_bytes()),
+    };
+    let _ = stdout.flush();
+    // The process ends here: freeing a large snapshot and plan object by
+    // object would only cost time (a tenth of a second at 100k claims).
+    std::mem::forget(plan);
+    std::mem::forget(snapshot);
     ExitCode::SUCCESS
 }
 

@@ -242,10 +242,11 @@ pub(crate) fn read_input(input: &InputArgs) -> Result<Input, InputError> {
             .documents(&server)
             .map_err(crate::cluster::objects::LiveError::Encode)?;
     }
-    if !input.files.is_empty() {
-        docs.extend(manifest::load_paths(&input.files).map_err(ManifestError::from)?);
-    }
-    let snapshot = manifest::to_snapshot(docs).map_err(ManifestError::from)?;
+    let loaded = manifest::load(&input.files).map_err(ManifestError::from)?;
+    // On the cores this process may use (`taskset` narrows them).
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let snapshot =
+        manifest::to_snapshot_loaded(docs, loaded, threads).map_err(ManifestError::from)?;
     Ok(Input {
         snapshot,
         namespace,

@@ -4,16 +4,19 @@
 //! `reclaim`, `violations`, `warnings` and `scheduling` and their fields
 //! never change; new keys may be added.
 
-use serde::Serialize;
+use std::fmt::Display;
+use std::io::Write;
+
+use serde::{Serialize, Serializer};
 
 use super::table::Table;
 use crate::binding::{BindHow, Content, Plan};
 
 #[derive(Serialize)]
 struct PlanDoc<'a> {
-    bindings: Vec<BindingDoc>,
+    bindings: Vec<BindingDoc<'a>>,
     provisioning: Vec<ProvisioningDoc<'a>>,
-    pending: Vec<PendingDoc>,
+    pending: Vec<PendingDoc<'a>>,
     rejected: Vec<RejectedDoc<'a>>,
     reclaim: Vec<ReclaimDoc<'a>>,
     violations: Vec<ViolationDoc<'a>>,
@@ -25,23 +28,23 @@ struct PlanDoc<'a> {
 #[derive(Serialize)]
 #[serde(rename_all = "camelCase")]
 struct SchedulingDoc<'a> {
-    pod: String,
+    pod: Shown<'a>,
     node: Option<&'a str>,
     feasible_nodes: usize,
     reason: Option<&'a str>,
 }
 
 #[derive(Serialize)]
-struct BindingDoc {
-    claim: String,
-    volume: String,
+struct BindingDoc<'a> {
+    claim: Shown<'a>,
+    volume: &'a str,
     how: &'static str,
 }
 
 #[derive(Serialize)]
 #[serde(rename_all = "camelCase")]
 struct ProvisioningDoc<'a> {
-    claim: String,
+    claim: Shown<'a>,
     storage_class: &'a str,
     provisioner: &'a str,
     node: Option<&'a str>,
@@ -82,16 +85,16 @@ struct PlacementDoc {
 }
 
 #[derive(Serialize)]
-struct PendingDoc {
-    claim: String,
-    reason: String,
-    candidates: Vec<String>,
+struct PendingDoc<'a> {
+    claim: Shown<'a>,
+    reason: Shown<'a>,
+    candidates: Vec<Shown<'a>>,
 }
 
 #[derive(Serialize)]
 struct RejectedDoc<'a> {
     kind: &'a str,
-    object: String,
+    object: Shown<'a>,
     reason: &'a str,
 }
 
@@ -111,6 +114,16 @@ struct ViolationDoc<'a> {
     count: u32,
 }
 
+/// A value serialized as the string its `Display` writes, without
+/// allocating that string.
+struct Shown<'a>(&'a dyn Display);
+
+impl Serialize for Shown<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self.0)
+    }
+}
+
 fn how(h: &BindHow) -> &'static str {
     match h {
         BindHow::AlreadyBound => "already-bound",
@@ -127,8 +140,8 @@ fn doc(plan: &Plan) -> PlanDoc<'_> {
             .bindings
             .iter()
             .map(|b| BindingDoc {
-                claim: b.claim.to_string(),
-                volume: b.volume.clone(),
+                claim: Shown(&b.claim),
+                volume: &b.volume,
                 how: how(&b.how),
             })
             .collect(),
@@ -136,7 +149,7 @@ fn doc(plan: &Plan) -> PlanDoc<'_> {
             .provisioning
             .iter()
             .map(|p| ProvisioningDoc {
-                claim: p.claim.to_string(),
+                claim: Shown(&p.claim),
                 storage_class: &p.class,
                 provisioner: &p.provisioner,
                 node: p.node.as_deref(),
@@ -174,9 +187,9 @@ fn doc(plan: &Plan) -> PlanDoc<'_> {
             .pending
             .iter()
             .map(|p| PendingDoc {
-                claim: p.claim.to_string(),
-                reason: p.reason.to_string(),
-                candidates: p.candidates.iter().map(|c| c.to_string()).collect(),
+                claim: Shown(&p.claim),
+                reason: Shown(&p.reason),
+                candidates: p.candidates.iter().map(|c| Shown(c)).collect(),
             })
             .collect(),
         rejected: plan
@@ -184,7 +197,7 @@ fn doc(plan: &Plan) -> PlanDoc<'_> {
             .iter()
             .map(|r| RejectedDoc {
                 kind: r.kind,
-                object: r.object.to_string(),
+                object: Shown(&r.object),
                 reason: &r.reason,
             })
             .collect(),
@@ -213,7 +226,7 @@ fn doc(plan: &Plan) -> PlanDoc<'_> {
             .scheduling
             .iter()
             .map(|p| SchedulingDoc {
-                pod: p.pod.to_string(),
+                pod: Shown(&p.pod),
                 node: p.node.as_deref(),
                 feasible_nodes: p.feasible_nodes,
                 reason: p.reason.as_deref(),
@@ -222,15 +235,12 @@ fn doc(plan: &Plan) -> PlanDoc<'_> {
     }
 }
 
-pub fn to_json(plan: &Plan) -> String {
-    match serde_json::to_string_pretty(&doc(plan)) {
-        Ok(mut s) => {
-            s.push('\n');
-            s
-        }
-        // Serializing plain strings and numbers cannot fail; keep the contract anyway.
-        Err(e) => format!("{{\"error\": {:?}}}\n", e.to_string()),
-    }
+/// Writes the plan as one pretty-printed JSON object and a newline, as it
+/// is serialized: no copy of the whole text is held in memory. Serializing
+/// plain strings and numbers cannot fail, so an error is `out`'s.
+pub fn write_json(plan: &Plan, out: &mut impl Write) -> std::io::Result<()> {
+    serde_json::to_writer_pretty(&mut *out, &doc(plan))?;
+    out.write_all(b"\n")
 }
 
 pub fn to_yaml(plan: &Plan) -> String {

@@ -6,8 +6,6 @@
 //! object appears twice, the later one wins (as `kubectl apply` would) and a
 //! warning says so.
 
-use std::collections::HashMap;
-
 use k8s_openapi::api::apps::v1 as apps;
 use k8s_openapi::api::core::v1 as core;
 use k8s_openapi::api::storage::v1 as storage;
@@ -17,7 +15,7 @@ use serde::de::DeserializeOwned;
 use serde_json::Value;
 use thiserror::Error;
 
-use super::load::Document;
+use super::load::{At, Document, Entry, Loaded};
 use super::names;
 use crate::binding::snapshot::*;
 use crate::model::{
@@ -50,7 +48,7 @@ pub struct InputError {
 
 /// Error context for one document.
 pub(super) struct Ctx<'a> {
-    doc: &'a Document,
+    at: At<'a>,
     kind: &'a str,
     name: String,
 }
@@ -58,7 +56,7 @@ pub(super) struct Ctx<'a> {
 impl Ctx<'_> {
     pub(super) fn err(&self, field: impl Into<String>, message: impl Into<String>) -> InputError {
         InputError {
-            place: self.doc.place(),
+            place: self.at.place(),
             kind: self.kind.to_string(),
             name: self.name.clone(),
             field: field.into(),
@@ -72,8 +70,8 @@ impl Ctx<'_> {
 
     fn origin(&self) -> Origin {
         Origin {
-            source: self.doc.source.clone(),
-            document: self.doc.index,
+            source: self.at.source.to_string(),
+            document: self.at.index,
         }
     }
 }
@@ -98,11 +96,9 @@ fn stringify_quantities(v: &mut Value, in_quantity_map: bool) {
     match v {
         Value::Object(map) => {
             for (k, child) in map.iter_mut() {
-                if in_quantity_map {
-                    if let Value::Number(n) = child {
-                        *child = Value::String(n.to_string());
-                        continue;
-                    }
+                if in_quantity_map && let Value::Number(n) = child {
+                    *child = Value::String(n.to_string());
+                    continue;
                 }
                 stringify_quantities(child, QUANTITY_MAPS.contains(&k.as_str()));
             }
@@ -138,7 +134,7 @@ fn decode<T: DeserializeOwned + Serialize>(
         for field in unknown {
             warnings.push(format!(
                 "{} ({} {}): unknown field {field:?} is ignored (kubectl's strict validation rejects it)",
-                ctx.doc.place(),
+                ctx.at.place(),
                 ctx.kind,
                 ctx.name
             ));
@@ -188,31 +184,551 @@ fn unknown_fields(input: &Value, known: &Value, path: &str, out: &mut Vec<String
 /// Builds the snapshot; documents are in creation order.
 pub fn to_snapshot(docs: Vec<Document>) -> Result<Snapshot, InputError> {
     let mut b = Builder::default();
-    for (seq, doc) in docs.into_iter().enumerate() {
-        b.add(seq, doc)?;
+    for (seq, mut doc) in docs.into_iter().enumerate() {
+        let c = convert_document(seq, &mut doc)?;
+        b.insert(doc.at(), c);
     }
     Ok(b.finish())
 }
 
+/// Builds the snapshot of `docs` (e.g. a cluster's objects) followed by
+/// what [`load`](super::load::load) read, in that order; the same snapshot,
+/// warnings and errors as [`to_snapshot`] of all of them as documents.
+///
+/// Objects are converted on up to `threads` threads (contiguous runs of the
+/// input each) and gathered in input order, so the first error in input
+/// order is the one reported. Each object's text or tree is dropped as soon
+/// as it is converted.
+pub fn to_snapshot_loaded(
+    docs: Vec<Document>,
+    loaded: Loaded,
+    threads: usize,
+) -> Result<Snapshot, InputError> {
+    // Small inputs are not worth a thread.
+    build(docs, loaded, threads, 2_000)
+}
+
+/// [`to_snapshot_loaded`] with at least `per_thread` objects per thread.
+pub(super) fn build(
+    docs: Vec<Document>,
+    loaded: Loaded,
+    threads: usize,
+    per_thread: usize,
+) -> Result<Snapshot, InputError> {
+    let mut b = Builder::default();
+    let first = docs.len();
+    for (seq, mut doc) in docs.into_iter().enumerate() {
+        let c = convert_document(seq, &mut doc)?;
+        b.insert(doc.at(), c);
+    }
+    let Loaded {
+        sources,
+        mut entries,
+    } = loaded;
+    let sources = &sources;
+    let threads = threads.clamp(1, entries.len() / per_thread.max(1) + 1);
+    let mut runs = Vec::with_capacity(threads);
+    let per = entries.len().div_ceil(threads);
+    while entries.len() > per {
+        runs.push(entries.split_off(entries.len() - per));
+    }
+    runs.push(entries);
+    runs.reverse();
+    let converted: Vec<Vec<Result<(Entry, Converted), InputError>>> = if threads == 1 {
+        runs.into_iter()
+            .map(|run| convert_run(sources, first, run))
+            .collect()
+    } else {
+        let mut start = first;
+        std::thread::scope(|scope| {
+            let handles: Vec<_> = runs
+                .into_iter()
+                .map(|run| {
+                    let at = start;
+                    start += run.len();
+                    scope.spawn(move || convert_run(sources, at, run))
+                })
+                .collect();
+            handles
+                .into_iter()
+                .map(|h| h.join().unwrap_or_else(|p| std::panic::resume_unwind(p)))
+                .collect()
+        })
+    };
+    for result in converted.into_iter().flatten() {
+        let (entry, c) = result?;
+        b.insert(entry_at(sources, &entry), c);
+    }
+    Ok(b.finish())
+}
+
+/// Converts `run` (whose first entry is object number `seq`), stopping at
+/// the first error. Entries come back emptied of their tree, for `at`.
+fn convert_run(
+    sources: &[super::load::Source],
+    mut seq: usize,
+    run: Vec<Entry>,
+) -> Vec<Result<(Entry, Converted), InputError>> {
+    let mut out = Vec::with_capacity(run.len());
+    for mut entry in run {
+        let result = match &mut entry {
+            Entry::Parsed(doc) => convert_document(seq, doc),
+            Entry::Json(j) => {
+                let s = &sources[j.source];
+                let at = At {
+                    source: &s.name,
+                    index: j.index,
+                    item: j.item,
+                };
+                convert_json(seq, at, &s.text[j.span.clone()], j.has_number)
+            }
+        };
+        let failed = result.is_err();
+        out.push(result.map(|c| (entry, c)));
+        if failed {
+            break;
+        }
+        seq += 1;
+    }
+    out
+}
+
+fn entry_at<'a>(sources: &'a [super::load::Source], entry: &'a Entry) -> At<'a> {
+    match entry {
+        Entry::Parsed(doc) => doc.at(),
+        Entry::Json(j) => At {
+            source: &sources[j.source].name,
+            index: j.index,
+            item: j.item,
+        },
+    }
+}
+
+/// One input object converted: its warnings, and the object unless its
+/// kind is one berth does not use.
+pub(super) struct Converted {
+    warnings: Vec<String>,
+    object: Option<Object>,
+}
+
+/// The kinds the converter reads.
+const KNOWN: &[&str] = &[
+    "StorageClass",
+    "PersistentVolume",
+    "PersistentVolumeClaim",
+    "Node",
+    "CSINode",
+    "CSIDriver",
+    "CSIStorageCapacity",
+    "Pod",
+    "StatefulSet",
+    "Namespace",
+    "LimitRange",
+    "ResourceQuota",
+    "VolumeSnapshot",
+    "VolumeSnapshotContent",
+];
+
+/// An object as its API type. Each lives only from decoding to
+/// conversion, so its variants are not boxed.
+#[allow(clippy::large_enum_variant)]
+pub(super) enum Typed {
+    StorageClass(storage::StorageClass),
+    PersistentVolume(core::PersistentVolume),
+    PersistentVolumeClaim(core::PersistentVolumeClaim),
+    Node(core::Node),
+    CsiNode(storage::CSINode),
+    CsiDriver(storage::CSIDriver),
+    CsiStorageCapacity(storage::CSIStorageCapacity),
+    Pod(core::Pod),
+    StatefulSet(apps::StatefulSet),
+    Namespace(core::Namespace),
+    LimitRange(core::LimitRange),
+    ResourceQuota(core::ResourceQuota),
+    VolumeSnapshot(super::snapshots::VolumeSnapshotDoc),
+    VolumeSnapshotContent(super::snapshots::SnapshotContentDoc),
+}
+
+impl Typed {
+    fn metadata(&self) -> &meta::ObjectMeta {
+        match self {
+            Typed::StorageClass(o) => &o.metadata,
+            Typed::PersistentVolume(o) => &o.metadata,
+            Typed::PersistentVolumeClaim(o) => &o.metadata,
+            Typed::Node(o) => &o.metadata,
+            Typed::CsiNode(o) => &o.metadata,
+            Typed::CsiDriver(o) => &o.metadata,
+            Typed::CsiStorageCapacity(o) => &o.metadata,
+            Typed::Pod(o) => &o.metadata,
+            Typed::StatefulSet(o) => &o.metadata,
+            Typed::Namespace(o) => &o.metadata,
+            Typed::LimitRange(o) => &o.metadata,
+            Typed::ResourceQuota(o) => &o.metadata,
+            Typed::VolumeSnapshot(o) => &o.metadata,
+            Typed::VolumeSnapshotContent(o) => &o.metadata,
+        }
+    }
+}
+
+/// An object as the snapshot holds it.
+pub(super) enum Object {
+    Class(StorageClass),
+    Volume(Volume),
+    Claim(Claim),
+    Node(Node),
+    CsiNode(CsiNode),
+    CsiDriver(CsiDriver),
+    Capacity(StorageCapacity),
+    Pod(Pod),
+    StatefulSet(StatefulSet),
+    Namespace(Namespace),
+    LimitRange(LimitRange),
+    Quota(ResourceQuota),
+    Snapshot(VolumeSnapshot),
+    SnapshotContent(SnapshotContent),
+}
+
+/// A JSON object from its text: straight into its API type when the fast
+/// path takes it (see `fast`), else as [`convert_document`] does.
+fn convert_json(
+    seq: usize,
+    at: At<'_>,
+    text: &str,
+    has_number: bool,
+) -> Result<Converted, InputError> {
+    let Some((kind, typed)) = super::fast::decode(text, has_number) else {
+        let mut doc = Document {
+            source: at.source.to_string(),
+            index: at.index,
+            item: at.item,
+            // The loader checked that the text parses as a Value.
+            value: serde_json::from_str(text).unwrap_or(Value::Null),
+        };
+        return convert_document(seq, &mut doc);
+    };
+    let m = typed.metadata();
+    let ctx = Ctx {
+        at,
+        kind,
+        name: m.name.clone().unwrap_or_default(),
+    };
+    // As `convert_document` checks the generic tree; decoding found no
+    // problem, so the order of the checks is the same.
+    if ctx.name.is_empty() {
+        return Err(ctx.err("metadata.name", "Required value"));
+    }
+    let labels = m
+        .labels
+        .iter()
+        .flatten()
+        .map(|(k, v)| (k.as_str(), v.as_str()));
+    if let Some((field, message)) =
+        names::check_meta(kind, &ctx.name, m.namespace.as_deref(), labels)
+    {
+        return Err(ctx.err(field, message));
+    }
+    let object = convert(&ctx, seq, typed)?;
+    Ok(Converted {
+        warnings: Vec::new(),
+        object: Some(object),
+    })
+}
+
+/// A document from its generic tree: the checks on kind, name, namespace
+/// and labels, decoding into the API type (unknown fields are warnings),
+/// then the conversion. The tree is taken out of `doc`.
+fn convert_document(seq: usize, doc: &mut Document) -> Result<Converted, InputError> {
+    let value = std::mem::take(&mut doc.value);
+    let doc = &*doc;
+    let kind = value
+        .get("kind")
+        .and_then(Value::as_str)
+        .unwrap_or("")
+        .to_string();
+    let name = value
+        .pointer("/metadata/name")
+        .and_then(Value::as_str)
+        .unwrap_or("")
+        .to_string();
+    let ctx = Ctx {
+        at: doc.at(),
+        kind: &kind,
+        name: name.clone(),
+    };
+    if kind.is_empty() {
+        return Err(ctx.err("kind", "Required value"));
+    }
+    let mut warnings = Vec::new();
+    if !KNOWN.contains(&kind.as_str()) {
+        warnings.push(format!(
+            "{}: ignoring {kind} {name:?}: berth does not use this kind",
+            doc.place()
+        ));
+        return Ok(Converted {
+            warnings,
+            object: None,
+        });
+    }
+    if name.is_empty() {
+        return Err(ctx.err("metadata.name", "Required value"));
+    }
+    let labels = value
+        .pointer("/metadata/labels")
+        .and_then(Value::as_object)
+        .into_iter()
+        .flatten()
+        .filter_map(|(k, v)| Some((k.as_str(), v.as_str()?)));
+    let namespace = value.pointer("/metadata/namespace").and_then(Value::as_str);
+    if let Some((field, message)) = names::check_meta(&kind, &name, namespace, labels) {
+        return Err(ctx.err(field, message));
+    }
+    let w = &mut warnings;
+    let typed = match kind.as_str() {
+        "StorageClass" => Typed::StorageClass(decode(&ctx, value, w)?),
+        "PersistentVolume" => Typed::PersistentVolume(decode(&ctx, value, w)?),
+        "PersistentVolumeClaim" => Typed::PersistentVolumeClaim(decode(&ctx, value, w)?),
+        "Node" => Typed::Node(decode(&ctx, value, w)?),
+        "CSINode" => Typed::CsiNode(decode(&ctx, value, w)?),
+        "CSIDriver" => Typed::CsiDriver(decode(&ctx, value, w)?),
+        "CSIStorageCapacity" => {
+            let mut value = value;
+            // `capacity: 100` is a valid quantity written as a number.
+            for field in ["capacity", "maximumVolumeSize"] {
+                if let Some(n) = value.get(field).filter(|v| v.is_number()) {
+                    let text = n.to_string();
+                    value[field] = Value::String(text);
+                }
+            }
+            Typed::CsiStorageCapacity(decode(&ctx, value, w)?)
+        }
+        "Pod" => Typed::Pod(decode(&ctx, value, w)?),
+        "StatefulSet" => Typed::StatefulSet(decode(&ctx, value, w)?),
+        "Namespace" => Typed::Namespace(decode(&ctx, value, w)?),
+        "LimitRange" => Typed::LimitRange(decode(&ctx, value, w)?),
+        "ResourceQuota" => Typed::ResourceQuota(decode(&ctx, value, w)?),
+        "VolumeSnapshot" => Typed::VolumeSnapshot(decode_known(&ctx, value)?),
+        "VolumeSnapshotContent" => Typed::VolumeSnapshotContent(decode_known(&ctx, value)?),
+        _ => unreachable!("every known kind has a type"),
+    };
+    let object = convert(&ctx, seq, typed)?;
+    Ok(Converted {
+        warnings,
+        object: Some(object),
+    })
+}
+
+/// Every field the core uses, parsed into typed values.
+fn convert(ctx: &Ctx<'_>, seq: usize, typed: Typed) -> Result<Object, InputError> {
+    let name = &ctx.name;
+    let ns = |m: &meta::ObjectMeta| m.namespace.clone().unwrap_or_else(|| "default".into());
+    Ok(match typed {
+        Typed::StorageClass(o) => Object::Class(storage_class(ctx, o)?),
+        Typed::PersistentVolume(o) => Object::Volume(volume(ctx, o)?),
+        Typed::PersistentVolumeClaim(o) => Object::Claim(claim(ctx, o, seq)?),
+        Typed::Node(o) => {
+            let (unschedulable, taints, allocatable) = super::scheduling::node(ctx, &o)?;
+            Object::Node(Node {
+                name: name.clone(),
+                labels: o.metadata.labels.unwrap_or_default(),
+                unschedulable,
+                taints,
+                allocatable,
+            })
+        }
+        Typed::CsiNode(o) => {
+            let mut drivers = Vec::new();
+            for (i, d) in o.spec.drivers.into_iter().enumerate() {
+                let count = match d.allocatable.and_then(|a| a.count) {
+                    Some(c) if c < 0 => {
+                        return Err(ctx.err(
+                            format!("spec.drivers[{i}].allocatable.count"),
+                            format!("Invalid value: {c}: must be greater than or equal to 0"),
+                        ));
+                    }
+                    Some(c) => Some(c as u32),
+                    None => None,
+                };
+                drivers.push((d.name, count));
+            }
+            Object::CsiNode(CsiNode {
+                name: name.clone(),
+                drivers,
+            })
+        }
+        Typed::CsiDriver(o) => Object::CsiDriver(CsiDriver {
+            name: name.clone(),
+            storage_capacity: o.spec.storage_capacity.unwrap_or(false),
+        }),
+        Typed::CsiStorageCapacity(o) => {
+            let key = ObjectKey::new(ns(&o.metadata), name.clone());
+            if o.storage_class_name.is_empty() {
+                return Err(ctx.err("storageClassName", "Required value"));
+            }
+            let node_topology = o
+                .node_topology
+                .as_ref()
+                .map(|t| label_selector(ctx, "nodeTopology", t))
+                .transpose()?;
+            Object::Capacity(StorageCapacity {
+                key,
+                class: o.storage_class_name,
+                node_topology,
+                capacity: o
+                    .capacity
+                    .as_ref()
+                    .map(|q| ctx.quantity("capacity", &q.0))
+                    .transpose()?,
+                maximum_volume_size: o
+                    .maximum_volume_size
+                    .as_ref()
+                    .map(|q| ctx.quantity("maximumVolumeSize", &q.0))
+                    .transpose()?,
+                volume_bytes: annotation(&o.metadata, ANN_VOLUME_BYTES)
+                    .map(|q| ctx.quantity(&format!("metadata.annotations[{ANN_VOLUME_BYTES}]"), q))
+                    .transpose()?,
+            })
+        }
+        Typed::Pod(o) => Object::Pod(pod(ctx, o, seq)?),
+        Typed::StatefulSet(o) => Object::StatefulSet(stateful_set(ctx, o, seq)?),
+        Typed::Namespace(o) => {
+            let terminating = o.metadata.deletion_timestamp.is_some()
+                || o.status.and_then(|s| s.phase).as_deref() == Some("Terminating");
+            Object::Namespace(Namespace {
+                name: name.clone(),
+                terminating,
+                seq,
+            })
+        }
+        Typed::LimitRange(o) => {
+            let key = ObjectKey::new(ns(&o.metadata), name.clone());
+            let mut claim_limits = Vec::new();
+            for (i, item) in o
+                .spec
+                .map(|s| s.limits)
+                .unwrap_or_default()
+                .iter()
+                .enumerate()
+            {
+                if !matches!(
+                    item.type_.as_str(),
+                    "Pod" | "Container" | "PersistentVolumeClaim"
+                ) {
+                    return Err(ctx.err(
+                        format!("spec.limits[{i}].type"),
+                        format!("Unsupported value: {:?}: supported values: \"Container\", \"PersistentVolumeClaim\", \"Pod\"", item.type_),
+                    ));
+                }
+                if item.type_ != "PersistentVolumeClaim" {
+                    continue;
+                }
+                let get = |m: &Option<
+                    std::collections::BTreeMap<
+                        String,
+                        k8s_openapi::apimachinery::pkg::api::resource::Quantity,
+                    >,
+                >,
+                           which: &str|
+                 -> Result<Option<Quantity>, InputError> {
+                    match m.as_ref().and_then(|m| m.get("storage")) {
+                        Some(q) => ctx
+                            .quantity(&format!("spec.limits[{i}].{which}.storage"), &q.0)
+                            .map(Some),
+                        None => Ok(None),
+                    }
+                };
+                claim_limits.push((get(&item.min, "min")?, get(&item.max, "max")?));
+            }
+            Object::LimitRange(LimitRange {
+                key,
+                claim_limits,
+                seq,
+            })
+        }
+        Typed::ResourceQuota(o) => {
+            let key = ObjectKey::new(ns(&o.metadata), name.clone());
+            let spec = o.spec.unwrap_or_default();
+            let scoped = spec.scopes.as_ref().is_some_and(|s| !s.is_empty())
+                || spec.scope_selector.is_some();
+            let mut hard = Vec::new();
+            for (k, q) in spec.hard.unwrap_or_default() {
+                let Some(res) = quota_resource(&k) else {
+                    continue;
+                };
+                hard.push((res, ctx.quantity(&format!("spec.hard[{k}]"), &q.0)?));
+            }
+            Object::Quota(ResourceQuota {
+                key,
+                hard,
+                scoped,
+                seq,
+            })
+        }
+        Typed::VolumeSnapshot(o) => {
+            let key = ObjectKey::new(ns(&o.metadata), name.clone());
+            let status = o.status.unwrap_or_default();
+            Object::Snapshot(VolumeSnapshot {
+                key,
+                uid: o.metadata.uid.clone().filter(|u| !u.is_empty()),
+                deleting: o.metadata.deletion_timestamp.is_some(),
+                protected: o
+                    .metadata
+                    .finalizers
+                    .iter()
+                    .flatten()
+                    .any(|f| f == super::snapshots::SOURCE_PROTECTION_FINALIZER),
+                content: status.bound_volume_snapshot_content_name,
+                ready: status.ready_to_use.unwrap_or(false),
+                restore_size: status
+                    .restore_size
+                    .as_ref()
+                    .map(|q| ctx.quantity("status.restoreSize", &q.text()))
+                    .transpose()?,
+            })
+        }
+        Typed::VolumeSnapshotContent(o) => {
+            let spec = o.spec;
+            if spec.driver.is_empty() {
+                return Err(ctx.err("spec.driver", "Required value"));
+            }
+            let r = spec.volume_snapshot_ref;
+            Object::SnapshotContent(SnapshotContent {
+                name: name.clone(),
+                driver: spec.driver,
+                snapshot: match (r.namespace, r.name) {
+                    (Some(ns), Some(n)) => Some((ObjectKey::new(ns, n), r.uid)),
+                    _ => None,
+                },
+                handle: o.status.and_then(|s| s.snapshot_handle),
+                source_volume: spec.source.volume_handle,
+            })
+        }
+    })
+}
+
+/// An object's identity: kind, namespace (empty when cluster-scoped), name.
+type Identity = (&'static str, String, String);
+
 #[derive(Default)]
 struct Builder {
     snap: Snapshot,
-    seen: HashMap<(String, String, String), usize>,
+    seen: rustc_hash::FxHashMap<Identity, usize>,
 }
 
 /// Replaces an earlier object of the same identity, or appends.
 fn upsert<T>(
     list: &mut Vec<T>,
-    seen: &mut HashMap<(String, String, String), usize>,
+    seen: &mut rustc_hash::FxHashMap<Identity, usize>,
     warnings: &mut Vec<String>,
-    id: (String, String, String),
-    place: String,
+    id: Identity,
+    at: At<'_>,
     item: T,
 ) {
-    match seen.get(&id) {
-        Some(&i) => {
+    match seen.entry(id) {
+        std::collections::hash_map::Entry::Occupied(e) => {
+            let id = e.key();
             warnings.push(format!(
-                "{place}: {} {} appears again; the later definition wins",
+                "{}: {} {} appears again; the later definition wins",
+                at.place(),
                 id.0,
                 if id.1.is_empty() {
                     id.2.clone()
@@ -220,326 +736,86 @@ fn upsert<T>(
                     format!("{}/{}", id.1, id.2)
                 }
             ));
-            list[i] = item;
+            list[*e.get()] = item;
         }
-        None => {
-            seen.insert(id, list.len());
+        std::collections::hash_map::Entry::Vacant(e) => {
+            e.insert(list.len());
             list.push(item);
         }
     }
 }
 
 impl Builder {
-    fn add(&mut self, seq: usize, mut doc: Document) -> Result<(), InputError> {
-        let kind = doc
-            .value
-            .get("kind")
-            .and_then(Value::as_str)
-            .unwrap_or("")
-            .to_string();
-        let name = doc
-            .value
-            .pointer("/metadata/name")
-            .and_then(Value::as_str)
-            .unwrap_or("")
-            .to_string();
-        let value = std::mem::take(&mut doc.value);
-        let ctx = Ctx {
-            doc: &doc,
-            kind: &kind,
-            name: name.clone(),
+    /// Adds one converted object (and its warnings) at its place in the
+    /// input.
+    fn insert(&mut self, at: At<'_>, c: Converted) {
+        let s = &mut self.snap;
+        s.warnings.extend(c.warnings);
+        let Some(object) = c.object else {
+            return;
         };
-        if kind.is_empty() {
-            return Err(ctx.err("kind", "Required value"));
-        }
-        const KNOWN: &[&str] = &[
-            "StorageClass",
-            "PersistentVolume",
-            "PersistentVolumeClaim",
-            "Node",
-            "CSINode",
-            "CSIDriver",
-            "CSIStorageCapacity",
-            "Pod",
-            "StatefulSet",
-            "Namespace",
-            "LimitRange",
-            "ResourceQuota",
-            "VolumeSnapshot",
-            "VolumeSnapshotContent",
-        ];
-        if !KNOWN.contains(&kind.as_str()) {
-            self.snap.warnings.push(format!(
-                "{}: ignoring {kind} {name:?}: berth does not use this kind",
-                doc.place()
-            ));
-            return Ok(());
-        }
-        if name.is_empty() {
-            return Err(ctx.err("metadata.name", "Required value"));
-        }
-        let labels = value
-            .pointer("/metadata/labels")
-            .and_then(Value::as_object)
-            .into_iter()
-            .flatten()
-            .filter_map(|(k, v)| Some((k.as_str(), v.as_str()?)));
-        let namespace = value.pointer("/metadata/namespace").and_then(Value::as_str);
-        if let Some((field, message)) = names::check_meta(&kind, &name, namespace, labels) {
-            return Err(ctx.err(field, message));
-        }
-        let place = doc.place();
-        let ns = |m: &meta::ObjectMeta| m.namespace.clone().unwrap_or_else(|| "default".into());
-        let w = &mut self.snap.warnings;
         let seen = &mut self.seen;
-        match kind.as_str() {
-            "StorageClass" => {
-                let o: storage::StorageClass = decode(&ctx, value, w)?;
-                let c = storage_class(&ctx, o)?;
-                let id = (kind.clone(), String::new(), c.name.clone());
-                upsert(&mut self.snap.classes, seen, w, id, place, c);
+        let w = &mut s.warnings;
+        let cluster = |kind, name: &String| (kind, String::new(), name.clone());
+        let namespaced = |kind, key: &ObjectKey| (kind, key.namespace.clone(), key.name.clone());
+        match object {
+            Object::Class(c) => {
+                let id = cluster("StorageClass", &c.name);
+                upsert(&mut s.classes, seen, w, id, at, c);
             }
-            "PersistentVolume" => {
-                let o: core::PersistentVolume = decode(&ctx, value, w)?;
-                let v = volume(&ctx, o)?;
-                let id = (kind.clone(), String::new(), v.name.clone());
-                upsert(&mut self.snap.volumes, seen, w, id, place, v);
+            Object::Volume(v) => {
+                let id = cluster("PersistentVolume", &v.name);
+                upsert(&mut s.volumes, seen, w, id, at, v);
             }
-            "PersistentVolumeClaim" => {
-                let o: core::PersistentVolumeClaim = decode(&ctx, value, w)?;
-                let c = claim(&ctx, o, seq)?;
-                let id = (kind.clone(), c.key.namespace.clone(), c.key.name.clone());
-                upsert(&mut self.snap.claims, seen, w, id, place, c);
+            Object::Claim(c) => {
+                let id = namespaced("PersistentVolumeClaim", &c.key);
+                upsert(&mut s.claims, seen, w, id, at, c);
             }
-            "Node" => {
-                let o: core::Node = decode(&ctx, value, w)?;
-                let (unschedulable, taints, allocatable) = super::scheduling::node(&ctx, &o)?;
-                let n = Node {
-                    name: name.clone(),
-                    labels: o.metadata.labels.unwrap_or_default(),
-                    unschedulable,
-                    taints,
-                    allocatable,
-                };
-                let id = (kind.clone(), String::new(), name.clone());
-                upsert(&mut self.snap.nodes, seen, w, id, place, n);
+            Object::Node(n) => {
+                let id = cluster("Node", &n.name);
+                upsert(&mut s.nodes, seen, w, id, at, n);
             }
-            "CSINode" => {
-                let o: storage::CSINode = decode(&ctx, value, w)?;
-                let mut drivers = Vec::new();
-                for (i, d) in o.spec.drivers.into_iter().enumerate() {
-                    let count = match d.allocatable.and_then(|a| a.count) {
-                        Some(c) if c < 0 => {
-                            return Err(ctx.err(
-                                format!("spec.drivers[{i}].allocatable.count"),
-                                format!("Invalid value: {c}: must be greater than or equal to 0"),
-                            ));
-                        }
-                        Some(c) => Some(c as u32),
-                        None => None,
-                    };
-                    drivers.push((d.name, count));
-                }
-                let n = CsiNode {
-                    name: name.clone(),
-                    drivers,
-                };
-                let id = (kind.clone(), String::new(), name.clone());
-                upsert(&mut self.snap.csi_nodes, seen, w, id, place, n);
+            Object::CsiNode(n) => {
+                let id = cluster("CSINode", &n.name);
+                upsert(&mut s.csi_nodes, seen, w, id, at, n);
             }
-            "CSIDriver" => {
-                let o: storage::CSIDriver = decode(&ctx, value, w)?;
-                let d = CsiDriver {
-                    name: name.clone(),
-                    storage_capacity: o.spec.storage_capacity.unwrap_or(false),
-                };
-                let id = (kind.clone(), String::new(), name.clone());
-                upsert(&mut self.snap.csi_drivers, seen, w, id, place, d);
+            Object::CsiDriver(d) => {
+                let id = cluster("CSIDriver", &d.name);
+                upsert(&mut s.csi_drivers, seen, w, id, at, d);
             }
-            "CSIStorageCapacity" => {
-                let mut value = value;
-                // `capacity: 100` is a valid quantity written as a number.
-                for field in ["capacity", "maximumVolumeSize"] {
-                    if let Some(n) = value.get(field).filter(|v| v.is_number()) {
-                        let text = n.to_string();
-                        value[field] = Value::String(text);
-                    }
-                }
-                let o: storage::CSIStorageCapacity = decode(&ctx, value, w)?;
-                let key = ObjectKey::new(ns(&o.metadata), name.clone());
-                if o.storage_class_name.is_empty() {
-                    return Err(ctx.err("storageClassName", "Required value"));
-                }
-                let node_topology = o
-                    .node_topology
-                    .as_ref()
-                    .map(|t| label_selector(&ctx, "nodeTopology", t))
-                    .transpose()?;
-                let c = StorageCapacity {
-                    key: key.clone(),
-                    class: o.storage_class_name,
-                    node_topology,
-                    capacity: o
-                        .capacity
-                        .as_ref()
-                        .map(|q| ctx.quantity("capacity", &q.0))
-                        .transpose()?,
-                    maximum_volume_size: o
-                        .maximum_volume_size
-                        .as_ref()
-                        .map(|q| ctx.quantity("maximumVolumeSize", &q.0))
-                        .transpose()?,
-                    volume_bytes: annotation(&o.metadata, ANN_VOLUME_BYTES)
-                        .map(|q| {
-                            ctx.quantity(&format!("metadata.annotations[{ANN_VOLUME_BYTES}]"), q)
-                        })
-                        .transpose()?,
-                };
-                let id = (kind.clone(), key.namespace, key.name);
-                upsert(&mut self.snap.capacities, seen, w, id, place, c);
+            Object::Capacity(c) => {
+                let id = namespaced("CSIStorageCapacity", &c.key);
+                upsert(&mut s.capacities, seen, w, id, at, c);
             }
-            "Pod" => {
-                let o: core::Pod = decode(&ctx, value, w)?;
-                let p = pod(&ctx, o, seq)?;
-                let id = (kind.clone(), p.key.namespace.clone(), p.key.name.clone());
-                upsert(&mut self.snap.pods, seen, w, id, place, p);
+            Object::Pod(p) => {
+                let id = namespaced("Pod", &p.key);
+                upsert(&mut s.pods, seen, w, id, at, p);
             }
-            "StatefulSet" => {
-                let o: apps::StatefulSet = decode(&ctx, value, w)?;
-                let s = stateful_set(&ctx, o, seq)?;
-                let id = (kind.clone(), s.key.namespace.clone(), s.key.name.clone());
-                upsert(&mut self.snap.stateful_sets, seen, w, id, place, s);
+            Object::StatefulSet(st) => {
+                let id = namespaced("StatefulSet", &st.key);
+                upsert(&mut s.stateful_sets, seen, w, id, at, st);
             }
-            "Namespace" => {
-                let o: core::Namespace = decode(&ctx, value, w)?;
-                let terminating = o.metadata.deletion_timestamp.is_some()
-                    || o.status.and_then(|s| s.phase).as_deref() == Some("Terminating");
-                let n = Namespace {
-                    name: name.clone(),
-                    terminating,
-                    seq,
-                };
-                let id = (kind.clone(), String::new(), name.clone());
-                upsert(&mut self.snap.namespaces, seen, w, id, place, n);
+            Object::Namespace(n) => {
+                let id = cluster("Namespace", &n.name);
+                upsert(&mut s.namespaces, seen, w, id, at, n);
             }
-            "LimitRange" => {
-                let o: core::LimitRange = decode(&ctx, value, w)?;
-                let key = ObjectKey::new(ns(&o.metadata), name.clone());
-                let mut claim_limits = Vec::new();
-                for (i, item) in o
-                    .spec
-                    .map(|s| s.limits)
-                    .unwrap_or_default()
-                    .iter()
-                    .enumerate()
-                {
-                    if !matches!(
-                        item.type_.as_str(),
-                        "Pod" | "Container" | "PersistentVolumeClaim"
-                    ) {
-                        return Err(ctx.err(
-                            format!("spec.limits[{i}].type"),
-                            format!("Unsupported value: {:?}: supported values: \"Container\", \"PersistentVolumeClaim\", \"Pod\"", item.type_),
-                        ));
-                    }
-                    if item.type_ != "PersistentVolumeClaim" {
-                        continue;
-                    }
-                    let get = |m: &Option<
-                        std::collections::BTreeMap<
-                            String,
-                            k8s_openapi::apimachinery::pkg::api::resource::Quantity,
-                        >,
-                    >,
-                               which: &str|
-                     -> Result<Option<Quantity>, InputError> {
-                        match m.as_ref().and_then(|m| m.get("storage")) {
-                            Some(q) => ctx
-                                .quantity(&format!("spec.limits[{i}].{which}.storage"), &q.0)
-                                .map(Some),
-                            None => Ok(None),
-                        }
-                    };
-                    claim_limits.push((get(&item.min, "min")?, get(&item.max, "max")?));
-                }
-                let l = LimitRange {
-                    key: key.clone(),
-                    claim_limits,
-                    seq,
-                };
-                let id = (kind.clone(), key.namespace, key.name);
-                upsert(&mut self.snap.limit_ranges, seen, w, id, place, l);
+            Object::LimitRange(l) => {
+                let id = namespaced("LimitRange", &l.key);
+                upsert(&mut s.limit_ranges, seen, w, id, at, l);
             }
-            "ResourceQuota" => {
-                let o: core::ResourceQuota = decode(&ctx, value, w)?;
-                let key = ObjectKey::new(ns(&o.metadata), name.clone());
-                let spec = o.spec.unwrap_or_default();
-                let scoped = spec.scopes.as_ref().is_some_and(|s| !s.is_empty())
-                    || spec.scope_selector.is_some();
-                let mut hard = Vec::new();
-                for (k, q) in spec.hard.unwrap_or_default() {
-                    let Some(res) = quota_resource(&k) else {
-                        continue;
-                    };
-                    hard.push((res, ctx.quantity(&format!("spec.hard[{k}]"), &q.0)?));
-                }
-                let r = ResourceQuota {
-                    key: key.clone(),
-                    hard,
-                    scoped,
-                    seq,
-                };
-                let id = (kind.clone(), key.namespace, key.name);
-                upsert(&mut self.snap.quotas, seen, w, id, place, r);
+            Object::Quota(q) => {
+                let id = namespaced("ResourceQuota", &q.key);
+                upsert(&mut s.quotas, seen, w, id, at, q);
             }
-            "VolumeSnapshot" => {
-                let o: super::snapshots::VolumeSnapshotDoc = decode_known(&ctx, value)?;
-                let key = ObjectKey::new(ns(&o.metadata), name.clone());
-                let status = o.status.unwrap_or_default();
-                let v = VolumeSnapshot {
-                    key: key.clone(),
-                    uid: o.metadata.uid.clone().filter(|u| !u.is_empty()),
-                    deleting: o.metadata.deletion_timestamp.is_some(),
-                    protected: o
-                        .metadata
-                        .finalizers
-                        .iter()
-                        .flatten()
-                        .any(|f| f == super::snapshots::SOURCE_PROTECTION_FINALIZER),
-                    content: status.bound_volume_snapshot_content_name,
-                    ready: status.ready_to_use.unwrap_or(false),
-                    restore_size: status
-                        .restore_size
-                        .as_ref()
-                        .map(|q| ctx.quantity("status.restoreSize", &q.text()))
-                        .transpose()?,
-                };
-                let id = (kind.clone(), key.namespace, key.name);
-                upsert(&mut self.snap.snapshots, seen, w, id, place, v);
+            Object::Snapshot(v) => {
+                let id = namespaced("VolumeSnapshot", &v.key);
+                upsert(&mut s.snapshots, seen, w, id, at, v);
             }
-            "VolumeSnapshotContent" => {
-                let o: super::snapshots::SnapshotContentDoc = decode_known(&ctx, value)?;
-                let spec = o.spec;
-                if spec.driver.is_empty() {
-                    return Err(ctx.err("spec.driver", "Required value"));
-                }
-                let r = spec.volume_snapshot_ref;
-                let c = SnapshotContent {
-                    name: name.clone(),
-                    driver: spec.driver,
-                    snapshot: match (r.namespace, r.name) {
-                        (Some(ns), Some(n)) => Some((ObjectKey::new(ns, n), r.uid)),
-                        _ => None,
-                    },
-                    handle: o.status.and_then(|s| s.snapshot_handle),
-                    source_volume: spec.source.volume_handle,
-                };
-                let id = (kind.clone(), String::new(), name.clone());
-                upsert(&mut self.snap.snapshot_contents, seen, w, id, place, c);
+            Object::SnapshotContent(c) => {
+                let id = cluster("VolumeSnapshotContent", &c.name);
+                upsert(&mut s.snapshot_contents, seen, w, id, at, c);
             }
-            _ => {}
         }
-        Ok(())
     }
 
     fn finish(self) -> Snapshot {

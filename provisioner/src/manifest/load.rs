@@ -3,12 +3,21 @@
 //! standard input. A file holds one or more YAML documents separated by `---`
 //! lines, or JSON objects; `kind: List` (and any `*List` with `items`) is
 //! flattened into its items.
+//!
+//! [`load`] keeps JSON objects as spans of their file's text
+//! ([`Loaded`]): the converter decodes each one straight into its API type,
+//! so no generic tree of the whole input is ever built. YAML, and JSON the
+//! fast path does not take (see `json_scan`), is parsed into
+//! [`serde_json::Value`] documents as [`parse_str`] does.
 
 use std::io::Read;
+use std::ops::Range;
 use std::path::{Path, PathBuf};
 
 use serde_json::Value;
 use thiserror::Error;
+
+use super::json_scan::{self, Top};
 
 /// One object read from the input, with where it came from.
 #[derive(Debug, Clone)]
@@ -23,10 +32,158 @@ pub struct Document {
 
 impl Document {
     pub fn place(&self) -> String {
+        self.at().place()
+    }
+
+    pub(super) fn at(&self) -> At<'_> {
+        At {
+            source: &self.source,
+            index: self.index,
+            item: self.item,
+        }
+    }
+}
+
+/// Where an object was read: its source, document and list item.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct At<'a> {
+    pub source: &'a str,
+    pub index: usize,
+    pub item: Option<usize>,
+}
+
+impl At<'_> {
+    pub fn place(&self) -> String {
         match self.item {
             Some(i) => format!("{}: document {} item {i}", self.source, self.index),
             None => format!("{}: document {}", self.source, self.index),
         }
+    }
+}
+
+/// The input, read and checked for syntax but not yet typed: the texts of
+/// the sources and, in input order, their objects.
+#[derive(Default)]
+pub struct Loaded {
+    pub(super) sources: Vec<Source>,
+    pub(super) entries: Vec<Entry>,
+}
+
+pub(super) struct Source {
+    pub name: String,
+    pub text: String,
+}
+
+pub(super) enum Entry {
+    /// Parsed into a generic tree (YAML, or JSON the fast path leaves).
+    Parsed(Document),
+    /// A JSON object still as text.
+    Json(JsonItem),
+}
+
+/// A JSON object as a span of `sources[source].text`.
+pub(super) struct JsonItem {
+    pub source: usize,
+    pub index: usize,
+    pub item: Option<usize>,
+    pub span: Range<usize>,
+    /// Whether the object holds a number: quantities written as numbers
+    /// take the generic path, which rewrites them as the API reads them.
+    pub has_number: bool,
+}
+
+impl Loaded {
+    /// Number of objects read.
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+
+    /// The objects as generic documents, as [`load_paths`] returns them.
+    pub fn into_documents(self) -> Vec<Document> {
+        let sources = self.sources;
+        self.entries
+            .into_iter()
+            .map(|e| match e {
+                Entry::Parsed(d) => d,
+                Entry::Json(j) => {
+                    let s = &sources[j.source];
+                    Document {
+                        source: s.name.clone(),
+                        index: j.index,
+                        item: j.item,
+                        // The span was checked to parse as a Value.
+                        value: serde_json::from_str(&s.text[j.span.clone()]).unwrap_or(Value::Null),
+                    }
+                }
+            })
+            .collect()
+    }
+
+    /// Reads one source's text (see [`parse_str`] for what it may hold).
+    pub fn add_source(&mut self, name: String, text: String) -> Result<(), LoadError> {
+        let source = self.sources.len();
+        let mut index = 0;
+        for range in document_ranges(&text) {
+            let chunk = &text[range.clone()];
+            if is_blank(chunk) {
+                continue;
+            }
+            let trimmed = chunk.trim_start();
+            if (trimmed.starts_with('{') || trimmed.starts_with('['))
+                && let Some(json_scan::Scan { values, numbers }) = json_scan::scan(chunk)
+            {
+                let shift = |r: &Range<usize>| r.start + range.start..r.end + range.start;
+                for top in values {
+                    index += 1;
+                    let item = |i, span: Range<usize>| {
+                        Entry::Json(JsonItem {
+                            source,
+                            index,
+                            item: i,
+                            has_number: json_scan::has_number(&numbers, &span),
+                            span: shift(&span),
+                        })
+                    };
+                    match top {
+                        Top::Null => {}
+                        Top::Object(span) => self.entries.push(item(None, span)),
+                        Top::List(items) => {
+                            for (i, it) in items.into_iter().enumerate() {
+                                match it {
+                                    Ok(span) => self.entries.push(item(Some(i + 1), span)),
+                                    Err(found) => return Err(not_an_object(&name, index, found)),
+                                }
+                            }
+                        }
+                        Top::Other(found) => return Err(not_an_object(&name, index, found)),
+                    }
+                }
+                continue;
+            }
+            // The generic path, on the document exactly as `parse_str` sees it.
+            let mut owned = String::with_capacity(chunk.len() + 1);
+            for line in chunk.lines() {
+                owned.push_str(line);
+                owned.push('\n');
+            }
+            let mut docs = Vec::new();
+            parse_chunk(&name, &owned, &mut index, &mut docs)?;
+            self.entries.extend(docs.into_iter().map(Entry::Parsed));
+        }
+        self.sources.push(Source { name, text });
+        Ok(())
+    }
+}
+
+fn not_an_object(source: &str, index: usize, found: &'static str) -> LoadError {
+    LoadError::NotAnObject {
+        source_name: source.to_string(),
+        index,
+        found,
     }
 }
 
@@ -56,8 +213,15 @@ pub enum LoadError {
     NotFound { path: String },
 }
 
+/// Reads files, directories and `-` (standard input) into documents.
 pub fn load_paths(paths: &[PathBuf]) -> Result<Vec<Document>, LoadError> {
-    let mut docs = Vec::new();
+    Ok(load(paths)?.into_documents())
+}
+
+/// Reads files, directories and `-` (standard input), keeping JSON objects
+/// as text for the converter (see [`Loaded`]).
+pub fn load(paths: &[PathBuf]) -> Result<Loaded, LoadError> {
+    let mut loaded = Loaded::default();
     for path in paths {
         if path.as_os_str() == "-" {
             let mut text = String::new();
@@ -67,7 +231,7 @@ pub fn load_paths(paths: &[PathBuf]) -> Result<Vec<Document>, LoadError> {
                     path: "-".into(),
                     source,
                 })?;
-            docs.extend(parse_str("-", &text)?);
+            loaded.add_source("-".into(), text)?;
         } else if path.is_dir() {
             let mut files: Vec<PathBuf> = std::fs::read_dir(path)
                 .map_err(|source| io_err(path, source))?
@@ -82,17 +246,17 @@ pub fn load_paths(paths: &[PathBuf]) -> Result<Vec<Document>, LoadError> {
                 .collect();
             files.sort();
             for f in files {
-                docs.extend(read_file(&f)?);
+                read_file(&f, &mut loaded)?;
             }
         } else if path.is_file() {
-            docs.extend(read_file(path)?);
+            read_file(path, &mut loaded)?;
         } else {
             return Err(LoadError::NotFound {
                 path: path.display().to_string(),
             });
         }
     }
-    Ok(docs)
+    Ok(loaded)
 }
 
 fn io_err(path: &Path, source: std::io::Error) -> LoadError {
@@ -102,9 +266,41 @@ fn io_err(path: &Path, source: std::io::Error) -> LoadError {
     }
 }
 
-fn read_file(path: &Path) -> Result<Vec<Document>, LoadError> {
+fn read_file(path: &Path, loaded: &mut Loaded) -> Result<(), LoadError> {
     let text = std::fs::read_to_string(path).map_err(|e| io_err(path, e))?;
-    parse_str(&path.display().to_string(), &text)
+    loaded.add_source(path.display().to_string(), text)
+}
+
+/// The byte ranges of the documents between `---` separator lines, as
+/// kubectl's YAML reader splits them; the same documents as
+/// [`split_documents`], without copying them.
+fn document_ranges(text: &str) -> Vec<Range<usize>> {
+    let mut ranges = Vec::new();
+    let mut start = 0;
+    let mut at = 0;
+    for raw in text.split_inclusive('\n') {
+        let line_start = at;
+        at += raw.len();
+        // As `str::lines` reads a line.
+        let line = match raw.strip_suffix('\n') {
+            Some(l) => l.strip_suffix('\r').unwrap_or(l),
+            None => raw,
+        };
+        if is_separator(line) {
+            ranges.push(start..line_start);
+            start = at;
+        }
+    }
+    ranges.push(start..text.len());
+    ranges
+}
+
+fn is_separator(line: &str) -> bool {
+    line.starts_with("---")
+        && line[3..]
+            .chars()
+            .next()
+            .is_none_or(|c| c == ' ' || c == '\t' || c == '#')
 }
 
 /// Splits on `---` separator lines, as kubectl's YAML reader does.
@@ -112,12 +308,7 @@ fn split_documents(text: &str) -> Vec<String> {
     let mut docs = Vec::new();
     let mut current = String::new();
     for line in text.lines() {
-        let is_separator = line.starts_with("---")
-            && line[3..]
-                .chars()
-                .next()
-                .is_none_or(|c| c == ' ' || c == '\t' || c == '#');
-        if is_separator {
+        if is_separator(line) {
             docs.push(std::mem::take(&mut current));
         } else {
             current.push_str(line);
@@ -143,26 +334,37 @@ pub fn parse_str(source: &str, text: &str) -> Result<Vec<Document>, LoadError> {
         if is_blank(&chunk) {
             continue;
         }
-        let trimmed = chunk.trim_start();
-        let values: Vec<Value> = if trimmed.starts_with('{') || trimmed.starts_with('[') {
-            // JSON (possibly several concatenated objects); fall back to YAML,
-            // which also accepts flow-style documents that are not strict JSON.
-            let parsed: Result<Vec<Value>, _> = serde_json::Deserializer::from_str(&chunk)
-                .into_iter::<Value>()
-                .collect();
-            match parsed {
-                Ok(v) => v,
-                Err(_) => vec![parse_yaml(source, index + 1, &chunk)?],
-            }
-        } else {
-            vec![parse_yaml(source, index + 1, &chunk)?]
-        };
-        for value in values {
-            index += 1;
-            push_value(source, index, value, &mut out)?;
-        }
+        parse_chunk(source, &chunk, &mut index, &mut out)?;
     }
     Ok(out)
+}
+
+/// Parses one non-blank document (after splitting) into `out`.
+fn parse_chunk(
+    source: &str,
+    chunk: &str,
+    index: &mut usize,
+    out: &mut Vec<Document>,
+) -> Result<(), LoadError> {
+    let trimmed = chunk.trim_start();
+    let values: Vec<Value> = if trimmed.starts_with('{') || trimmed.starts_with('[') {
+        // JSON (possibly several concatenated objects); fall back to YAML,
+        // which also accepts flow-style documents that are not strict JSON.
+        let parsed: Result<Vec<Value>, _> = serde_json::Deserializer::from_str(chunk)
+            .into_iter::<Value>()
+            .collect();
+        match parsed {
+            Ok(v) => v,
+            Err(_) => vec![parse_yaml(source, *index + 1, chunk)?],
+        }
+    } else {
+        vec![parse_yaml(source, *index + 1, chunk)?]
+    };
+    for value in values {
+        *index += 1;
+        push_value(source, *index, value, out)?;
+    }
+    Ok(())
 }
 
 fn parse_yaml(source: &str, index: usize, chunk: &str) -> Result<Value, LoadError> {
@@ -173,7 +375,7 @@ fn parse_yaml(source: &str, index: usize, chunk: &str) -> Result<Value, LoadErro
     })
 }
 
-fn kind_of(v: &Value) -> &'static str {
+pub(super) fn kind_of(v: &Value) -> &'static str {
     match v {
         Value::Null => "null",
         Value::Bool(_) => "a boolean",

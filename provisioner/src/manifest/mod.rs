@@ -4,14 +4,18 @@
 //! reported with the document, the object and the field.
 
 pub mod convert;
+mod fast;
+#[cfg(test)]
+mod fast_equivalence;
+mod json_scan;
 pub mod load;
 pub mod migration;
 pub mod names;
 mod scheduling;
 pub mod snapshots;
 
-pub use convert::{InputError, to_snapshot};
-pub use load::{Document, LoadError, load_paths, parse_str};
+pub use convert::{InputError, to_snapshot, to_snapshot_loaded};
+pub use load::{Document, LoadError, Loaded, load, load_paths, parse_str};
 
 /// Anything that stops a plan from being computed.
 #[derive(Debug, thiserror::Error)]

@@ -206,10 +206,10 @@ pub fn check_meta<'a>(
         return Some(invalid("metadata.name", name, msg));
     }
     // Cluster-scoped objects: the API server drops a namespace.
-    if let Some(ns) = namespace.filter(|_| namespaced) {
-        if let Some(msg) = dns1123_label(ns).into_iter().next() {
-            return Some(invalid("metadata.namespace", ns, msg));
-        }
+    if let Some(ns) = namespace.filter(|_| namespaced)
+        && let Some(msg) = dns1123_label(ns).into_iter().next()
+    {
+        return Some(invalid("metadata.namespace", ns, msg));
     }
     let mut labels: Vec<(&str, &str)> = labels.into_iter().collect();
     // Upstream walks a Go map (random order); berth reports the first key
