@@ -234,11 +234,15 @@ pub(super) fn build(
     }
     runs.push(entries);
     runs.reverse();
-    let converted: Vec<Vec<Result<(Entry, Converted), InputError>>> = if threads == 1 {
-        runs.into_iter()
-            .map(|run| convert_run(sources, first, run))
-            .collect()
-    } else {
+    if threads == 1 {
+        // Straight into the snapshot: nothing converted waits in a buffer.
+        for (seq, mut entry) in runs.into_iter().flatten().enumerate() {
+            let c = convert_entry(sources, first + seq, &mut entry)?;
+            b.insert(entry_at(sources, &entry), c);
+        }
+        return Ok(b.finish());
+    }
+    let converted: Vec<Vec<Result<(Entry, Converted), InputError>>> = {
         let mut start = first;
         std::thread::scope(|scope| {
             let handles: Vec<_> = runs
@@ -271,18 +275,7 @@ fn convert_run(
 ) -> Vec<Result<(Entry, Converted), InputError>> {
     let mut out = Vec::with_capacity(run.len());
     for mut entry in run {
-        let result = match &mut entry {
-            Entry::Parsed(doc) => convert_document(seq, doc),
-            Entry::Json(j) => {
-                let s = &sources[j.source];
-                let at = At {
-                    source: &s.name,
-                    index: j.index,
-                    item: j.item,
-                };
-                convert_json(seq, at, &s.text[j.span.clone()], j.has_number)
-            }
-        };
+        let result = convert_entry(sources, seq, &mut entry);
         let failed = result.is_err();
         out.push(result.map(|c| (entry, c)));
         if failed {
@@ -291,6 +284,26 @@ fn convert_run(
         seq += 1;
     }
     out
+}
+
+/// Converts one entry (object number `seq`); a tree is taken out of it.
+fn convert_entry(
+    sources: &[super::load::Source],
+    seq: usize,
+    entry: &mut Entry,
+) -> Result<Converted, InputError> {
+    match entry {
+        Entry::Parsed(doc) => convert_document(seq, doc),
+        Entry::Json(j) => {
+            let s = &sources[j.source];
+            let at = At {
+                source: &s.name,
+                index: j.index,
+                item: j.item,
+            };
+            convert_json(seq, at, &s.text[j.span.clone()], j.has_number)
+        }
+    }
 }
 
 fn entry_at<'a>(sources: &'a [super::load::Source], entry: &'a Entry) -> At<'a> {
@@ -705,44 +718,75 @@ fn convert(ctx: &Ctx<'_>, seq: usize, typed: Typed) -> Result<Object, InputError
     })
 }
 
-/// An object's identity: kind, namespace (empty when cluster-scoped), name.
-type Identity = (&'static str, String, String);
-
 #[derive(Default)]
 struct Builder {
     snap: Snapshot,
-    seen: rustc_hash::FxHashMap<Identity, usize>,
+    seen: Seen,
 }
 
-/// Replaces an earlier object of the same identity, or appends.
+/// The objects added so far, to find a later one of the same identity
+/// (kind, namespace, name). Keyed by the kind and a hash of the namespace
+/// and name, so no names are copied; objects whose hash another identity
+/// of their kind already holds are kept by name in `collided`.
+#[derive(Default)]
+struct Seen {
+    by_hash: rustc_hash::FxHashMap<(u8, u64), usize>,
+    collided: std::collections::HashMap<(u8, String, String), usize>,
+}
+
+/// Replaces an earlier object of the same identity, or appends. `id`
+/// gives an object's namespace (empty when cluster-scoped) and name.
+#[allow(clippy::too_many_arguments)]
 fn upsert<T>(
     list: &mut Vec<T>,
-    seen: &mut rustc_hash::FxHashMap<Identity, usize>,
+    seen: &mut Seen,
     warnings: &mut Vec<String>,
-    id: Identity,
+    (kind_no, kind): (u8, &str),
+    id: fn(&T) -> (&str, &str),
     at: At<'_>,
     item: T,
 ) {
-    match seen.entry(id) {
-        std::collections::hash_map::Entry::Occupied(e) => {
-            let id = e.key();
+    let (ns, name) = id(&item);
+    let key = (kind_no, identity_hash(ns, name));
+    let earlier = match seen.by_hash.get(&key) {
+        Some(&i) if id(&list[i]) == (ns, name) => Some(i),
+        Some(_) => {
+            let exact = (kind_no, ns.to_string(), name.to_string());
+            match seen.collided.get(&exact) {
+                Some(&i) => Some(i),
+                None => {
+                    seen.collided.insert(exact, list.len());
+                    None
+                }
+            }
+        }
+        None => {
+            seen.by_hash.insert(key, list.len());
+            None
+        }
+    };
+    match earlier {
+        Some(i) => {
             warnings.push(format!(
-                "{}: {} {} appears again; the later definition wins",
+                "{}: {kind} {} appears again; the later definition wins",
                 at.place(),
-                id.0,
-                if id.1.is_empty() {
-                    id.2.clone()
+                if ns.is_empty() {
+                    name.to_string()
                 } else {
-                    format!("{}/{}", id.1, id.2)
+                    format!("{ns}/{name}")
                 }
             ));
-            list[*e.get()] = item;
+            list[i] = item;
         }
-        std::collections::hash_map::Entry::Vacant(e) => {
-            e.insert(list.len());
-            list.push(item);
-        }
+        None => list.push(item),
     }
+}
+
+fn identity_hash(ns: &str, name: &str) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut h = rustc_hash::FxHasher::default();
+    (ns, name).hash(&mut h);
+    h.finish()
 }
 
 impl Builder {
@@ -756,65 +800,125 @@ impl Builder {
         };
         let seen = &mut self.seen;
         let w = &mut s.warnings;
-        let cluster = |kind, name: &String| (kind, String::new(), name.clone());
-        let namespaced = |kind, key: &ObjectKey| (kind, key.namespace.clone(), key.name.clone());
         match object {
-            Object::Class(c) => {
-                let id = cluster("StorageClass", &c.name);
-                upsert(&mut s.classes, seen, w, id, at, c);
-            }
-            Object::Volume(v) => {
-                let id = cluster("PersistentVolume", &v.name);
-                upsert(&mut s.volumes, seen, w, id, at, v);
-            }
-            Object::Claim(c) => {
-                let id = namespaced("PersistentVolumeClaim", &c.key);
-                upsert(&mut s.claims, seen, w, id, at, c);
-            }
-            Object::Node(n) => {
-                let id = cluster("Node", &n.name);
-                upsert(&mut s.nodes, seen, w, id, at, n);
-            }
-            Object::CsiNode(n) => {
-                let id = cluster("CSINode", &n.name);
-                upsert(&mut s.csi_nodes, seen, w, id, at, n);
-            }
-            Object::CsiDriver(d) => {
-                let id = cluster("CSIDriver", &d.name);
-                upsert(&mut s.csi_drivers, seen, w, id, at, d);
-            }
-            Object::Capacity(c) => {
-                let id = namespaced("CSIStorageCapacity", &c.key);
-                upsert(&mut s.capacities, seen, w, id, at, c);
-            }
-            Object::Pod(p) => {
-                let id = namespaced("Pod", &p.key);
-                upsert(&mut s.pods, seen, w, id, at, p);
-            }
-            Object::StatefulSet(st) => {
-                let id = namespaced("StatefulSet", &st.key);
-                upsert(&mut s.stateful_sets, seen, w, id, at, st);
-            }
-            Object::Namespace(n) => {
-                let id = cluster("Namespace", &n.name);
-                upsert(&mut s.namespaces, seen, w, id, at, n);
-            }
-            Object::LimitRange(l) => {
-                let id = namespaced("LimitRange", &l.key);
-                upsert(&mut s.limit_ranges, seen, w, id, at, l);
-            }
-            Object::Quota(q) => {
-                let id = namespaced("ResourceQuota", &q.key);
-                upsert(&mut s.quotas, seen, w, id, at, q);
-            }
-            Object::Snapshot(v) => {
-                let id = namespaced("VolumeSnapshot", &v.key);
-                upsert(&mut s.snapshots, seen, w, id, at, v);
-            }
-            Object::SnapshotContent(c) => {
-                let id = cluster("VolumeSnapshotContent", &c.name);
-                upsert(&mut s.snapshot_contents, seen, w, id, at, c);
-            }
+            Object::Class(c) => upsert(
+                &mut s.classes,
+                seen,
+                w,
+                (0, "StorageClass"),
+                |c| ("", &c.name),
+                at,
+                c,
+            ),
+            Object::Volume(v) => upsert(
+                &mut s.volumes,
+                seen,
+                w,
+                (1, "PersistentVolume"),
+                |v| ("", &v.name),
+                at,
+                v,
+            ),
+            Object::Claim(c) => upsert(
+                &mut s.claims,
+                seen,
+                w,
+                (2, "PersistentVolumeClaim"),
+                |c| (&c.key.namespace, &c.key.name),
+                at,
+                c,
+            ),
+            Object::Node(n) => upsert(&mut s.nodes, seen, w, (3, "Node"), |n| ("", &n.name), at, n),
+            Object::CsiNode(n) => upsert(
+                &mut s.csi_nodes,
+                seen,
+                w,
+                (4, "CSINode"),
+                |n| ("", &n.name),
+                at,
+                n,
+            ),
+            Object::CsiDriver(d) => upsert(
+                &mut s.csi_drivers,
+                seen,
+                w,
+                (5, "CSIDriver"),
+                |d| ("", &d.name),
+                at,
+                d,
+            ),
+            Object::Capacity(c) => upsert(
+                &mut s.capacities,
+                seen,
+                w,
+                (6, "CSIStorageCapacity"),
+                |c| (&c.key.namespace, &c.key.name),
+                at,
+                c,
+            ),
+            Object::Pod(p) => upsert(
+                &mut s.pods,
+                seen,
+                w,
+                (7, "Pod"),
+                |p| (&p.key.namespace, &p.key.name),
+                at,
+                p,
+            ),
+            Object::StatefulSet(st) => upsert(
+                &mut s.stateful_sets,
+                seen,
+                w,
+                (8, "StatefulSet"),
+                |st| (&st.key.namespace, &st.key.name),
+                at,
+                st,
+            ),
+            Object::Namespace(n) => upsert(
+                &mut s.namespaces,
+                seen,
+                w,
+                (9, "Namespace"),
+                |n| ("", &n.name),
+                at,
+                n,
+            ),
+            Object::LimitRange(l) => upsert(
+                &mut s.limit_ranges,
+                seen,
+                w,
+                (10, "LimitRange"),
+                |l| (&l.key.namespace, &l.key.name),
+                at,
+                l,
+            ),
+            Object::Quota(q) => upsert(
+                &mut s.quotas,
+                seen,
+                w,
+                (11, "ResourceQuota"),
+                |q| (&q.key.namespace, &q.key.name),
+                at,
+                q,
+            ),
+            Object::Snapshot(v) => upsert(
+                &mut s.snapshots,
+                seen,
+                w,
+                (12, "VolumeSnapshot"),
+                |v| (&v.key.namespace, &v.key.name),
+                at,
+                v,
+            ),
+            Object::SnapshotContent(c) => upsert(
+                &mut s.snapshot_contents,
+                seen,
+                w,
+                (13, "VolumeSnapshotContent"),
+                |c| ("", &c.name),
+                at,
+                c,
+            ),
         }
     }
 
@@ -1130,6 +1234,8 @@ fn volume(ctx: &Ctx<'_>, o: core::PersistentVolume) -> Result<Volume, InputError
     let no_labels = crate::model::Labels::new();
     let mut source = volume_source(&spec, m.labels.as_ref().unwrap_or(&no_labels));
     source.provisioned_by = annotation(m, ANN_PROVISIONED_BY).map(str::to_string);
+    let bound_by_controller = annotation(m, ANN_BOUND_BY_CONTROLLER).is_some();
+    let deleting = m.deletion_timestamp.is_some();
     Ok(Volume {
         name: ctx.name.clone(),
         capacity,
@@ -1144,16 +1250,16 @@ fn volume(ctx: &Ctx<'_>, o: core::PersistentVolume) -> Result<Volume, InputError
             .volume_attributes_class_name
             .clone()
             .unwrap_or_default(),
-        labels: m.labels.clone().unwrap_or_default(),
+        labels: o.metadata.labels.unwrap_or_default(),
         claim_ref,
-        bound_by_controller: annotation(m, ANN_BOUND_BY_CONTROLLER).is_some(),
+        bound_by_controller,
         phase,
         // The API defaults a PV's policy to Retain.
         reclaim_policy: reclaim_policy(
             spec.persistent_volume_reclaim_policy.as_deref(),
             ReclaimPolicy::Retain,
         ),
-        deleting: m.deletion_timestamp.is_some(),
+        deleting,
         node_affinity,
         source,
         origin: ctx.origin(),
@@ -1218,7 +1324,7 @@ fn claim_spec(
 
 fn claim(ctx: &Ctx<'_>, o: core::PersistentVolumeClaim, seq: usize) -> Result<Claim, InputError> {
     let m = &o.metadata;
-    let spec = o.spec.clone().unwrap_or_default();
+    let spec = o.spec.unwrap_or_default();
     let parts = claim_spec(ctx, "spec", m, &spec)?;
     Ok(Claim {
         key: ClaimKey::new(
@@ -1439,4 +1545,48 @@ fn stateful_set(
         origin: ctx.origin(),
         seq,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ns(name: &str, seq: usize) -> Namespace {
+        Namespace {
+            name: name.into(),
+            terminating: false,
+            seq,
+        }
+    }
+
+    #[test]
+    fn duplicates_are_found_when_hashes_collide() {
+        let at = At {
+            source: "f",
+            index: 1,
+            item: None,
+        };
+        let id: fn(&Namespace) -> (&str, &str) = |n| ("", &n.name);
+        let mut list = vec![ns("a", 0)];
+        let mut seen = Seen::default();
+        seen.by_hash.insert((9, identity_hash("", "a")), 0);
+        // Pretend "b" hashes like "a".
+        seen.by_hash.insert((9, identity_hash("", "b")), 0);
+        let mut w = Vec::new();
+        let kind = (9, "Namespace");
+        upsert(&mut list, &mut seen, &mut w, kind, id, at, ns("b", 1));
+        assert_eq!(list.len(), 2);
+        assert!(w.is_empty());
+        upsert(&mut list, &mut seen, &mut w, kind, id, at, ns("b", 2));
+        upsert(&mut list, &mut seen, &mut w, kind, id, at, ns("a", 3));
+        let seqs: Vec<_> = list.iter().map(|n| (n.name.as_str(), n.seq)).collect();
+        assert_eq!(seqs, [("a", 3), ("b", 2)]);
+        assert_eq!(
+            w,
+            [
+                "f: document 1: Namespace b appears again; the later definition wins",
+                "f: document 1: Namespace a appears again; the later definition wins"
+            ]
+        );
+    }
 }
