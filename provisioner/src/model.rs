@@ -285,6 +285,35 @@ impl NodeSelector {
         }
     }
 
+    /// The nodes NodeAffinity's PreFilter narrows a pod to: when every term
+    /// names nodes with `metadata.name In` (ANDed within a term, ORed across
+    /// terms), their union; `None` when some term names none, so every node
+    /// is a candidate. An empty set is upstream's "pod affinity terms
+    /// conflict", which fails the pod on every node; a node outside a set is
+    /// never filtered and counts as "node(s) didn't satisfy plugin(s)
+    /// [NodeAffinity]".
+    pub fn named_nodes(&self) -> Option<std::collections::BTreeSet<&str>> {
+        if self.terms.is_empty() {
+            return None;
+        }
+        let mut union = std::collections::BTreeSet::new();
+        for term in &self.terms {
+            let mut names: Option<std::collections::BTreeSet<&str>> = None;
+            for r in term {
+                let NodeRequirement::NameIn(values) = r else {
+                    continue;
+                };
+                let set = values.iter().map(String::as_str).collect();
+                names = Some(match names {
+                    None => set,
+                    Some(n) => n.intersection(&set).copied().collect(),
+                });
+            }
+            union.extend(names?);
+        }
+        Some(union)
+    }
+
     pub fn matches(&self, node_name: &str, labels: &Labels) -> bool {
         self.terms.iter().any(|term| {
             !term.is_empty()
@@ -439,6 +468,39 @@ mod tests {
             }
             .matches("n1", &l)
         );
+    }
+
+    #[test]
+    fn named_nodes_are_node_affinitys_prefilter_set() {
+        let name_in =
+            |v: &[&str]| NodeRequirement::NameIn(v.iter().map(|s| s.to_string()).collect());
+        let zone = NodeRequirement::Label(LabelRequirement::Exists("zone".into()));
+        let set =
+            |v: &[&'static str]| Some(v.iter().copied().collect::<std::collections::BTreeSet<_>>());
+        let cases = [
+            (vec![], None),
+            (vec![vec![zone.clone()]], None),
+            (vec![vec![name_in(&["n1"])]], set(&["n1"])),
+            (vec![vec![name_in(&["n1"]), zone.clone()]], set(&["n1"])),
+            (
+                vec![vec![name_in(&["n1"])], vec![name_in(&["n2"])]],
+                set(&["n1", "n2"]),
+            ),
+            (vec![vec![name_in(&["n1"])], vec![zone.clone()]], None),
+            (vec![vec![name_in(&["n1"]), name_in(&["n2"])]], set(&[])),
+            (
+                vec![vec![name_in(&["n1", "n2"]), name_in(&["n2", "n3"])]],
+                set(&["n2"]),
+            ),
+            (
+                vec![vec![NodeRequirement::NameNotIn(vec!["n1".into()])]],
+                None,
+            ),
+        ];
+        for (terms, want) in cases {
+            let sel = NodeSelector { terms };
+            assert_eq!(sel.named_nodes(), want, "{sel:?}");
+        }
     }
 
     #[test]

@@ -7,6 +7,7 @@ pub mod csi_driver;
 pub mod images;
 pub mod readme;
 pub mod real_node;
+pub mod scheduling;
 pub mod upstream;
 
 use berth::binding::{self, Plan, Snapshot};

@@ -4,21 +4,18 @@
 //! and the pod's WaitForFirstConsumer claims bound or provisioned on the
 //! chosen node, pods one at a time with each decision visible to the next.
 
-use berth::binding::{Options, Plan, plan_with};
+use berth::binding::Plan;
+use berth_tests::scheduling::{self as sched, pod, scheduled};
 use berth_tests::*;
 
 const RWO: &[&str] = &["ReadWriteOnce"];
 const HOST: &str = "kubernetes.io/hostname";
 
-/// A node; `extra_spec`/`status` are appended under `spec:`/as `status:`.
+/// A node labelled with its hostname, as the kubelet labels it.
 fn node(name: &str, labels: &[(&str, &str)], spec: &str, status: &str) -> String {
-    let mut l = format!("    {HOST}: {name}\n");
-    for (k, v) in labels {
-        l.push_str(&format!("    {k}: {v}\n"));
-    }
-    format!(
-        "apiVersion: v1\nkind: Node\nmetadata:\n  name: {name}\n  labels:\n{l}spec:\n{spec}\nstatus:\n{status}\n---\n"
-    )
+    let mut all = vec![(HOST, name)];
+    all.extend_from_slice(labels);
+    sched::node(name, &all, spec, status)
 }
 
 fn allocatable(cpu: &str, memory: &str, pods: u32) -> String {
@@ -38,23 +35,6 @@ fn local_pv(name: &str, size: &str, node: &str) -> String {
     )
 }
 
-/// A pod without a node using `claims`; `spec` is appended under `spec:`.
-fn pod(name: &str, claims: &[&str], spec: &str) -> String {
-    let vols: String = claims
-        .iter()
-        .enumerate()
-        .map(|(i, c)| format!("  - name: v{i}\n    persistentVolumeClaim:\n      claimName: {c}\n"))
-        .collect();
-    let vols = if vols.is_empty() {
-        String::new()
-    } else {
-        format!("  volumes:\n{vols}")
-    };
-    format!(
-        "apiVersion: v1\nkind: Pod\nmetadata:\n  name: {name}\n  namespace: default\nspec:\n  containers:\n  - name: c\n    image: i\n{spec}\n{vols}---\n"
-    )
-}
-
 fn requests(cpu: &str, memory: &str) -> String {
     format!("    resources:\n      requests:\n        cpu: \"{cpu}\"\n        memory: {memory}")
 }
@@ -65,20 +45,6 @@ fn wffc(name: &str, provisioner: &str, extra: &str) -> String {
         provisioner,
         &format!("volumeBindingMode: WaitForFirstConsumer\n{extra}"),
     )
-}
-
-/// (pod, node or "-", reason or "") for every scheduled pod.
-fn scheduled(p: &Plan) -> Vec<(String, String, String)> {
-    p.scheduling
-        .iter()
-        .map(|s| {
-            (
-                s.pod.name.clone(),
-                s.node.clone().unwrap_or_else(|| "-".into()),
-                s.reason.clone().unwrap_or_default(),
-            )
-        })
-        .collect()
 }
 
 fn run(name: &str, yaml: &str, want: &[(&str, &str, &str)]) -> Plan {
@@ -171,13 +137,7 @@ fn the_aggregate_counts_each_nodes_first_failing_filter() {
         "verdicts only on demand"
     );
     // explain's view: every node with the filter that rejected it.
-    let verdicts = plan_with(
-        &snapshot(&yaml),
-        &Options {
-            node_verdicts: true,
-            ..Options::default()
-        },
-    );
+    let verdicts = sched::plan_with_verdicts(&yaml);
     let got: Vec<(String, &str)> = verdicts.scheduling[0]
         .rejected
         .iter()
@@ -475,4 +435,421 @@ fn a_statefulsets_pods_are_scheduled_from_its_template() {
         bound_volume(&p, "default/data-web-1").as_deref(),
         Some("pv-b")
     );
+}
+
+// The talk's taints, tolerations and affinity examples
+// (`../shared/seeds/000_52c81f18e7231a0f.txt`, "Tainted Love" and "Node
+// Selector and Affinity"), each as the scheduler would judge it.
+
+/// Three nodes, one per taint effect of the talk, all `dedicated=db`.
+fn tainted_nodes() -> String {
+    ["PreferNoSchedule", "NoSchedule", "NoExecute"]
+        .iter()
+        .map(|effect| {
+            node(
+                &effect.to_lowercase(),
+                &[],
+                &sched::taints(&[("dedicated", "db", effect)]),
+                "",
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn the_talks_taint_effects() {
+    // PreferNoSchedule only scores: an intolerant pod still fits there;
+    // NoSchedule and NoExecute both keep it off.
+    let yaml = format!("{}{}", tainted_nodes(), pod("web", &[], ""));
+    run("intolerant", &yaml, &[("web", "prefernoschedule", "")]);
+    let p = sched::plan_with_verdicts(&yaml);
+    for n in ["noschedule", "noexecute"] {
+        assert_eq!(
+            sched::verdict(&p, "web", n),
+            Some((
+                "TaintToleration".to_string(),
+                vec!["node(s) had untolerated taint(s)".to_string()]
+            )),
+            "{n}"
+        );
+    }
+    assert_eq!(sched::verdict(&p, "web", "prefernoschedule"), None);
+    assert_eq!(p.scheduling[0].feasible_nodes, 1);
+}
+
+#[test]
+fn the_talks_tolerations() {
+    let tol = |key, operator, value, effect| sched::Tol {
+        key,
+        operator,
+        value,
+        effect,
+    };
+    // (case, tolerations, the nodes that fit), over the three tainted nodes.
+    let cases: Vec<(&str, Vec<sched::Tol<'_>>, usize)> = vec![
+        (
+            "Equal with the taint's value and effect tolerates that effect only",
+            vec![tol("dedicated", "Equal", "db", "NoSchedule")],
+            2,
+        ),
+        (
+            "Equal with another value tolerates nothing",
+            vec![tol("dedicated", "Equal", "web", "")],
+            1,
+        ),
+        (
+            "Exists tolerates the key whatever its value, for its effect",
+            vec![tol("dedicated", "Exists", "", "NoExecute")],
+            2,
+        ),
+        (
+            "an omitted effect matches every effect of the key and value",
+            vec![tol("dedicated", "Equal", "db", "")],
+            3,
+        ),
+        (
+            "Exists without an effect tolerates every taint of the key",
+            vec![tol("dedicated", "Exists", "", "")],
+            3,
+        ),
+        (
+            "an effect that is not the taint's does not tolerate it",
+            vec![tol("dedicated", "Equal", "db", "PreferNoSchedule")],
+            1,
+        ),
+        (
+            "one toleration per effect",
+            vec![
+                tol("dedicated", "Equal", "db", "NoSchedule"),
+                tol("dedicated", "Exists", "", "NoExecute"),
+            ],
+            3,
+        ),
+    ];
+    for (name, tols, feasible) in cases {
+        let yaml = format!(
+            "{}{}",
+            tainted_nodes(),
+            pod("web", &[], &sched::tolerations(&tols))
+        );
+        let p = plan(&yaml);
+        assert_eq!(p.scheduling[0].feasible_nodes, feasible, "{name}");
+        assert!(p.scheduling[0].node.is_some(), "{name}");
+    }
+}
+
+/// The talk's `with-node-affinity` pod (its YAML, with the list the slide
+/// broke across lines put back): required `kubernetes.io/e2e-az-name In
+/// (e2e-az1, e2e-az2)`, preferred `another-node-label-key In
+/// (another-node-label-value)`.
+const WITH_NODE_AFFINITY: &str = "apiVersion: v1
+kind: Pod
+metadata:
+  name: with-node-affinity
+  namespace: default
+spec:
+  affinity:
+    nodeAffinity:
+      requiredDuringSchedulingIgnoredDuringExecution:
+        nodeSelectorTerms:
+        - matchExpressions:
+          - key: kubernetes.io/e2e-az-name
+            operator: In
+            values:
+            - e2e-az1
+            - e2e-az2
+      preferredDuringSchedulingIgnoredDuringExecution:
+      - weight: 1
+        preference:
+          matchExpressions:
+          - key: another-node-label-key
+            operator: In
+            values:
+            - another-node-label-value
+  containers:
+  - name: with-node-affinity
+    image: k8s.gcr.io/pause:2.0
+---
+";
+
+#[test]
+fn the_talks_node_affinity_pod() {
+    const AZ: &str = "kubernetes.io/e2e-az-name";
+    const PREFERRED: (&str, &str) = ("another-node-label-key", "another-node-label-value");
+    // The preferred label is on a node outside the required zones: it does
+    // not make that node feasible; the zone node without it is the one.
+    let nodes = format!(
+        "{}{}{}",
+        node("az1", &[(AZ, "e2e-az1")], "", ""),
+        node("az3", &[(AZ, "e2e-az3"), PREFERRED], "", ""),
+        node("unlabelled", &[], "", "")
+    );
+    let yaml = format!("{nodes}{WITH_NODE_AFFINITY}");
+    run("zones", &yaml, &[("with-node-affinity", "az1", "")]);
+    let p = sched::plan_with_verdicts(&yaml);
+    for n in ["az3", "unlabelled"] {
+        assert_eq!(
+            sched::verdict(&p, "with-node-affinity", n).map(|v| v.0),
+            Some("NodeAffinity".to_string()),
+            "{n}"
+        );
+    }
+    // Without a node in e2e-az1 or e2e-az2, the preferred term does not help.
+    let yaml = format!(
+        "{}{WITH_NODE_AFFINITY}",
+        node("az3", &[(AZ, "e2e-az3"), PREFERRED], "", "")
+    );
+    run(
+        "no zone",
+        &yaml,
+        &[(
+            "with-node-affinity",
+            "-",
+            "0/1 nodes are available: 1 node(s) didn't match Pod's node affinity/selector.",
+        )],
+    );
+    // e2e-az2 is as good as e2e-az1; the preferred label decides nothing
+    // among feasible nodes (berth's rule: fewest pods, then name).
+    let yaml = format!(
+        "{}{}{WITH_NODE_AFFINITY}",
+        node("a-az2", &[(AZ, "e2e-az2")], "", ""),
+        node("b-az1", &[(AZ, "e2e-az1"), PREFERRED], "", "")
+    );
+    let p = run("both zones", &yaml, &[("with-node-affinity", "a-az2", "")]);
+    assert_eq!(p.scheduling[0].feasible_nodes, 2);
+}
+
+#[test]
+fn the_talks_node_selector_pod() {
+    let nginx = "apiVersion: v1
+kind: Pod
+metadata:
+  name: nginx
+  namespace: default
+  labels:
+    env: test
+spec:
+  containers:
+  - name: nginx
+    image: nginx
+    imagePullPolicy: IfNotPresent
+  nodeSelector:
+    disktype: ssd
+---
+";
+    let yaml = format!(
+        "{}{}{nginx}",
+        node("hdd", &[("disktype", "hdd")], "", ""),
+        node("ssd", &[("disktype", "ssd")], "", "")
+    );
+    run("ssd", &yaml, &[("nginx", "ssd", "")]);
+    let yaml = format!("{}{nginx}", node("hdd", &[("disktype", "hdd")], "", ""));
+    run(
+        "no ssd",
+        &yaml,
+        &[(
+            "nginx",
+            "-",
+            "0/1 nodes are available: 1 node(s) didn't match Pod's node affinity/selector.",
+        )],
+    );
+}
+
+/// The talk's `with-pod-affinity` pod: required podAffinity to pods
+/// labelled `security=S1` in the same zone, preferred podAntiAffinity to
+/// `security=S2`.
+const WITH_POD_AFFINITY: &str = "apiVersion: v1
+kind: Pod
+metadata:
+  name: with-pod-affinity
+  namespace: default
+spec:
+  affinity:
+    podAffinity:
+      requiredDuringSchedulingIgnoredDuringExecution:
+      - labelSelector:
+          matchExpressions:
+          - key: security
+            operator: In
+            values:
+            - S1
+        topologyKey: failure-domain.beta.kubernetes.io/zone
+    podAntiAffinity:
+      preferredDuringSchedulingIgnoredDuringExecution:
+      - weight: 100
+        podAffinityTerm:
+          labelSelector:
+            matchExpressions:
+            - key: security
+              operator: In
+              values:
+              - S2
+          topologyKey: failure-domain.beta.kubernetes.io/zone
+  containers:
+  - name: with-pod-affinity
+    image: k8s.gcr.io/pause:2.0
+---
+";
+
+#[test]
+fn required_inter_pod_affinity_is_not_evaluated_and_the_plan_says_so() {
+    const ZONE: &str = "failure-domain.beta.kubernetes.io/zone";
+    let nodes = format!(
+        "{}{}",
+        node("a", &[(ZONE, "z1")], "", ""),
+        node("b", &[(ZONE, "z2")], "", "")
+    );
+    // No pod labelled security=S1 runs anywhere: the scheduler would keep
+    // this pod pending. berth does not evaluate the term, predicts a node
+    // and warns that the scheduler may refuse it.
+    let p = run(
+        "talk",
+        &format!("{nodes}{WITH_POD_AFFINITY}"),
+        &[("with-pod-affinity", "a", "")],
+    );
+    assert_eq!(
+        sched::pod_warnings(&p, "default/with-pod-affinity"),
+        [
+            "Pod default/with-pod-affinity: requires podAffinity, which berth does not evaluate (inter-pod affinity): the scheduler may reject node \"a\", which berth predicts"
+        ]
+    );
+    // Required anti-affinity is named as such; both kinds together too.
+    let term = |kind: &str, app: &str| {
+        format!(
+            "    {kind}:\n      requiredDuringSchedulingIgnoredDuringExecution:\n      - labelSelector:\n          matchLabels: {{app: {app}}}\n        topologyKey: {ZONE}\n"
+        )
+    };
+    let cases = [
+        ("podAntiAffinity", term("podAntiAffinity", "web")),
+        (
+            "podAffinity and podAntiAffinity",
+            format!(
+                "{}{}",
+                term("podAffinity", "cache"),
+                term("podAntiAffinity", "web")
+            ),
+        ),
+    ];
+    for (named, terms) in cases {
+        let p = plan(&format!(
+            "{nodes}{}",
+            pod("web", &[], &format!("  affinity:\n{terms}"))
+        ));
+        assert_eq!(
+            sched::pod_warnings(&p, "default/web"),
+            [format!(
+                "Pod default/web: requires {named}, which berth does not evaluate (inter-pod affinity): the scheduler may reject node \"a\", which berth predicts"
+            )],
+            "{terms}"
+        );
+    }
+}
+
+#[test]
+fn an_unschedulable_pod_with_inter_pod_affinity_needs_no_warning() {
+    // InterPodAffinity is the scheduler's last filter: nodes the others
+    // reject stay rejected with the same words, so berth's verdict holds.
+    let yaml = format!(
+        "{}{}",
+        node("a", &[], "  unschedulable: true", ""),
+        WITH_POD_AFFINITY
+    );
+    let p = run(
+        "cordoned",
+        &yaml,
+        &[(
+            "with-pod-affinity",
+            "-",
+            "0/1 nodes are available: 1 node(s) were unschedulable.",
+        )],
+    );
+    assert!(p.warnings.is_empty(), "{:?}", p.warnings);
+}
+
+#[test]
+fn a_statefulsets_required_pod_affinity_is_warned_per_pod() {
+    let yaml = format!(
+        "{}apiVersion: apps/v1\nkind: StatefulSet\nmetadata:\n  name: db\n  namespace: default\nspec:\n  replicas: 2\n  serviceName: db\n  selector:\n    matchLabels: {{app: db}}\n  template:\n    metadata:\n      labels: {{app: db}}\n    spec:\n      affinity:\n        podAntiAffinity:\n          requiredDuringSchedulingIgnoredDuringExecution:\n          - labelSelector:\n              matchLabels: {{app: db}}\n            topologyKey: kubernetes.io/hostname\n      containers:\n      - name: c\n        image: i\n---\n",
+        node("a", &[], "", "")
+    );
+    // Both replicas fit on a by every filter berth runs; the scheduler
+    // would put the second nowhere (anti-affinity to the first on the
+    // only host). berth says so for each.
+    let p = run("set", &yaml, &[("db-0", "a", ""), ("db-1", "a", "")]);
+    for pod in ["default/db-0", "default/db-1"] {
+        assert_eq!(
+            sched::pod_warnings(&p, pod).len(),
+            1,
+            "{pod}: {:?}",
+            p.warnings
+        );
+    }
+}
+
+#[test]
+fn a_running_pods_required_anti_affinity_is_warned_when_berth_places_pods() {
+    let running = "apiVersion: v1\nkind: Pod\nmetadata:\n  name: solo\n  namespace: default\n  labels: {app: solo}\nspec:\n  nodeName: a\n  affinity:\n    podAntiAffinity:\n      requiredDuringSchedulingIgnoredDuringExecution:\n      - labelSelector:\n          matchLabels: {app: web}\n        topologyKey: kubernetes.io/hostname\n  containers:\n  - name: c\n    image: i\n---\n";
+    let nodes = node("a", &[], "", "");
+    // Nothing to place: nothing to warn about.
+    let p = plan(&format!("{nodes}{running}"));
+    assert!(p.warnings.is_empty(), "{:?}", p.warnings);
+    let p = run(
+        "placed next to it",
+        &format!("{nodes}{running}{}", pod("web", &[], "")),
+        &[("web", "a", "")],
+    );
+    assert_eq!(
+        sched::pod_warnings(&p, "default/solo"),
+        [
+            "Pod default/solo: requires podAntiAffinity, which berth does not evaluate (inter-pod affinity): the scheduler may keep the pods berth places from node \"a\" and its topology domain"
+        ]
+    );
+    assert!(sched::pod_warnings(&p, "default/web").is_empty());
+}
+
+#[test]
+fn preferred_terms_only_score_and_change_no_filter() {
+    // Preferred node affinity, pod affinity and anti-affinity, and a
+    // PreferNoSchedule taint: the same feasible nodes and choice as a pod
+    // without them, and no warning.
+    let preferred = "  affinity:
+    nodeAffinity:
+      preferredDuringSchedulingIgnoredDuringExecution:
+      - weight: 100
+        preference:
+          matchExpressions:
+          - key: disktype
+            operator: In
+            values: [ssd]
+    podAffinity:
+      preferredDuringSchedulingIgnoredDuringExecution:
+      - weight: 50
+        podAffinityTerm:
+          labelSelector:
+            matchLabels: {app: cache}
+          topologyKey: kubernetes.io/hostname
+    podAntiAffinity:
+      preferredDuringSchedulingIgnoredDuringExecution:
+      - weight: 100
+        podAffinityTerm:
+          labelSelector:
+            matchLabels: {app: web}
+          topologyKey: kubernetes.io/hostname";
+    let nodes = format!(
+        "{}{}{}",
+        node("a", &[("disktype", "hdd")], "", ""),
+        node(
+            "b",
+            &[("disktype", "hdd")],
+            &sched::taints(&[("spot", "", "PreferNoSchedule")]),
+            ""
+        ),
+        node("c", &[("disktype", "ssd")], "  unschedulable: true", "")
+    );
+    let plain = plan(&format!("{nodes}{}", pod("web", &[], "")));
+    let p = plan(&format!("{nodes}{}", pod("web", &[], preferred)));
+    assert_eq!(scheduled(&p), scheduled(&plain));
+    assert_eq!(scheduled(&p), [("web".into(), "a".into(), String::new())]);
+    assert_eq!(p.scheduling[0].feasible_nodes, 2);
+    assert!(p.warnings.is_empty(), "{:?}", p.warnings);
 }

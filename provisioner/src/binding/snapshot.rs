@@ -409,6 +409,24 @@ pub struct PodScheduling {
     /// The pod's effective requests (containers, init containers, sidecars
     /// and overhead, as upstream `PodRequests` adds them).
     pub requests: Resources,
+    /// Required inter-pod affinity terms, which berth does not evaluate:
+    /// the plan warns where it places such a pod.
+    pub inter_pod: InterPodAffinity,
+}
+
+/// Which required inter-pod affinity a pod has
+/// (`requiredDuringSchedulingIgnoredDuringExecution` terms); preferred
+/// terms only score nodes and are not recorded.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct InterPodAffinity {
+    pub affinity: bool,
+    pub anti_affinity: bool,
+}
+
+impl InterPodAffinity {
+    pub fn any(self) -> bool {
+        self.affinity || self.anti_affinity
+    }
 }
 
 /// A claim template of a StatefulSet, already typed.

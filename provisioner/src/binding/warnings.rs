@@ -1,14 +1,14 @@
 //! Findings that do not change the plan but that a person should see:
 //! unknown StorageClass parameters, references to missing objects, quotas
-//! berth does not apply, node-affinity conflicts; and the per-node volume
-//! counts handed to `limits`.
+//! berth does not apply, node-affinity conflicts, inter-pod affinity berth
+//! does not evaluate; and the per-node volume counts handed to `limits`.
 
 use rustc_hash::FxHashMap as HashMap;
 
 use super::admission::Admitted;
 use super::engine::Engine;
 use super::limits::{self, ClaimUse};
-use super::snapshot::PodVolume;
+use super::snapshot::{InterPodAffinity, PodVolume};
 use crate::model::{ClaimKey, Labels};
 
 impl<'s> Engine<'s> {
@@ -164,7 +164,76 @@ impl<'s> Engine<'s> {
                 }
             }
         }
+        w.extend(self.inter_pod_warnings());
         w
+    }
+
+    /// berth does not evaluate inter-pod affinity. The scheduler runs it
+    /// last (InterPodAffinity), so it can only take nodes away: a pod berth
+    /// finds unschedulable stays so with the same message, but a node
+    /// berth predicts for a pod with required terms may be refused, and
+    /// a running pod's required anti-affinity may refuse pods berth places
+    /// next to it. Preferred terms only score nodes and change no filter.
+    fn inter_pod_warnings(&self) -> Vec<String> {
+        let mut flagged: HashMap<(&str, String), InterPodAffinity> = HashMap::default();
+        for p in &self.snap.pods {
+            if p.node_name.is_none() && !p.terminated && p.scheduling.inter_pod.any() {
+                let key = (p.key.namespace.as_str(), p.key.name.clone());
+                flagged.insert(key, p.scheduling.inter_pod);
+            }
+        }
+        for s in self
+            .snap
+            .stateful_sets
+            .iter()
+            .filter(|s| s.scheduling.inter_pod.any())
+        {
+            for ordinal in 0..s.replicas {
+                let key = (
+                    s.key.namespace.as_str(),
+                    format!("{}-{ordinal}", s.key.name),
+                );
+                flagged.entry(key).or_insert(s.scheduling.inter_pod);
+            }
+        }
+        let mut w = Vec::new();
+        let mut placed_any = false;
+        for placement in &self.plan.scheduling {
+            let Some(node) = &placement.node else {
+                continue;
+            };
+            placed_any = true;
+            let key = (placement.pod.namespace.as_str(), placement.pod.name.clone());
+            if let Some(terms) = flagged.get(&key) {
+                w.push(format!(
+                    "Pod {}: requires {}, which berth does not evaluate (inter-pod affinity): the scheduler may reject node {node:?}, which berth predicts",
+                    placement.pod,
+                    terms_named(*terms)
+                ));
+            }
+        }
+        if placed_any {
+            for p in &self.snap.pods {
+                let Some(node) = p.node_name.as_deref() else {
+                    continue;
+                };
+                if !p.terminated && p.scheduling.inter_pod.anti_affinity {
+                    w.push(format!(
+                        "Pod {}: requires podAntiAffinity, which berth does not evaluate (inter-pod affinity): the scheduler may keep the pods berth places from node {node:?} and its topology domain",
+                        p.key
+                    ));
+                }
+            }
+        }
+        w
+    }
+}
+
+fn terms_named(t: InterPodAffinity) -> &'static str {
+    match (t.affinity, t.anti_affinity) {
+        (true, true) => "podAffinity and podAntiAffinity",
+        (true, false) => "podAffinity",
+        _ => "podAntiAffinity",
     }
 }
 
