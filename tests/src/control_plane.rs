@@ -111,6 +111,9 @@ struct Process {
     name: &'static str,
     child: Child,
     log: PathBuf,
+    /// What it was started with, to start it again the same way.
+    bin: PathBuf,
+    args: Vec<String>,
 }
 
 /// A running control plane. Dropping it stops every process it started.
@@ -484,13 +487,60 @@ impl ControlPlane {
         args: &[String],
     ) -> Result<(), ControlPlaneError> {
         let log = self.dir.path().join(format!("{name}.log"));
-        let out = fs::File::create(&log).map_err(io(format!("creating {}", log.display())))?;
-        let err = out.try_clone().map_err(io("cloning a log handle"))?;
-        let mut cmd = Command::new(bin);
-        cmd.args(args).stdin(Stdio::null()).stdout(out).stderr(err);
-        let child = spawn_tied(&mut cmd).map_err(io(format!("starting {}", bin.display())))?;
-        self.processes.push(Process { name, child, log });
+        let child = launch(bin, args, &log, false)?;
+        self.processes.push(Process {
+            name,
+            child,
+            log,
+            bin: bin.to_path_buf(),
+            args: args.to_vec(),
+        });
         Ok(())
+    }
+
+    fn process(&mut self, name: &str) -> Result<&mut Process, ControlPlaneError> {
+        self.processes
+            .iter_mut()
+            .find(|p| p.name == name)
+            .ok_or_else(|| ControlPlaneError::NotReady(format!("no component named {name}")))
+    }
+
+    /// Stops the component `name` (SIGKILL when `crash`, else SIGTERM with
+    /// a grace period), reaps it and starts it again with the same binary
+    /// and arguments (so the same ports, certificates and data directory);
+    /// its log goes on in the same file. Returns at once: wait for what
+    /// depends on it, e.g. with [`ControlPlane::wait_api_ready`].
+    pub fn restart_component(&mut self, name: &str, crash: bool) -> Result<(), ControlPlaneError> {
+        let p = self.process(name)?;
+        if crash {
+            let _ = p.child.kill();
+            let _ = p.child.wait();
+        } else {
+            stop_child(&mut p.child, Duration::from_secs(10));
+        }
+        p.child = launch(&p.bin, &p.args, &p.log, true)?;
+        Ok(())
+    }
+
+    /// kill -9 of kube-apiserver, started again on the same port,
+    /// certificates and flags; returns once `/readyz` is ok.
+    pub async fn restart_apiserver(&mut self) -> Result<(), ControlPlaneError> {
+        self.restart_component("kube-apiserver", true)?;
+        self.wait_api_ready().await
+    }
+
+    /// etcd stopped (SIGTERM) and started again on the same data directory
+    /// and ports; returns once the API server's `/readyz` is ok again.
+    pub async fn restart_etcd(&mut self) -> Result<(), ControlPlaneError> {
+        self.restart_component("etcd", false)?;
+        self.wait_api_ready().await
+    }
+
+    /// Waits until the API server's `/readyz` is ok (its storage included),
+    /// failing with the log tail of any component that exited meanwhile.
+    pub async fn wait_api_ready(&mut self) -> Result<(), ControlPlaneError> {
+        let client = client_from(&self.kubeconfig).await?;
+        self.wait_ready(&client, "/readyz").await
     }
 
     /// Fails with the log tail of the first component that exited.
@@ -702,6 +752,27 @@ impl Drop for ControlPlane {
     fn drop(&mut self) {
         self.stop();
     }
+}
+
+/// Starts `bin args` with stdout and stderr to `log` (appended to when
+/// `append`, else truncated), tied to the test process.
+fn launch(
+    bin: &Path,
+    args: &[String],
+    log: &Path,
+    append: bool,
+) -> Result<Child, ControlPlaneError> {
+    let out = fs::OpenOptions::new()
+        .create(true)
+        .write(true)
+        .append(append)
+        .truncate(!append)
+        .open(log)
+        .map_err(io(format!("opening {}", log.display())))?;
+    let err = out.try_clone().map_err(io("cloning a log handle"))?;
+    let mut cmd = Command::new(bin);
+    cmd.args(args).stdin(Stdio::null()).stdout(out).stderr(err);
+    spawn_tied(&mut cmd).map_err(io(format!("starting {}", bin.display())))
 }
 
 /// Spawns `cmd` so that it is SIGKILLed if the spawning thread's process
@@ -1387,18 +1458,7 @@ impl Cluster {
     /// `nodeSelector`). Retried until the namespace's ServiceAccount, which
     /// admission requires, exists.
     pub async fn pod(&self, ns: &str, name: &str, claim: &str, spec: serde_json::Value) {
-        let mut s = serde_json::json!({
-            "containers": [{ "name": "app", "image": "registry.invalid/app:1" }],
-            "volumes": [{ "name": "data", "persistentVolumeClaim": { "claimName": claim } }],
-        });
-        if let (Some(base), serde_json::Value::Object(more)) = (s.as_object_mut(), spec) {
-            base.extend(more);
-        }
-        let pod: Pod = serde_json::from_value(serde_json::json!({
-            "metadata": { "name": name },
-            "spec": s,
-        }))
-        .unwrap();
+        let pod = Self::pod_object(name, claim, spec);
         let pods = self.pods(ns);
         self.wait(
             &format!("pod {ns}/{name} admitted"),
@@ -1414,6 +1474,23 @@ impl Cluster {
             },
         )
         .await
+    }
+
+    /// The pod [`Cluster::pod`] creates, to create elsewhere: no
+    /// `nodeName`, so kube-scheduler places it.
+    pub fn pod_object(name: &str, claim: &str, spec: serde_json::Value) -> Pod {
+        let mut s = serde_json::json!({
+            "containers": [{ "name": "app", "image": "registry.invalid/app:1" }],
+            "volumes": [{ "name": "data", "persistentVolumeClaim": { "claimName": claim } }],
+        });
+        if let (Some(base), serde_json::Value::Object(more)) = (s.as_object_mut(), spec) {
+            base.extend(more);
+        }
+        serde_json::from_value(serde_json::json!({
+            "metadata": { "name": name },
+            "spec": s,
+        }))
+        .unwrap()
     }
 
     /// Polls `check` until it yields a value; panics with every log after `timeout`.
@@ -1521,6 +1598,34 @@ pub fn affinity_nodes(pv: &PersistentVolume) -> Vec<String> {
                 .collect()
         })
         .unwrap_or_default()
+}
+
+/// The one node a berth PV's affinity names, and its volume handle;
+/// panics unless exactly one node is named.
+pub fn placement(pv: &PersistentVolume) -> (String, String) {
+    let nodes = affinity_nodes(pv);
+    assert_eq!(nodes.len(), 1, "one node per volume: {nodes:?}");
+    (nodes[0].clone(), volume_handle(pv).unwrap_or_default())
+}
+
+/// The CSI volume handle of a PV.
+pub fn volume_handle(pv: &PersistentVolume) -> Option<String> {
+    pv.spec
+        .as_ref()
+        .and_then(|s| s.csi.as_ref())
+        .map(|c| c.volume_handle.clone())
+}
+
+/// `berth controller` flags for a replica `identity` electing a leader on
+/// deploy/'s Lease with a short (4 s) lease, so a dead leader is replaced
+/// within seconds.
+pub fn leader_election_flags(identity: &str) -> Vec<String> {
+    vec![
+        "--leader-elect".to_string(),
+        "--leader-election-namespace=berth-system".to_string(),
+        "--leader-election-lease-duration=4".to_string(),
+        format!("--identity={identity}"),
+    ]
 }
 
 #[cfg(test)]

@@ -140,14 +140,18 @@ pub fn repo_root() -> std::path::PathBuf {
 
 /// `GET path` on a loopback HTTP server, returning the body.
 pub async fn http_get(port: u16, path: &str) -> String {
+    try_http_get(port, path)
+        .await
+        .unwrap_or_else(|e| panic!("GET 127.0.0.1:{port}{path}: {e}"))
+}
+
+/// [`http_get`] for a server that may not be listening (yet).
+pub async fn try_http_get(port: u16, path: &str) -> std::io::Result<String> {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let mut s = tokio::net::TcpStream::connect(("127.0.0.1", port))
-        .await
-        .expect("connect");
+    let mut s = tokio::net::TcpStream::connect(("127.0.0.1", port)).await?;
     s.write_all(format!("GET {path} HTTP/1.0\r\nHost: localhost\r\n\r\n").as_bytes())
-        .await
-        .unwrap();
+        .await?;
     let mut out = String::new();
-    s.read_to_string(&mut out).await.unwrap();
-    out
+    s.read_to_string(&mut out).await?;
+    Ok(out)
 }

@@ -14,26 +14,15 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
-use berth_tests::control_plane::{Cluster, NodeSpec, TOPOLOGY_KEY, affinity_nodes};
+use berth_tests::control_plane::{
+    Cluster, NodeSpec, TOPOLOGY_KEY, leader_election_flags, placement,
+};
 use k8s_openapi::api::apps::v1::StatefulSet;
-use k8s_openapi::api::core::v1::{Event, Node, PersistentVolume};
+use k8s_openapi::api::core::v1::{Event, Node};
 use k8s_openapi::api::storage::v1::{CSIStorageCapacity, StorageClass};
 use kube::ResourceExt;
 use kube::api::{Api, DeleteParams, ListParams, PostParams};
 use serde_json::json;
-
-/// The node a PV's affinity names, and its volume handle.
-fn placement(pv: &PersistentVolume) -> (String, String) {
-    let nodes = affinity_nodes(pv);
-    assert_eq!(nodes.len(), 1, "one node per volume: {nodes:?}");
-    let handle = pv
-        .spec
-        .as_ref()
-        .and_then(|s| s.csi.as_ref())
-        .map(|c| c.volume_handle.clone())
-        .unwrap_or_default();
-    (nodes[0].clone(), handle)
-}
 
 /// Every berth PV's volume is on its node's disk and on no other, and no
 /// node holds a volume without a PV; returns node → volumes.
@@ -418,16 +407,8 @@ async fn the_standby_controller_finishes_a_burst_when_the_leader_dies() {
     use k8s_openapi::api::coordination::v1::Lease;
     let nodes = ["node-a", "node-b"].map(|n| NodeSpec::new(n, "8Gi"));
     let mut env = Cluster::start_node_local(&nodes).await;
-    let ha = |id: &str| {
-        vec![
-            "--leader-elect".to_string(),
-            "--leader-election-namespace=berth-system".to_string(),
-            "--leader-election-lease-duration=4".to_string(),
-            format!("--identity={id}"),
-        ]
-    };
     for id in ["replica-a", "replica-b"] {
-        let flags = ha(id);
+        let flags = leader_election_flags(id);
         let flags: Vec<&str> = flags.iter().map(String::as_str).collect();
         env.berth.add_controller(&flags).expect("controller");
     }
