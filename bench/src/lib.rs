@@ -18,6 +18,7 @@
 //! volume (upstream's "claim bound elsewhere").
 
 pub mod cli;
+pub mod cpu;
 pub mod csi_load;
 pub mod render;
 pub mod report;

@@ -312,6 +312,7 @@ impl<'s> Engine<'s> {
             selector: claim.selector.as_ref(),
             attributes_class: &claim.attributes_class,
             node: None,
+            exclude: &[],
         };
         for set in sets {
             let reserved = pre
@@ -601,6 +602,7 @@ impl<'s> Engine<'s> {
                 selector: claim.selector.as_ref(),
                 attributes_class: &claim.attributes_class,
                 node: Some((node, labels)),
+                exclude: &[],
             };
             let found = self.index.smallest_any_set(
                 &self.snap.volumes,

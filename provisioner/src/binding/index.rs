@@ -70,7 +70,7 @@ impl View {
         volumes: &[Volume],
         taken: &[bool],
         request: Quantity,
-        accept: impl Fn(&Volume) -> bool,
+        accept: impl Fn(usize, &Volume) -> bool,
     ) -> Option<usize> {
         let lower = self.capacities.partition_point(|&c| c < request.as_nanos());
         let mut i = self.find_free(lower);
@@ -78,12 +78,28 @@ impl View {
             let v = self.entries[i] as usize;
             if taken[v] {
                 self.next[i] = (i + 1) as u32;
-            } else if accept(&volumes[v]) {
+            } else if accept(v, &volumes[v]) {
                 return Some(v);
             }
             i = self.find_free(i + 1);
         }
         None
+    }
+
+    /// The largest capacity among free accepted entries. Walks down from
+    /// the top without touching the free-list, which only skips forwards.
+    fn largest(
+        &self,
+        volumes: &[Volume],
+        taken: &[bool],
+        accept: impl Fn(&Volume) -> bool,
+    ) -> Option<i128> {
+        self.entries
+            .iter()
+            .zip(&self.capacities)
+            .rev()
+            .find(|&(&e, _)| !taken[e as usize] && accept(&volumes[e as usize]))
+            .map(|(_, &c)| c)
     }
 }
 
@@ -98,6 +114,26 @@ struct Bucket {
     label_views: FxHashMap<String, FxHashMap<String, View>>,
     /// node name → the volumes whose affinity admits that node.
     node_views: FxHashMap<String, View>,
+}
+
+impl Bucket {
+    /// The view of one node: the volumes whose affinity admits it, built on
+    /// first use.
+    fn node_view(&mut self, volumes: &[Volume], node: &str, labels: &Labels) -> Option<&mut View> {
+        if !self.node_views.contains_key(node) {
+            let all = &self.all;
+            let entries = self
+                .affinity
+                .get_or_insert_with(|| AffinityIndex::build(all, volumes))
+                .positions(all, volumes, node, labels)
+                .into_iter()
+                .map(|p| all.entries[p as usize])
+                .collect();
+            self.node_views
+                .insert(node.to_string(), View::new(entries, volumes));
+        }
+        self.node_views.get_mut(node)
+    }
 }
 
 /// Positions (in `Bucket::all`) of volumes by the node label their affinity
@@ -153,10 +189,11 @@ impl AffinityIndex {
             })
             .collect();
         for k in &self.keys {
-            if let Some(v) = labels.get(k) {
-                if let Some(list) = self.by_label.get(&(k.clone(), v.clone())) {
-                    out.extend(list);
-                }
+            if let Some(list) = labels
+                .get(k)
+                .and_then(|v| self.by_label.get(&(k.clone(), v.clone())))
+            {
+                out.extend(list);
             }
         }
         out.sort_unstable();
@@ -171,20 +208,19 @@ pub struct Filter<'a> {
     /// The claim's VolumeAttributesClass: a volume's must be the same
     /// (both unset counts as the same).
     pub attributes_class: &'a str,
-    /// The scheduler path checks PV node affinity against this node.
+    /// The scheduler path: only volumes whose node affinity admits this
+    /// node (the bucket's view of the node holds exactly those).
     pub node: Option<(&'a str, &'a Labels)>,
+    /// Volumes held by a trial (one node's check during scheduling): not
+    /// candidates, yet not taken either, so no view learns to skip them.
+    pub exclude: &'a [usize],
 }
 
 impl Filter<'_> {
-    fn accepts(&self, v: &Volume) -> bool {
-        let labels_ok = self.selector.is_none_or(|sel| sel.matches(&v.labels))
-            && v.attributes_class == self.attributes_class;
-        let node_ok = self.node.is_none_or(|(name, labels)| {
-            v.node_affinity
-                .as_ref()
-                .is_none_or(|aff| aff.matches(name, labels))
-        });
-        labels_ok && node_ok
+    fn accepts(&self, i: usize, v: &Volume) -> bool {
+        self.selector.is_none_or(|sel| sel.matches(&v.labels))
+            && v.attributes_class == self.attributes_class
+            && !self.exclude.contains(&i)
     }
 
     /// One single-valued `In` requirement of the selector, whose label view
@@ -317,20 +353,7 @@ impl VolumeIndex {
         let taken = &self.taken;
         let bucket = &mut self.buckets[id as usize];
         let view = if let Some((node, labels)) = filter.node {
-            if !bucket.node_views.contains_key(node) {
-                let all = &bucket.all;
-                let entries = bucket
-                    .affinity
-                    .get_or_insert_with(|| AffinityIndex::build(all, volumes))
-                    .positions(all, volumes, node, labels)
-                    .into_iter()
-                    .map(|p| all.entries[p as usize])
-                    .collect();
-                bucket
-                    .node_views
-                    .insert(node.to_string(), View::new(entries, volumes));
-            }
-            bucket.node_views.get_mut(node)
+            bucket.node_view(volumes, node, labels)
         } else if let Some((k, val)) = filter.label_in() {
             let by_value = bucket.label_views.entry(k.to_string()).or_default();
             if !by_value.contains_key(val) {
@@ -348,7 +371,43 @@ impl VolumeIndex {
             Some(&mut bucket.all)
         };
         let view = view?;
-        view.smallest(volumes, taken, request, |v| filter.accepts(v))
+        view.smallest(volumes, taken, request, |i, v| filter.accepts(i, v))
+    }
+
+    /// The largest capacity (as `Quantity::as_nanos`) of a free volume of
+    /// the class whose modes contain `wanted`, with the VolumeAttributesClass
+    /// `attributes_class` and node affinity admitting the node: a claim of
+    /// that shape without a selector finds a volume there exactly when it
+    /// asks for no more than this.
+    #[allow(clippy::too_many_arguments)]
+    pub fn largest_on_node(
+        &mut self,
+        volumes: &[Volume],
+        class: &str,
+        mode: VolumeMode,
+        wanted: AccessModes,
+        attributes_class: &str,
+        node: &str,
+        labels: &Labels,
+    ) -> Option<i128> {
+        let ids: Vec<u32> = self
+            .group(class, mode)
+            .iter()
+            .copied()
+            .filter(|&id| self.buckets[id as usize].modes.contains_all(wanted))
+            .collect();
+        let mut best: Option<i128> = None;
+        for id in ids {
+            let found = self.buckets[id as usize]
+                .node_view(volumes, node, labels)
+                .and_then(|view| {
+                    view.largest(volumes, &self.taken, |v| {
+                        v.attributes_class == attributes_class
+                    })
+                });
+            best = best.max(found);
+        }
+        best
     }
 
     /// The scheduler's search: the smallest free volume of the class whose
@@ -387,14 +446,6 @@ impl VolumeIndex {
     pub fn take(&mut self, volume: usize) {
         if let Some(t) = self.taken.get_mut(volume) {
             *t = true;
-        }
-    }
-
-    /// Undoes [`take`](Self::take): a volume taken for a trial (one node's
-    /// check during scheduling) is free again.
-    pub fn release(&mut self, volume: usize) {
-        if let Some(t) = self.taken.get_mut(volume) {
-            *t = false;
         }
     }
 }

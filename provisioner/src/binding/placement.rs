@@ -40,6 +40,25 @@ use super::snapshot::{Node, StorageClass};
 use crate::model::{Labels, NodeSelector};
 use crate::quantity::Quantity;
 
+/// The largest request the capacity check admits on a node.
+#[derive(Debug, Clone, Copy)]
+pub(super) enum Room {
+    /// The provisioner publishes no capacity: any request.
+    Any,
+    /// Up to the largest volume a capacity object reaching the node
+    /// allows; `None`: no object reaches it, so nothing.
+    UpTo(Option<Quantity>),
+}
+
+impl Room {
+    pub(super) fn admits(&self, request: Quantity) -> bool {
+        match self {
+            Room::Any => true,
+            Room::UpTo(limit) => limit.is_some_and(|l| l >= request),
+        }
+    }
+}
+
 fn bytes(q: Quantity) -> i128 {
     q.value_ceil()
 }
@@ -69,14 +88,24 @@ impl<'s> Engine<'s> {
     /// The scheduler's `hasEnoughCapacity` for provisioning `request` of
     /// `class` on `node`.
     pub(super) fn storage_fits(&self, class: &StorageClass, node: &str, request: Quantity) -> bool {
+        self.storage_room(class, node).admits(request)
+    }
+
+    /// What `hasEnoughCapacity` admits for `class` on `node`, whatever the
+    /// request: it compares each capacity object with the request alone
+    /// (nothing planned is subtracted), so this holds for the whole plan.
+    pub(super) fn storage_room(&self, class: &StorageClass, node: &str) -> Room {
         if !self.tracks_capacity(&class.provisioner) {
-            return true;
+            return Room::Any;
         }
         let Some(n) = self.nodes.get(node) else {
-            return false;
+            return Room::UpTo(None);
         };
-        self.capacities_for(&class.name, &n.labels)
-            .any(|c| c.volume_limit().is_some_and(|l| l >= request))
+        Room::UpTo(
+            self.capacities_for(&class.name, &n.labels)
+                .filter_map(|c| c.volume_limit())
+                .max(),
+        )
     }
 
     /// Places the Immediate claims of node-local provisioners that have no

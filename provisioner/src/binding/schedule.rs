@@ -30,6 +30,15 @@
 //! - pods a StatefulSet will create are scheduled too, from its template,
 //!   after the pods that exist, each set's in ordinal order (the
 //!   StatefulSet controller creates them one by one).
+//!
+//! Every pod meets every node, so the per-node check must be cheap: node
+//! state lives in vectors by node position, a rejection's reasons inline,
+//! and for the common pod — one plain WaitForFirstConsumer claim — what a
+//! node offers a claim of that shape (its largest free volume, whether
+//! provisioning there is possible and up to what size) is remembered per
+//! node and forgotten only for the nodes that could see a volume when a
+//! binding takes it. A node's trial never takes the volumes it finds (it
+//! excludes them), so the index's free-lists never learn a false "taken".
 
 use rustc_hash::{FxHashMap as HashMap, FxHashSet as HashSet};
 
@@ -39,9 +48,10 @@ use super::expand::SetPod;
 use super::index::Filter;
 use super::limits::{self, VolumeId, VolumeSets};
 use super::matcher::ClaimView;
+use super::placement::Room;
 use super::plan::{NodeVerdict, PendingReason, PodPlacement};
 use super::snapshot::{Node, Pod, PodScheduling, PodVolume, Resources, Taint, TaintEffect};
-use crate::model::{AccessMode, ClaimKey, ObjectKey};
+use crate::model::{AccessMode, ClaimKey, ObjectKey, VolumeMode};
 
 /// A pod to schedule: one that exists without a node, or one a StatefulSet
 /// will create.
@@ -110,7 +120,8 @@ struct Load {
 
 /// The state scheduling carries from one pod to the next.
 struct State<'p> {
-    load: HashMap<&'p str, Load>,
+    /// By node position (nodes in name order).
+    load: Vec<Load>,
     /// Claims used by pods that are on a node (or placed by berth).
     in_use: HashSet<ClaimKey>,
     volumes: VolumeSets<'p>,
@@ -163,35 +174,67 @@ impl<'s> Engine<'s> {
             return;
         }
         pods.sort_by(|a, b| (a.order, a.key).cmp(&(b.order, b.key)));
-        let mut nodes: Vec<&'s Node> = self.snap.nodes.iter().collect();
-        nodes.sort_by(|a, b| a.name.cmp(&b.name));
+        let nodes = Nodes::new(self.snap.nodes.iter().collect());
         let index_of: HashMap<&ClaimKey, usize> = admitted
             .iter()
             .enumerate()
             .map(|(i, a)| (&a.claim.key, i))
             .collect();
-        let mut state: State<'p> = self.scheduling_state(admitted);
+        let mut state: State<'p> = self.scheduling_state(admitted, &nodes);
+        let facts: Vec<NodeFacts> = nodes
+            .list
+            .iter()
+            .map(|n| NodeFacts {
+                limited: state.limits.keys().any(|(node, _)| *node == n.name),
+                zoned: ZONE_LABELS.iter().any(|k| n.labels.contains_key(*k)),
+            })
+            .collect();
+        let mut cache = ShapeCache::new(nodes.list.len());
         let mut resolved: HashSet<ClaimKey> = HashSet::default();
 
+        // Reused from pod to pod.
+        let mut feasible: Vec<usize> = Vec::with_capacity(nodes.list.len());
+        let mut histogram: Vec<(&'static str, usize)> = Vec::new();
         for pod in &pods {
             let (prefilter, needs) = self.pod_needs(pod, admitted, &index_of, &state);
-            let mut feasible: Vec<&'s Node> = Vec::new();
+            feasible.clear();
+            histogram.clear();
             let mut rejected: Vec<NodeVerdict> = Vec::new();
-            let mut histogram: HashMap<&'static str, usize> = HashMap::default();
             if prefilter.is_none() {
                 let counted = self.pod_volume_ids(pod, admitted, &index_of, &state);
-                for &node in &nodes {
-                    match self.filter_node(pod, node, &needs, &counted, &state, admitted) {
-                        None => feasible.push(node),
+                let shape = self.one_claim_shape(&needs, admitted, &mut cache);
+                for (at, &node) in nodes.list.iter().enumerate() {
+                    let trial = Trial {
+                        at,
+                        node,
+                        facts: &facts[at],
+                    };
+                    let verdict = self.filter_node(
+                        pod, &trial, &needs, shape, &counted, &state, admitted, &mut cache,
+                    );
+                    match verdict {
+                        None => feasible.push(at),
                         Some((filter, reasons)) => {
-                            for r in &reasons {
-                                *histogram.entry(r).or_default() += 1;
+                            for &r in reasons.as_slice() {
+                                // The same constant, usually the same address.
+                                let same = |seen: &str| {
+                                    std::ptr::eq(seen.as_ptr(), r.as_ptr()) && seen.len() == r.len()
+                                        || seen == r
+                                };
+                                match histogram.iter_mut().find(|(seen, _)| same(seen)) {
+                                    Some((_, n)) => *n += 1,
+                                    None => histogram.push((r, 1)),
+                                }
                             }
                             if verdicts {
                                 rejected.push(NodeVerdict {
                                     node: node.name.clone(),
                                     filter,
-                                    reasons: reasons.iter().map(|r| r.to_string()).collect(),
+                                    reasons: reasons
+                                        .as_slice()
+                                        .iter()
+                                        .map(|r| r.to_string())
+                                        .collect(),
                                 });
                             }
                         }
@@ -199,6 +242,7 @@ impl<'s> Engine<'s> {
                 }
             } else if verdicts {
                 rejected = nodes
+                    .list
                     .iter()
                     .map(|n| NodeVerdict {
                         node: n.name.clone(),
@@ -207,32 +251,40 @@ impl<'s> Engine<'s> {
                     })
                     .collect();
             }
-            let chosen = feasible.iter().copied().min_by(|a, b| {
-                let (la, lb) = (state.pods_on(&a.name), state.pods_on(&b.name));
-                (la, &a.name).cmp(&(lb, &b.name))
-            });
+            // Positions follow node names, so the smallest position breaks
+            // a tie on pods by name.
+            let chosen = feasible
+                .iter()
+                .copied()
+                .min_by_key(|&at| (state.load[at].pods, at));
             let reason = match chosen {
                 Some(_) => None,
                 None => Some(fit_error(
-                    nodes.len(),
+                    nodes.list.len(),
                     prefilter.as_ref().map(|p| p.1.as_str()),
                     &histogram,
                 )),
             };
-            if let Some(node) = chosen {
+            if let Some(at) = chosen {
+                let placed = Placed {
+                    at,
+                    node: nodes.list[at],
+                };
                 self.commit(
                     pod,
-                    node,
+                    placed,
                     &needs,
                     admitted,
                     &index_of,
                     &mut state,
                     &mut resolved,
+                    &nodes,
+                    &mut cache,
                 );
             }
             self.plan.scheduling.push(PodPlacement {
                 pod: pod.key.clone(),
-                node: chosen.map(|n| n.name.clone()),
+                node: chosen.map(|at| nodes.list[at].name.clone()),
                 feasible_nodes: feasible.len(),
                 reason,
                 rejected,
@@ -244,7 +296,7 @@ impl<'s> Engine<'s> {
         });
     }
 
-    fn scheduling_state<'p>(&self, admitted: &[Admitted<'s>]) -> State<'p>
+    fn scheduling_state<'p>(&self, admitted: &[Admitted<'s>], nodes: &Nodes<'s>) -> State<'p>
     where
         's: 'p,
     {
@@ -258,15 +310,17 @@ impl<'s> Engine<'s> {
             .iter()
             .map(|a| (&a.claim.key, a.class.as_str()))
             .collect();
-        let mut load: HashMap<&'p str, Load> = HashMap::default();
+        let mut load = vec![Load::default(); nodes.list.len()];
         let mut in_use = HashSet::default();
         for pod in self.snap.pods.iter().filter(|p| !p.terminated) {
             let Some(node) = pod.node_name.as_deref() else {
                 continue;
             };
-            let l = load.entry(node).or_default();
-            l.pods = l.pods.saturating_add(1);
-            l.used.add(&pod.scheduling.requests);
+            if let Some(&at) = nodes.position.get(node) {
+                let l = &mut load[at];
+                l.pods = l.pods.saturating_add(1);
+                l.used.add(&pod.scheduling.requests);
+            }
             for v in &pod.volumes {
                 if let PodVolume::Claim(name) = v {
                     in_use.insert(ClaimKey::new(pod.key.namespace.clone(), name.clone()));
@@ -396,19 +450,56 @@ impl<'s> Engine<'s> {
         }
     }
 
-    /// The first filter that rejects `node` for the pod, with its reasons.
+    /// The shape of the pod's only WaitForFirstConsumer claim, when that is
+    /// all VolumeBinding has to search for it and the claim is plain (no
+    /// selector, data source or selected node): then whether a node has a
+    /// volume or room for it is a cached fact of the node, not a search.
+    fn one_claim_shape<'c>(
+        &self,
+        needs: &[Need],
+        admitted: &'c [Admitted<'s>],
+        cache: &mut ShapeCache<'c>,
+    ) -> Option<(usize, usize)> {
+        let mut delayed = needs.iter().filter_map(|n| match n {
+            Need::Delayed(i) => Some(*i),
+            _ => None,
+        });
+        let (Some(i), None) = (delayed.next(), delayed.next()) else {
+            return None;
+        };
+        let a = &admitted[i];
+        let claim = a.claim.as_ref();
+        if claim.selector.is_some() || claim.data_source.is_some() || claim.selected_node.is_some()
+        {
+            return None;
+        }
+        let key = ShapeKey {
+            class: a.class.as_str(),
+            mode: claim.volume_mode,
+            modes: claim.access_modes.bits(),
+            attributes_class: claim.attributes_class.as_str(),
+        };
+        Some((cache.shape(key), i))
+    }
+
+    /// The first filter that rejects the trial's node for the pod, with its
+    /// reasons.
+    #[allow(clippy::too_many_arguments)]
     fn filter_node(
         &mut self,
         pod: &Candidate<'_>,
-        node: &Node,
+        trial: &Trial<'_>,
         needs: &[Need],
+        shape: Option<(usize, usize)>,
         counted: &[(&str, VolumeId<'_>)],
         state: &State<'_>,
         admitted: &[Admitted<'s>],
-    ) -> Option<(&'static str, Vec<&'static str>)> {
+        cache: &mut ShapeCache<'_>,
+    ) -> Option<(&'static str, Reasons)> {
         let s = pod.scheduling;
+        let node = trial.node;
         if node.unschedulable && !tolerates_unschedulable(s) {
-            return Some((NODE_UNSCHEDULABLE, vec![UNSCHEDULABLE]));
+            return Some((NODE_UNSCHEDULABLE, Reasons::one(UNSCHEDULABLE)));
         }
         if node
             .taints
@@ -416,7 +507,7 @@ impl<'s> Engine<'s> {
             .filter(|t| matches!(t.effect, TaintEffect::NoSchedule | TaintEffect::NoExecute))
             .any(|t| !s.tolerations.iter().any(|tol| tol.tolerates(t)))
         {
-            return Some((TAINT_TOLERATION, vec![UNTOLERATED]));
+            return Some((TAINT_TOLERATION, Reasons::one(UNTOLERATED)));
         }
         let selected = s
             .node_selector
@@ -427,30 +518,119 @@ impl<'s> Engine<'s> {
                 .as_ref()
                 .is_some_and(|a| !a.matches(&node.name, &node.labels))
         {
-            return Some((NODE_AFFINITY, vec![AFFINITY]));
+            return Some((NODE_AFFINITY, Reasons::one(AFFINITY)));
         }
         if let Some(a) = &node.allocatable {
-            let load = state
-                .load
-                .get(node.name.as_str())
-                .copied()
-                .unwrap_or_default();
-            let short = insufficient(&s.requests, a, &load);
+            let short = insufficient(&s.requests, a, &state.load[trial.at]);
             if !short.is_empty() {
                 return Some((NODE_RESOURCES_FIT, short));
             }
         }
-        if over_volume_limit(node, counted, state) {
-            return Some((NODE_VOLUME_LIMITS, vec![MAX_VOLUMES]));
+        if trial.facts.limited && over_volume_limit(node, counted, state) {
+            return Some((NODE_VOLUME_LIMITS, Reasons::one(MAX_VOLUMES)));
         }
-        let binding = self.volume_binding(node, needs, admitted);
-        if !binding.is_empty() {
-            return Some((VOLUME_BINDING, binding));
+        if !needs.is_empty() {
+            let binding = match shape {
+                Some(shape) => self.volume_binding_cached(trial, needs, shape, admitted, cache),
+                None => self.volume_binding(node, needs, admitted),
+            };
+            if !binding.is_empty() {
+                return Some((VOLUME_BINDING, binding));
+            }
         }
-        if self.zone_conflict(node, needs) {
-            return Some((VOLUME_ZONE, vec![ZONE_CONFLICT]));
+        if trial.facts.zoned && self.zone_conflict(node, needs) {
+            return Some((VOLUME_ZONE, Reasons::one(ZONE_CONFLICT)));
         }
         None
+    }
+
+    /// VolumeBinding's reasons from the claims that are bound, named or
+    /// being provisioned; the WaitForFirstConsumer ones go to `delayed`.
+    fn settled_needs(&self, node: &Node, needs: &[Need], delayed: &mut Vec<usize>) -> Reasons {
+        let mut reasons = Reasons::default();
+        for need in needs {
+            let reason = match need {
+                Need::Bound(v) => {
+                    let affinity = self.snap.volumes[*v].node_affinity.as_ref();
+                    affinity
+                        .is_some_and(|a| !a.matches(&node.name, &node.labels))
+                        .then_some(NODE_CONFLICT)
+                }
+                Need::NoVolume => Some(PV_NOT_EXIST),
+                Need::On(n) if *n != node.name => Some(BIND_CONFLICT),
+                Need::On(_) | Need::Anywhere => None,
+                Need::Delayed(i) => {
+                    delayed.push(*i);
+                    None
+                }
+            };
+            if let Some(r) = reason {
+                reasons.add(r);
+            }
+        }
+        reasons
+    }
+
+    /// VolumeBinding's Filter for a pod whose one delayed claim has a
+    /// cached shape: a free volume of that shape on the node as large as
+    /// the request, else provisioning there with room.
+    fn volume_binding_cached(
+        &mut self,
+        trial: &Trial<'_>,
+        needs: &[Need],
+        (shape, claim): (usize, usize),
+        admitted: &[Admitted<'s>],
+        cache: &mut ShapeCache<'_>,
+    ) -> Reasons {
+        let node = trial.node;
+        // The one delayed claim is `claim`; the others are settled.
+        let mut reasons = if needs.len() > 1 {
+            self.settled_needs(node, needs, &mut Vec::new())
+        } else {
+            Reasons::default()
+        };
+        let view = ClaimView::of(&admitted[claim]);
+        let largest = match cache.largest(shape, trial.at) {
+            Some(known) => known,
+            None => {
+                let key = cache.keys[shape];
+                let found = self.index.largest_on_node(
+                    &self.snap.volumes,
+                    key.class,
+                    key.mode,
+                    view.claim.access_modes,
+                    key.attributes_class,
+                    &node.name,
+                    &node.labels,
+                );
+                cache.set_largest(shape, trial.at, found);
+                found
+            }
+        };
+        if largest.is_some_and(|l| l >= view.request.as_nanos()) {
+            return reasons;
+        }
+        let room = match cache.room(shape, trial.at) {
+            Some(known) => known,
+            None => {
+                let room = match self.provision(&view, Some(&node.name)) {
+                    Ok(p) => Some(
+                        self.classes
+                            .get(p.class.as_str())
+                            .map_or(Room::Any, |c| self.storage_room(c, &node.name)),
+                    ),
+                    Err(_) => None,
+                };
+                cache.set_room(shape, trial.at, room);
+                room
+            }
+        };
+        match room {
+            Some(room) if !room.admits(view.request) => reasons.add(NOT_ENOUGH_SPACE),
+            Some(_) => {}
+            None => reasons.add(BIND_CONFLICT),
+        }
+        reasons
     }
 
     /// VolumeBinding's Filter: bound volumes must reach the node; delayed
@@ -461,28 +641,9 @@ impl<'s> Engine<'s> {
         node: &Node,
         needs: &[Need],
         admitted: &[Admitted<'s>],
-    ) -> Vec<&'static str> {
-        let mut reasons: Vec<&'static str> = Vec::new();
-        let add = |r: &'static str, reasons: &mut Vec<&'static str>| {
-            if !reasons.contains(&r) {
-                reasons.push(r);
-            }
-        };
+    ) -> Reasons {
         let mut delayed: Vec<usize> = Vec::new();
-        for need in needs {
-            match need {
-                Need::Bound(v) => {
-                    let affinity = self.snap.volumes[*v].node_affinity.as_ref();
-                    if affinity.is_some_and(|a| !a.matches(&node.name, &node.labels)) {
-                        add(NODE_CONFLICT, &mut reasons);
-                    }
-                }
-                Need::NoVolume => add(PV_NOT_EXIST, &mut reasons),
-                Need::On(n) if *n != node.name => add(BIND_CONFLICT, &mut reasons),
-                Need::On(_) | Need::Anywhere => {}
-                Need::Delayed(i) => delayed.push(*i),
-            }
-        }
+        let mut reasons = self.settled_needs(node, needs, &mut delayed);
         // Smallest request first, as the binder matches them; volumes
         // found are held for the rest of this node's check only.
         delayed.sort_by(|&a, &b| {
@@ -498,6 +659,7 @@ impl<'s> Engine<'s> {
                 selector: claim.selector.as_ref(),
                 attributes_class: &claim.attributes_class,
                 node: Some((&node.name, &node.labels)),
+                exclude: &held,
             };
             let found = self.index.smallest_any_set(
                 &self.snap.volumes,
@@ -508,7 +670,6 @@ impl<'s> Engine<'s> {
                 &filter,
             );
             if let Some(v) = found {
-                self.index.take(v);
                 held.push(v);
                 continue;
             }
@@ -519,24 +680,19 @@ impl<'s> Engine<'s> {
                         .get(p.class.as_str())
                         .is_none_or(|c| self.storage_fits(c, &node.name, view.request));
                     if !fits {
-                        add(NOT_ENOUGH_SPACE, &mut reasons);
+                        reasons.add(NOT_ENOUGH_SPACE);
                     }
                 }
-                Err(_) => add(BIND_CONFLICT, &mut reasons),
+                Err(_) => reasons.add(BIND_CONFLICT),
             }
-        }
-        for v in held {
-            self.index.release(v);
         }
         reasons
     }
 
     /// VolumeZone: a bound volume's zone and region labels must hold the
     /// node's values, when the node has any such label.
+    /// Only for a node with a zone or region label (`NodeFacts::zoned`).
     fn zone_conflict(&self, node: &Node, needs: &[Need]) -> bool {
-        if !ZONE_LABELS.iter().any(|k| node.labels.contains_key(*k)) {
-            return false;
-        }
         needs.iter().any(|need| {
             let Need::Bound(v) = need else {
                 return false;
@@ -552,25 +708,28 @@ impl<'s> Engine<'s> {
         })
     }
 
-    /// Places the pod on `node`: its delayed claims are decided there and
+    /// Places the pod on its node: its delayed claims are decided there and
     /// everything the next pods see is updated.
     #[allow(clippy::too_many_arguments)]
     fn commit<'p>(
         &mut self,
         pod: &Candidate<'p>,
-        node: &'s Node,
+        placed: Placed<'s>,
         needs: &[Need],
         admitted: &[Admitted<'s>],
         index_of: &HashMap<&ClaimKey, usize>,
         state: &mut State<'p>,
         resolved: &mut HashSet<ClaimKey>,
+        nodes: &Nodes<'s>,
+        cache: &mut ShapeCache<'_>,
     ) where
         's: 'p,
     {
+        let node = placed.node;
         if pod.pod.is_some() {
             self.placed.insert(pod.key.clone(), node.name.as_str());
         }
-        let l = state.load.entry(node.name.as_str()).or_default();
+        let l = &mut state.load[placed.at];
         l.pods = l.pods.saturating_add(1);
         l.used.add(&pod.scheduling.requests);
         let delayed: Vec<usize> = needs
@@ -590,6 +749,21 @@ impl<'s> Engine<'s> {
         for b in &self.plan.bindings[bindings..] {
             if let Some(&v) = self.by_name.get(b.volume.as_str()) {
                 state.bound.insert(b.claim.clone(), v);
+                // Every node that could see this volume now sees one less.
+                match self.snap.volumes[v]
+                    .node_affinity
+                    .as_ref()
+                    .and_then(|a| a.as_single_in())
+                {
+                    Some((key, values)) => {
+                        for value in values {
+                            for &at in nodes.labelled(key, value) {
+                                cache.touch(at);
+                            }
+                        }
+                    }
+                    None => cache.touch_all(),
+                }
             }
         }
         for p in &self.plan.provisioning[provisioning..] {
@@ -612,9 +786,181 @@ impl<'s> Engine<'s> {
     }
 }
 
-impl State<'_> {
-    fn pods_on(&self, node: &str) -> i64 {
-        self.load.get(node).map_or(0, |l| l.pods)
+/// The nodes in name order, with lookups by name and by label.
+struct Nodes<'s> {
+    list: Vec<&'s Node>,
+    position: HashMap<&'s str, usize>,
+    /// `key=value` → positions of the nodes with that label.
+    by_label: HashMap<(&'s str, &'s str), Vec<usize>>,
+}
+
+impl<'s> Nodes<'s> {
+    fn new(mut list: Vec<&'s Node>) -> Self {
+        list.sort_by(|a, b| a.name.cmp(&b.name));
+        let position = list
+            .iter()
+            .enumerate()
+            .map(|(at, n)| (n.name.as_str(), at))
+            .collect();
+        let mut by_label: HashMap<(&'s str, &'s str), Vec<usize>> = HashMap::default();
+        for (at, n) in list.iter().enumerate() {
+            for (k, v) in n.labels.iter() {
+                by_label
+                    .entry((k.as_str(), v.as_str()))
+                    .or_default()
+                    .push(at);
+            }
+        }
+        Nodes {
+            list,
+            position,
+            by_label,
+        }
+    }
+
+    fn labelled<'k>(&'k self, key: &'k str, value: &'k str) -> &'k [usize] {
+        // The map's keys live longer than `'k`; looking up with shorter
+        // ones only needs the (covariant) map seen at `'k`.
+        let by_label: &'k HashMap<(&'k str, &'k str), Vec<usize>> = &self.by_label;
+        by_label.get(&(key, value)).map_or(&[], Vec::as_slice)
+    }
+}
+
+/// Facts of a node that hold for the whole run.
+struct NodeFacts {
+    /// Some CSINode count applies to it.
+    limited: bool,
+    /// It has a zone or region label (VolumeZone looks at it).
+    zoned: bool,
+}
+
+/// One node being checked for a pod.
+struct Trial<'a> {
+    at: usize,
+    node: &'a Node,
+    facts: &'a NodeFacts,
+}
+
+/// The node chosen for a pod.
+#[derive(Clone, Copy)]
+struct Placed<'s> {
+    at: usize,
+    node: &'s Node,
+}
+
+/// What a plain WaitForFirstConsumer claim's search depends on besides
+/// its request and the node.
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+struct ShapeKey<'c> {
+    class: &'c str,
+    mode: VolumeMode,
+    modes: u8,
+    attributes_class: &'c str,
+}
+
+/// A node's largest free capacity for a shape, with the node's stamp when
+/// it was found.
+type Stamped = (u64, Option<i128>);
+
+/// Per claim shape and node: the largest free volume there (valid until a
+/// binding touches the node) and whether provisioning there is possible
+/// and up to what size (valid for the whole run: the capacity check does
+/// not subtract what is planned).
+struct ShapeCache<'c> {
+    ids: HashMap<ShapeKey<'c>, usize>,
+    keys: Vec<ShapeKey<'c>>,
+    /// Per shape, per node: (stamp when computed, largest free capacity).
+    largest: Vec<Vec<Option<Stamped>>>,
+    /// Per shape, per node: `None` inside when it cannot be provisioned.
+    room: Vec<Vec<Option<Option<Room>>>>,
+    /// Per node: bumped when a volume it could see is bound.
+    touched: Vec<u32>,
+    /// Bumped when a volume every node could see is bound.
+    epoch: u32,
+}
+
+impl<'c> ShapeCache<'c> {
+    fn new(nodes: usize) -> Self {
+        ShapeCache {
+            ids: HashMap::default(),
+            keys: Vec::new(),
+            largest: Vec::new(),
+            room: Vec::new(),
+            touched: vec![0; nodes],
+            epoch: 0,
+        }
+    }
+
+    fn shape(&mut self, key: ShapeKey<'c>) -> usize {
+        let nodes = self.touched.len();
+        *self.ids.entry(key).or_insert_with(|| {
+            self.keys.push(key);
+            self.largest.push(vec![None; nodes]);
+            self.room.push(vec![None; nodes]);
+            self.keys.len() - 1
+        })
+    }
+
+    fn stamp(&self, at: usize) -> u64 {
+        (u64::from(self.epoch) << 32) | u64::from(self.touched[at])
+    }
+
+    fn largest(&self, shape: usize, at: usize) -> Option<Option<i128>> {
+        self.largest[shape][at]
+            .filter(|(stamp, _)| *stamp == self.stamp(at))
+            .map(|(_, largest)| largest)
+    }
+
+    fn set_largest(&mut self, shape: usize, at: usize, largest: Option<i128>) {
+        self.largest[shape][at] = Some((self.stamp(at), largest));
+    }
+
+    fn room(&self, shape: usize, at: usize) -> Option<Option<Room>> {
+        self.room[shape][at]
+    }
+
+    fn set_room(&mut self, shape: usize, at: usize, room: Option<Room>) {
+        self.room[shape][at] = Some(room);
+    }
+
+    fn touch(&mut self, at: usize) {
+        self.touched[at] = self.touched[at].wrapping_add(1);
+    }
+
+    fn touch_all(&mut self) {
+        self.epoch = self.epoch.wrapping_add(1);
+    }
+}
+
+/// A filter's reasons for rejecting a node, each once: at most four (the
+/// four of NodeResourcesFit, or VolumeBinding's four), kept inline since
+/// most nodes checked for most pods are rejected.
+#[derive(Clone, Copy, Default)]
+struct Reasons {
+    list: [&'static str; 4],
+    len: usize,
+}
+
+impl Reasons {
+    fn one(r: &'static str) -> Self {
+        let mut out = Reasons::default();
+        out.add(r);
+        out
+    }
+
+    fn add(&mut self, r: &'static str) {
+        if self.len < self.list.len() && !self.as_slice().contains(&r) {
+            self.list[self.len] = r;
+            self.len += 1;
+        }
+    }
+
+    fn as_slice(&self) -> &[&'static str] {
+        &self.list[..self.len]
+    }
+
+    fn is_empty(&self) -> bool {
+        self.len == 0
     }
 }
 
@@ -629,16 +975,16 @@ fn tolerates_unschedulable(s: &PodScheduling) -> bool {
 }
 
 /// NodeResourcesFit's reasons, in its order.
-fn insufficient(req: &Resources, alloc: &Resources, load: &Load) -> Vec<&'static str> {
-    let mut out = Vec::new();
+fn insufficient(req: &Resources, alloc: &Resources, load: &Load) -> Reasons {
+    let mut out = Reasons::default();
     if load.pods.saturating_add(1) > alloc.pods {
-        out.push("Too many pods");
+        out.add("Too many pods");
     }
     if req.milli_cpu > 0 && req.milli_cpu > alloc.milli_cpu.saturating_sub(load.used.milli_cpu) {
-        out.push("Insufficient cpu");
+        out.add("Insufficient cpu");
     }
     if req.memory > 0 && req.memory > alloc.memory.saturating_sub(load.used.memory) {
-        out.push("Insufficient memory");
+        out.add("Insufficient memory");
     }
     if req.ephemeral_storage > 0
         && req.ephemeral_storage
@@ -646,7 +992,7 @@ fn insufficient(req: &Resources, alloc: &Resources, load: &Load) -> Vec<&'static
                 .ephemeral_storage
                 .saturating_sub(load.used.ephemeral_storage)
     {
-        out.push("Insufficient ephemeral-storage");
+        out.add("Insufficient ephemeral-storage");
     }
     out
 }
@@ -654,32 +1000,29 @@ fn insufficient(req: &Resources, alloc: &Resources, load: &Load) -> Vec<&'static
 /// NodeVolumeLimits: the pod's volumes new to the node, per driver, on top
 /// of the node's, above the CSINode's count.
 fn over_volume_limit(node: &Node, counted: &[(&str, VolumeId<'_>)], state: &State<'_>) -> bool {
-    let mut new: HashMap<&str, HashSet<&VolumeId<'_>>> = HashMap::default();
-    for (driver, id) in counted {
-        let on_node = state
-            .volumes
-            .get(&(node.name.as_str(), *driver))
-            .is_some_and(|ids| ids.contains(id));
-        if !on_node {
-            new.entry(driver).or_default().insert(id);
+    // A pod has a handful of volumes: pairwise loops beat building sets
+    // for every node checked.
+    counted.iter().enumerate().any(|(i, (driver, _))| {
+        if counted[..i].iter().any(|(d, _)| d == driver) {
+            return false;
         }
-    }
-    new.iter().any(|(driver, ids)| {
-        state
-            .limits
-            .get(&(node.name.as_str(), *driver))
-            .is_some_and(|&limit| {
-                let current = state
-                    .volumes
-                    .get(&(node.name.as_str(), *driver))
-                    .map_or(0, |s| s.len());
-                current + ids.len() > limit as usize
-            })
+        let Some(&limit) = state.limits.get(&(node.name.as_str(), *driver)) else {
+            return false;
+        };
+        let on_node = state.volumes.get(&(node.name.as_str(), *driver));
+        let mut new = 0usize;
+        for (j, (d, id)) in counted.iter().enumerate() {
+            let first = !counted[..j].iter().any(|(d2, id2)| d2 == d && id2 == id);
+            if d == driver && first && !on_node.is_some_and(|ids| ids.contains(id)) {
+                new += 1;
+            }
+        }
+        on_node.map_or(0, |ids| ids.len()) + new > limit as usize
     })
 }
 
 /// The scheduler's FitError message, without the preemption sentence.
-fn fit_error(nodes: usize, prefilter: Option<&str>, histogram: &HashMap<&str, usize>) -> String {
+fn fit_error(nodes: usize, prefilter: Option<&str>, histogram: &[(&str, usize)]) -> String {
     if nodes == 0 {
         return NO_NODES.to_string();
     }
