@@ -674,20 +674,7 @@ pub struct SyncCase {
 /// Each is a bug in the core, open until fixed; the runners assert that
 /// each still diverges, so a fix turns the run red until the case leaves
 /// this list (and README's count of open divergences drops).
-pub const OPEN_DIVERGENCES: &[(&str, &str)] = &[
-    (
-        "TestNodeAffinity/Pod with matchFields using In operator that does not match the existing node",
-        "NodeAffinity's PreFilter: when every term names nodes (matchFields metadata.name In), the scheduler filters only those and counts the others as \"node(s) didn't satisfy plugin(s) [NodeAffinity]\"; berth runs Filter on every node (NodeSelector::named_nodes gives the set; schedule.rs does not use it yet)",
-    ),
-    (
-        "TestNodeAffinity/Pod with one term: matchFields does not match, but matchExpressions matches",
-        "NodeAffinity's PreFilter node set, as above",
-    ),
-    (
-        "TestNodeAffinity/Pod with two conflicting mach field requirements",
-        "NodeAffinity's PreFilter fails the pod everywhere with \"pod affinity terms conflict\" when the named node set is empty (NodeSelector::named_nodes gives Some(empty)); berth reports each node's Filter instead",
-    ),
-];
+pub const OPEN_DIVERGENCES: &[(&str, &str)] = &[];
 
 /// Whether `case` is one of [`OPEN_DIVERGENCES`].
 pub fn is_open_divergence(case: &str) -> bool {

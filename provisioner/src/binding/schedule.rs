@@ -9,9 +9,13 @@
 //! (bound volumes' node affinity; for WaitForFirstConsumer claims a free
 //! volume on the node or provisioning there: `allowedTopologies` and
 //! CSIStorageCapacity) and VolumeZone. Before them, the PreFilter checks
-//! that fail a pod on every node at once: a ReadWriteOncePod claim already
-//! in use, a claim that does not exist or is being deleted, an unbound
-//! Immediate claim.
+//! that fail a pod on every node at once: node affinity whose terms all
+//! name nodes (`metadata.name In`) but no node in common ("pod affinity
+//! terms conflict"), a ReadWriteOncePod claim already in use, a claim that
+//! does not exist or is being deleted, an unbound Immediate claim. When
+//! every term names nodes, only those are filtered; the others count as
+//! "node(s) didn't satisfy plugin(s) [NodeAffinity]", as the scheduler
+//! reports nodes its PreFilter left out.
 //!
 //! Where berth chooses (documented, deterministic; upstream's scoring is
 //! not reproduced, so the real scheduler may pick another feasible node):
@@ -88,6 +92,9 @@ const ZONE_CONFLICT: &str = "node(s) had no available volume zone";
 const RWOP_CONFLICT: &str = "node(s) unavailable due to PersistentVolumeClaim with ReadWriteOncePod access mode already in-use by another pod";
 const UNBOUND_IMMEDIATE: &str = "pod has unbound immediate PersistentVolumeClaims";
 const NO_NODES: &str = "no nodes available to schedule pods";
+/// A node outside the names NodeAffinity's PreFilter narrowed the pod to.
+const NOT_NAMED: &str = "node(s) didn't satisfy plugin(s) [NodeAffinity]";
+const TERMS_CONFLICT: &str = "pod affinity terms conflict";
 
 /// The labels VolumeZone compares between a bound volume and a node.
 const ZONE_LABELS: [&str; 4] = [
@@ -196,7 +203,20 @@ impl<'s> Engine<'s> {
         let mut feasible: Vec<usize> = Vec::with_capacity(nodes.list.len());
         let mut histogram: Vec<(&'static str, usize)> = Vec::new();
         for pod in &pods {
-            let (prefilter, needs) = self.pod_needs(pod, admitted, &index_of, &state);
+            // NodeAffinity's PreFilter runs first: a pod whose every term
+            // names nodes is tried on those alone, and none is a conflict.
+            let named = pod
+                .scheduling
+                .affinity
+                .as_ref()
+                .and_then(|a| a.named_nodes());
+            let (prefilter, needs) = match &named {
+                Some(names) if names.is_empty() => (
+                    Some((NODE_AFFINITY, TERMS_CONFLICT.to_string())),
+                    Vec::new(),
+                ),
+                _ => self.pod_needs(pod, admitted, &index_of, &state),
+            };
             feasible.clear();
             histogram.clear();
             let mut rejected: Vec<NodeVerdict> = Vec::new();
@@ -209,9 +229,16 @@ impl<'s> Engine<'s> {
                         node,
                         facts: &facts[at],
                     };
-                    let verdict = self.filter_node(
-                        pod, &trial, &needs, shape, &counted, &state, admitted, &mut cache,
-                    );
+                    let unnamed = named
+                        .as_ref()
+                        .is_some_and(|names| !names.contains(node.name.as_str()));
+                    let verdict = if unnamed {
+                        Some((NODE_AFFINITY, Reasons::one(NOT_NAMED)))
+                    } else {
+                        self.filter_node(
+                            pod, &trial, &needs, shape, &counted, &state, admitted, &mut cache,
+                        )
+                    };
                     match verdict {
                         None => feasible.push(at),
                         Some((filter, reasons)) => {
