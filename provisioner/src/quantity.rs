@@ -356,6 +356,22 @@ mod tests {
         }
     }
 
+    /// Found by the fuzz target (`tests/fuzz/fuzz_targets/quantity.rs`):
+    /// a binary quantity that is a whole number of bytes but no whole
+    /// number of any binary unit prints without a suffix, as upstream's
+    /// `CanonicalizeBytes` does, and that text reads back as a decimal
+    /// quantity, so a second print differs (upstream too: `62.5Ki` →
+    /// `64000` → `64k`). The value never changes.
+    #[test]
+    fn a_binary_quantity_printed_without_suffix_reads_back_decimal() {
+        let first = q("62.5Ki");
+        assert_eq!(first.to_string(), "64000");
+        let second = q(&first.to_string());
+        assert_eq!(second.cmp(&first), Ordering::Equal);
+        assert_eq!(second.to_string(), "64k");
+        assert_eq!(q("64k").to_string(), "64k");
+    }
+
     #[test]
     fn bad_inputs_are_errors_not_panics() {
         for s in [
