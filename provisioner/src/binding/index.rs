@@ -318,6 +318,16 @@ impl VolumeIndex {
             .collect()
     }
 
+    /// The buckets of a (class, mode) group whose access modes contain
+    /// `wanted`, as owned ids so the caller may search them mutably.
+    fn buckets_serving(&self, class: &str, mode: VolumeMode, wanted: AccessModes) -> Vec<u32> {
+        self.group(class, mode)
+            .iter()
+            .copied()
+            .filter(|&id| self.buckets[id as usize].modes.contains_all(wanted))
+            .collect()
+    }
+
     fn group(&self, class: &str, mode: VolumeMode) -> &[u32] {
         self.groups
             .get(class)
@@ -390,12 +400,7 @@ impl VolumeIndex {
         node: &str,
         labels: &Labels,
     ) -> Option<i128> {
-        let ids: Vec<u32> = self
-            .group(class, mode)
-            .iter()
-            .copied()
-            .filter(|&id| self.buckets[id as usize].modes.contains_all(wanted))
-            .collect();
+        let ids = self.buckets_serving(class, mode, wanted);
         let mut best: Option<i128> = None;
         for id in ids {
             let found = self.buckets[id as usize]
@@ -421,12 +426,7 @@ impl VolumeIndex {
         request: Quantity,
         filter: &Filter<'_>,
     ) -> Option<usize> {
-        let ids: Vec<u32> = self
-            .group(class, mode)
-            .iter()
-            .copied()
-            .filter(|&id| self.buckets[id as usize].modes.contains_all(wanted))
-            .collect();
+        let ids = self.buckets_serving(class, mode, wanted);
         let mut best: Option<usize> = None;
         for id in ids {
             if let Some(v) = self.smallest_in_bucket(volumes, id, request, filter) {
