@@ -27,6 +27,8 @@ use serde_json::Value;
 
 const NODE: &str = "node-a";
 const NS: &str = "shop";
+/// berth's provisioning intent on a claim (controller/intent.rs).
+const INTENT: &str = "csi.berth.dev/provisioning";
 
 fn manifest() -> std::path::PathBuf {
     repo_root().join("tests/e2e/static-binding.yaml")
@@ -258,7 +260,30 @@ async fn bind_mode_binds_exactly_what_dry_run_predicts() {
         "the event names the volume"
     );
     event(&env, NS, "nothing-fits", "ProvisioningFailed").await;
-    event(&env, NS, "dynamic", "ExternalProvisioning").await;
+    // berth placed `dynamic` for its own agent, which made it at once: the
+    // agent says so, and the binder's "waiting for the external
+    // provisioner" stays unsaid (it speaks only after a quiet time, below).
+    event(&env, NS, "dynamic", "ProvisioningSucceeded").await;
+    let said: Vec<String> = env
+        .events_for(NS, "dynamic")
+        .await
+        .into_iter()
+        .filter_map(|e| e.reason)
+        .collect();
+    assert!(
+        !said.iter().any(|r| r == "ExternalProvisioning"),
+        "{said:?}"
+    );
+    // The binding write settled the provisioning intent: a bound claim
+    // carries no berth finalizer.
+    assert!(
+        !claim(&env, "dynamic")
+            .await
+            .finalizers()
+            .iter()
+            .any(|f| f == INTENT),
+        "dynamic still holds {INTENT}"
+    );
     for name in ["too-big", "nothing-fits"] {
         let c = claim(&env, name).await;
         assert_eq!(
@@ -302,6 +327,43 @@ async fn bind_mode_binds_exactly_what_dry_run_predicts() {
         .expect("delete dynamic");
     env.wait_pv_gone(&format!("pvc-{}", dynamic.uid().expect("uid")))
         .await;
+
+    // A claim placed for an agent that does not answer: placed with its
+    // intent in one write, and said to wait for the provisioner once the
+    // quiet time is over.
+    env.agent(NODE).kill();
+    let slow: PersistentVolumeClaim = serde_json::from_value(serde_json::json!({
+        "metadata": { "name": "slow", "namespace": NS },
+        "spec": {
+            "storageClassName": "fast",
+            "accessModes": ["ReadWriteOnce"],
+            "resources": { "requests": { "storage": "64Mi" } },
+        },
+    }))
+    .expect("claim");
+    env.claims(NS)
+        .create(&Default::default(), &slow)
+        .await
+        .expect("create slow");
+    let waiting = event(&env, NS, "slow", "ExternalProvisioning").await;
+    assert!(
+        waiting
+            .message
+            .unwrap_or_default()
+            .contains("external provisioner 'csi.berth.dev'"),
+        "upstream's words"
+    );
+    let slow = claim(&env, "slow").await;
+    assert_eq!(
+        annotation(&slow, "volume.kubernetes.io/selected-node"),
+        Some(NODE)
+    );
+    assert!(
+        slow.finalizers().iter().any(|f| f == INTENT),
+        "the placing write records the intent: {:?}",
+        slow.finalizers()
+    );
+    assert_ne!(slow.status.and_then(|s| s.phase).as_deref(), Some("Bound"));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -1,9 +1,11 @@
-//! The typed objects of a live cluster that the planner reads, and their
-//! conversion to manifest [`Document`]s in creation order.
+//! The typed objects of a live cluster that the planner reads, in creation
+//! order: as the manifest converter's typed input ([`LiveObjects::snapshot`],
+//! what the binder plans from every round, with no JSON in between) or as
+//! manifest [`Document`]s (`dry-run --from-cluster`, whose manifests are
+//! applied on top).
 //!
-//! Going through the manifest converter (rather than a second typed path)
-//! keeps one place that knows how a Kubernetes object becomes a snapshot
-//! value; the JSON round trip costs milliseconds per thousand objects.
+//! Both go through the manifest converter, so one place knows how a
+//! Kubernetes object becomes a snapshot value.
 
 use std::sync::Arc;
 
@@ -12,11 +14,10 @@ use k8s_openapi::api::core::v1::{
     LimitRange, Namespace, Node, PersistentVolume, PersistentVolumeClaim, Pod, ResourceQuota,
 };
 use k8s_openapi::api::storage::v1::{CSIDriver, CSINode, CSIStorageCapacity, StorageClass};
-use kube::ResourceExt;
 use serde::Serialize;
 
 use crate::binding::Snapshot;
-use crate::manifest::{Document, InputError, to_snapshot};
+use crate::manifest::{Document, InputError, Typed, to_snapshot_typed};
 
 /// Everything the planner looks at, as the API server returned it.
 #[derive(Debug, Clone, Default)]
@@ -64,6 +65,83 @@ pub fn pod_is_unfinished(pod: &Pod) -> bool {
 /// cluster read twice gives the same documents in the same order.
 type Order = (i64, u8, String, String);
 
+fn order(rank: u8, meta: &kube::api::ObjectMeta) -> Order {
+    let created = meta
+        .creation_timestamp
+        .as_ref()
+        .map_or(i64::MIN, |t| t.0.as_second());
+    (
+        created,
+        rank,
+        meta.namespace.clone().unwrap_or_default(),
+        meta.name.clone().unwrap_or_default(),
+    )
+}
+
+/// One live object, borrowed from its cache until it is converted.
+pub enum LiveObject<'a> {
+    Namespace(&'a Namespace),
+    Class(&'a StorageClass),
+    Node(&'a Node),
+    CsiNode(&'a CSINode),
+    CsiDriver(&'a CSIDriver),
+    Capacity(&'a CSIStorageCapacity),
+    LimitRange(&'a LimitRange),
+    Quota(&'a ResourceQuota),
+    Volume(&'a PersistentVolume),
+    StatefulSet(&'a StatefulSet),
+    Claim(&'a PersistentVolumeClaim),
+    Pod(&'a Pod),
+    /// Already decoded (VolumeSnapshots and their contents).
+    Decoded(Typed),
+}
+
+impl LiveObject<'_> {
+    /// The converter's input: a copy of the object (the cache keeps its own).
+    pub fn to_typed(&self) -> Typed {
+        match self {
+            LiveObject::Namespace(o) => Typed::Namespace((*o).clone()),
+            LiveObject::Class(o) => Typed::StorageClass((*o).clone()),
+            LiveObject::Node(o) => Typed::Node((*o).clone()),
+            LiveObject::CsiNode(o) => Typed::CsiNode((*o).clone()),
+            LiveObject::CsiDriver(o) => Typed::CsiDriver((*o).clone()),
+            LiveObject::Capacity(o) => Typed::CsiStorageCapacity((*o).clone()),
+            LiveObject::LimitRange(o) => Typed::LimitRange((*o).clone()),
+            LiveObject::Quota(o) => Typed::ResourceQuota((*o).clone()),
+            LiveObject::Volume(o) => Typed::PersistentVolume((*o).clone()),
+            LiveObject::StatefulSet(o) => Typed::StatefulSet((*o).clone()),
+            LiveObject::Claim(o) => Typed::PersistentVolumeClaim((*o).clone()),
+            LiveObject::Pod(o) => Typed::Pod((*o).clone()),
+            LiveObject::Decoded(t) => t.clone(),
+        }
+    }
+
+    /// Kind, namespace and name: what the binder skips an unreadable
+    /// object by.
+    pub fn identity(&self) -> String {
+        let (kind, meta) = match self {
+            LiveObject::Namespace(o) => ("Namespace", &o.metadata),
+            LiveObject::Class(o) => ("StorageClass", &o.metadata),
+            LiveObject::Node(o) => ("Node", &o.metadata),
+            LiveObject::CsiNode(o) => ("CSINode", &o.metadata),
+            LiveObject::CsiDriver(o) => ("CSIDriver", &o.metadata),
+            LiveObject::Capacity(o) => ("CSIStorageCapacity", &o.metadata),
+            LiveObject::LimitRange(o) => ("LimitRange", &o.metadata),
+            LiveObject::Quota(o) => ("ResourceQuota", &o.metadata),
+            LiveObject::Volume(o) => ("PersistentVolume", &o.metadata),
+            LiveObject::StatefulSet(o) => ("StatefulSet", &o.metadata),
+            LiveObject::Claim(o) => ("PersistentVolumeClaim", &o.metadata),
+            LiveObject::Pod(o) => ("Pod", &o.metadata),
+            LiveObject::Decoded(t) => (t.kind(), t.metadata()),
+        };
+        format!(
+            "{kind}/{}/{}",
+            meta.namespace.as_deref().unwrap_or(""),
+            meta.name.as_deref().unwrap_or("")
+        )
+    }
+}
+
 struct Entry {
     order: Order,
     value: serde_json::Value,
@@ -74,17 +152,7 @@ where
     T: kube::Resource + Serialize,
 {
     for item in items {
-        let meta = item.meta();
-        let created = meta
-            .creation_timestamp
-            .as_ref()
-            .map_or(i64::MIN, |t| t.0.as_second());
-        let order = (
-            created,
-            rank,
-            meta.namespace.clone().unwrap_or_default(),
-            item.name_any(),
-        );
+        let order = order(rank, item.meta());
         let mut value = serde_json::to_value(&**item)?;
         // Server-side bookkeeping the converter would only warn about.
         if let Some(m) = value.get_mut("metadata").and_then(|m| m.as_object_mut()) {
@@ -148,12 +216,74 @@ impl LiveObjects {
             .collect())
     }
 
-    /// The snapshot the planner takes. Objects the API server accepted can
-    /// still fail here (e.g. a quantity berth cannot represent); the error
-    /// names the object and the field as for manifests.
+    /// The objects in the order of [`LiveObjects::documents`], borrowed;
+    /// [`LiveObject::to_typed`] copies one when the converter takes it.
+    pub fn typed<'a>(&'a self) -> Result<Vec<LiveObject<'a>>, serde_json::Error> {
+        let mut out: Vec<(Order, LiveObject<'a>)> = Vec::with_capacity(self.len());
+        let mut add = |rank: u8, meta: &kube::api::ObjectMeta, object: LiveObject<'a>| {
+            out.push((order(rank, meta), object));
+        };
+        for o in &self.namespaces {
+            add(0, &o.metadata, LiveObject::Namespace(o));
+        }
+        for o in &self.classes {
+            add(1, &o.metadata, LiveObject::Class(o));
+        }
+        for o in &self.nodes {
+            add(2, &o.metadata, LiveObject::Node(o));
+        }
+        for o in &self.csi_nodes {
+            add(3, &o.metadata, LiveObject::CsiNode(o));
+        }
+        for o in &self.csi_drivers {
+            add(3, &o.metadata, LiveObject::CsiDriver(o));
+        }
+        for o in &self.capacities {
+            add(3, &o.metadata, LiveObject::Capacity(o));
+        }
+        for o in &self.limit_ranges {
+            add(4, &o.metadata, LiveObject::LimitRange(o));
+        }
+        for o in &self.quotas {
+            add(5, &o.metadata, LiveObject::Quota(o));
+        }
+        for o in &self.volumes {
+            add(6, &o.metadata, LiveObject::Volume(o));
+        }
+        for o in &self.snapshots {
+            // CRDs: decoded through JSON (a handful per restore).
+            let value = serde_json::to_value(&**o)?;
+            let object = match o.types.as_ref().map(|t| t.kind.as_str()) {
+                Some("VolumeSnapshotContent") => LiveObject::Decoded(Typed::VolumeSnapshotContent(
+                    serde_json::from_value(value)?,
+                )),
+                _ => LiveObject::Decoded(Typed::VolumeSnapshot(serde_json::from_value(value)?)),
+            };
+            add(6, &o.metadata, object);
+        }
+        for o in &self.stateful_sets {
+            add(7, &o.metadata, LiveObject::StatefulSet(o));
+        }
+        for o in &self.claims {
+            add(8, &o.metadata, LiveObject::Claim(o));
+        }
+        for o in &self.pods {
+            add(9, &o.metadata, LiveObject::Pod(o));
+        }
+        out.sort_by(|a, b| a.0.cmp(&b.0));
+        Ok(out.into_iter().map(|(_, o)| o).collect())
+    }
+
+    /// The snapshot the planner takes, converted from the typed objects
+    /// (no JSON). Objects the API server accepted can still fail here (e.g.
+    /// a quantity berth cannot represent); the error names the object and
+    /// the field as for manifests.
     pub fn snapshot(&self, source: &str) -> Result<Snapshot, LiveError> {
-        let docs = self.documents(source).map_err(LiveError::Encode)?;
-        Ok(to_snapshot(docs)?)
+        let objects = self.typed().map_err(LiveError::Encode)?;
+        Ok(to_snapshot_typed(
+            source,
+            objects.iter().map(LiveObject::to_typed),
+        )?)
     }
 }
 
@@ -231,6 +361,40 @@ mod tests {
         assert_eq!(plan.bindings.len(), 1);
         assert_eq!(plan.bindings[0].claim, ClaimKey::new("app", "data"));
         assert_eq!(plan.bindings[0].volume, "pv-small");
+    }
+
+    #[test]
+    fn the_typed_snapshot_is_the_snapshot_of_the_documents() {
+        let mut live = objects();
+        live.namespaces.push(obj(serde_json::json!({
+            "metadata": {"name": "app", "creationTimestamp": "2025-12-31T00:00:00Z"},
+        })));
+        live.nodes.push(obj(serde_json::json!({
+            "metadata": {"name": "n1", "labels": {"topology.csi.berth.dev/node": "n1"},
+                         "creationTimestamp": "2026-01-01T00:00:00Z"},
+            "status": {"allocatable": {"pods": "110"}},
+        })));
+        live.csi_nodes.push(obj(serde_json::json!({
+            "metadata": {"name": "n1"},
+            "spec": {"drivers": [{"name": "csi.berth.dev", "nodeID": "n1",
+                                  "topologyKeys": ["topology.csi.berth.dev/node"],
+                                  "allocatable": {"count": 4}}]},
+        })));
+        live.capacities.push(obj(serde_json::json!({
+            "metadata": {"name": "cap-1", "namespace": "berth-system"},
+            "storageClassName": "static", "capacity": "5Gi",
+            "nodeTopology": {"matchLabels": {"topology.csi.berth.dev/node": "n1"}},
+        })));
+        live.pods.push(obj(serde_json::json!({
+            "metadata": {"name": "db", "namespace": "app", "creationTimestamp": "2026-01-01T00:00:02Z"},
+            "spec": {"containers": [{"name": "c"}], "nodeName": "n1",
+                     "volumes": [{"name": "d", "persistentVolumeClaim": {"claimName": "data"}}]},
+        })));
+        let typed = live.snapshot("cluster").expect("typed");
+        let documents = crate::manifest::to_snapshot(live.documents("cluster").expect("encode"))
+            .expect("documents");
+        assert_eq!(format!("{typed:?}"), format!("{documents:?}"));
+        assert_eq!(typed.volumes.len(), 2);
     }
 
     #[test]

@@ -13,9 +13,14 @@
 //! | claim | what the provisioner does ([`decide`]) |
 //! |---|---|
 //! | no finalizer, wants a volume | adds the finalizer (a patch carrying the resourceVersion, so no other finalizer is lost), then CreateVolume |
-//! | finalizer, PV `pvc-<uid>` exists | drops the finalizer: the PV's reclaim policy owns the volume now (so a bound claim carries no berth finalizer) |
+//! | finalizer, PV `pvc-<uid>` exists | drops the finalizer: the PV's reclaim policy owns the volume now (so a bound claim carries no berth finalizer); with `--bind` the binder drops it in the write that binds the claim to that PV |
 //! | finalizer, deleted (or bound to another PV) and no PV | finds the volume (CreateVolume repeated with the same request, which is idempotent by name; a node agent also asks its own store by name), DeleteVolume (NotFound counts as done), then drops the finalizer |
 //! | finalizer, the volume cannot be looked for (class gone, node gone) | drops the finalizer with a `VolumeCleanupAbandoned` Warning naming the claim and the volume: a node's orphan sweep (`agent/sweep.rs`) deletes such a volume once the claim is gone; a foreign driver's must be deleted by hand |
+//!
+//! In the node-local shape the controller records the intent itself when it
+//! places an Immediate claim for one of berth's agents: the finalizer goes
+//! in the same write as `selected-node`, and the agent finds it there
+//! (nothing is made before the claim is placed, so the intent is never late).
 //!
 //! A claim never stays blocked silently: while DeleteVolume fails (the
 //! driver is down) each attempt is a `VolumeFailedDelete` Warning on the

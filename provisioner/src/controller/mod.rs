@@ -57,6 +57,22 @@ use events::Events;
 use metrics::Metrics;
 use ownership::Scope;
 
+/// `--kube-api-qps` by default, per process. Chosen for a small cluster
+/// (kind, a few nodes), which is where `kubectl apply -k deploy/` lands
+/// first: the controller makes four writes per Immediate claim it places and
+/// binds, so 100 QPS takes a burst of 1,000 claims to Bound in well under a
+/// minute, and a StatefulSet scale-up of up to 50 claims fits in the burst.
+/// An API server's default in-flight limits (400 reads, 200 writes) and its
+/// priority-and-fairness queues hold that easily; each node agent writes
+/// only for its own node's claims, so the agents' sum follows the work, not
+/// the node count. Large or busy clusters lower it per process.
+pub const DEFAULT_KUBE_API_QPS: f32 = 100.0;
+/// `--kube-api-burst` by default (twice the QPS, as client-go's users
+/// usually set it).
+pub const DEFAULT_KUBE_API_BURST: u32 = 200;
+/// `--worker-threads` by default.
+pub const DEFAULT_WORKER_THREADS: u16 = 16;
+
 /// What every process that talks to the API server shares: the client's
 /// configuration and limits, the provisioner it serves, retry pacing.
 #[derive(clap::Args, Debug, Clone)]
@@ -75,15 +91,15 @@ pub struct KubeArgs {
     pub retry_interval_max_secs: u64,
     /// Sustained rate of Kubernetes API requests per second (a client-side
     /// token bucket, as in client-go); 0 disables the limit.
-    #[arg(long, default_value_t = 50.0)]
+    #[arg(long, default_value_t = DEFAULT_KUBE_API_QPS)]
     pub kube_api_qps: f32,
     /// Requests that may go at once above `--kube-api-qps` (the bucket size).
-    #[arg(long, default_value_t = 100)]
+    #[arg(long, default_value_t = DEFAULT_KUBE_API_BURST)]
     pub kube_api_burst: u32,
     /// Reconciles each controller (claims, volumes) runs at the same time;
     /// one object is never reconciled twice at once. The binder (`--bind`)
     /// carries out up to 4× this many writes at once. 0 means no limit.
-    #[arg(long, default_value_t = 16)]
+    #[arg(long, default_value_t = DEFAULT_WORKER_THREADS)]
     pub worker_threads: u16,
 }
 

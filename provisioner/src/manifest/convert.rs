@@ -342,10 +342,11 @@ const KNOWN: &[&str] = &[
     "VolumeSnapshotContent",
 ];
 
-/// An object as its API type. Each lives only from decoding to
-/// conversion, so its variants are not boxed.
+/// An object as its API type. Each lives only from decoding (or cloning
+/// out of a watch cache) to conversion, so its variants are not boxed.
 #[allow(clippy::large_enum_variant)]
-pub(super) enum Typed {
+#[derive(Clone)]
+pub enum Typed {
     StorageClass(storage::StorageClass),
     PersistentVolume(core::PersistentVolume),
     PersistentVolumeClaim(core::PersistentVolumeClaim),
@@ -363,7 +364,27 @@ pub(super) enum Typed {
 }
 
 impl Typed {
-    fn metadata(&self) -> &meta::ObjectMeta {
+    /// The kind the API server calls it.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Typed::StorageClass(_) => "StorageClass",
+            Typed::PersistentVolume(_) => "PersistentVolume",
+            Typed::PersistentVolumeClaim(_) => "PersistentVolumeClaim",
+            Typed::Node(_) => "Node",
+            Typed::CsiNode(_) => "CSINode",
+            Typed::CsiDriver(_) => "CSIDriver",
+            Typed::CsiStorageCapacity(_) => "CSIStorageCapacity",
+            Typed::Pod(_) => "Pod",
+            Typed::StatefulSet(_) => "StatefulSet",
+            Typed::Namespace(_) => "Namespace",
+            Typed::LimitRange(_) => "LimitRange",
+            Typed::ResourceQuota(_) => "ResourceQuota",
+            Typed::VolumeSnapshot(_) => "VolumeSnapshot",
+            Typed::VolumeSnapshotContent(_) => "VolumeSnapshotContent",
+        }
+    }
+
+    pub fn metadata(&self) -> &meta::ObjectMeta {
         match self {
             Typed::StorageClass(o) => &o.metadata,
             Typed::PersistentVolume(o) => &o.metadata,
@@ -419,14 +440,22 @@ fn convert_json(
         };
         return convert_document(seq, &mut doc);
     };
+    Ok(Converted {
+        warnings: Vec::new(),
+        object: Some(convert_typed(seq, at, kind, typed)?),
+    })
+}
+
+/// An object already in its API type: the checks `convert_document` makes
+/// on the generic tree (decoding found no problem, so the order of the
+/// checks is the same), then the conversion.
+fn convert_typed(seq: usize, at: At<'_>, kind: &str, typed: Typed) -> Result<Object, InputError> {
     let m = typed.metadata();
     let ctx = Ctx {
         at,
         kind,
         name: m.name.clone().unwrap_or_default(),
     };
-    // As `convert_document` checks the generic tree; decoding found no
-    // problem, so the order of the checks is the same.
     if ctx.name.is_empty() {
         return Err(ctx.err("metadata.name", "Required value"));
     }
@@ -440,11 +469,35 @@ fn convert_json(
     {
         return Err(ctx.err(field, message));
     }
-    let object = convert(&ctx, seq, typed)?;
-    Ok(Converted {
-        warnings: Vec::new(),
-        object: Some(object),
-    })
+    convert(&ctx, seq, typed)
+}
+
+/// Builds the snapshot of objects already in their API types (a live
+/// cluster's, as its watch caches hold them), in the order given (creation
+/// order), each named `source: document N` counting from 1: the snapshot
+/// [`to_snapshot`] builds from their documents, without encoding any object
+/// to JSON. Each object is converted and dropped before the next is taken.
+pub fn to_snapshot_typed(
+    source: &str,
+    objects: impl IntoIterator<Item = Typed>,
+) -> Result<Snapshot, InputError> {
+    let mut b = Builder::default();
+    for (seq, typed) in objects.into_iter().enumerate() {
+        let at = At {
+            source,
+            index: seq + 1,
+            item: None,
+        };
+        let object = convert_typed(seq, at, typed.kind(), typed)?;
+        b.insert(
+            at,
+            Converted {
+                warnings: Vec::new(),
+                object: Some(object),
+            },
+        );
+    }
+    Ok(b.finish())
 }
 
 /// A document from its generic tree: the checks on kind, name, namespace

@@ -12,14 +12,14 @@ use serde_json::Value;
 pub const SOURCE_PROTECTION_FINALIZER: &str =
     "provisioner.storage.kubernetes.io/volumesnapshot-as-source-protection";
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Clone, Deserialize)]
 pub struct VolumeSnapshotDoc {
     #[serde(default)]
     pub metadata: ObjectMeta,
     pub status: Option<VolumeSnapshotStatus>,
 }
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct VolumeSnapshotStatus {
     pub bound_volume_snapshot_content_name: Option<String>,
@@ -28,7 +28,7 @@ pub struct VolumeSnapshotStatus {
 }
 
 /// A quantity as YAML may write it: `1Gi` or a bare number.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Clone, Deserialize)]
 #[serde(transparent)]
 pub struct QuantityText(Value);
 
@@ -41,7 +41,7 @@ impl QuantityText {
     }
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Clone, Deserialize)]
 pub struct SnapshotContentDoc {
     #[serde(default)]
     pub metadata: ObjectMeta,
@@ -49,7 +49,7 @@ pub struct SnapshotContentDoc {
     pub status: Option<SnapshotContentStatus>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Clone, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct SnapshotContentSpec {
     #[serde(default)]
@@ -60,20 +60,20 @@ pub struct SnapshotContentSpec {
     pub source: SnapshotContentSource,
 }
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize)]
 pub struct SnapshotRef {
     pub namespace: Option<String>,
     pub name: Option<String>,
     pub uid: Option<String>,
 }
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct SnapshotContentSource {
     pub volume_handle: Option<String>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Clone, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct SnapshotContentStatus {
     pub snapshot_handle: Option<String>,

@@ -21,6 +21,8 @@ use serde::de::DeserializeOwned;
 use serde_json::json;
 use tokio::sync::watch;
 
+use crate::requests::Counts;
+
 pub const DRIVER: &str = "csi.berth.dev";
 pub const NODE: &str = "bench-node";
 pub const NAMESPACE: &str = "bench";
@@ -113,9 +115,9 @@ impl Cluster {
         self.cp.dir()
     }
 
-    /// `berth csi` serving every CSI service on `csi.sock`; returns once the
-    /// socket exists.
-    pub async fn start_driver(&mut self) -> Result<PathBuf, BenchError> {
+    /// `berth csi` serving every CSI service on `csi.sock`; returns the
+    /// socket and the process's handle once the socket exists.
+    pub async fn start_driver(&mut self) -> Result<(PathBuf, usize), BenchError> {
         let dir = self.dir().join("driver");
         let socket = dir.join("csi.sock");
         for sub in ["state", "data"] {
@@ -134,18 +136,66 @@ impl Cluster {
             "--capacity=100Ti".to_string(),
         ];
         let idx = self.spawn("berth csi", &berth_bin(), &args)?;
+        self.wait_socket(idx, &socket).await?;
+        Ok((socket, idx))
+    }
+
+    /// `berth node` for the bench node, as deploy/node.yaml runs it
+    /// (its own CSI socket, state and data; capacity published in the bench
+    /// namespace), with `extra` flags; returns once its socket exists.
+    pub async fn start_agent(&mut self, extra: &[String]) -> Result<usize, BenchError> {
+        let dir = self.dir().join("agent");
+        let socket = dir.join("csi.sock");
+        for sub in ["state", "data"] {
+            std::fs::create_dir_all(dir.join(sub)).map_err(|source| BenchError::Start {
+                what: format!("creating {}", dir.join(sub).display()),
+                source,
+            })?;
+        }
+        let mut args = vec![
+            "node".to_string(),
+            format!("--kubeconfig={}", self.kubeconfig().display()),
+            format!("--endpoint=unix://{}", socket.display()),
+            format!("--node-id={NODE}"),
+            format!("--namespace={NAMESPACE}"),
+            format!("--state-dir={}", dir.join("state").display()),
+            format!("--data-dir={}", dir.join("data").display()),
+            // No kubelet here: the CSINode is the harness's (Cluster::start).
+            "--registration-path=".to_string(),
+            "--capacity=100Ti".to_string(),
+        ];
+        args.extend(extra.iter().cloned());
+        let idx = self.spawn("berth node", &berth_bin(), &args)?;
+        self.wait_socket(idx, &socket).await?;
+        Ok(idx)
+    }
+
+    async fn wait_socket(&mut self, idx: usize, socket: &Path) -> Result<(), BenchError> {
         let deadline = Instant::now() + Duration::from_secs(30);
         while !socket.exists() {
             self.check(idx)?;
             if Instant::now() > deadline {
                 return Err(BenchError::Exited {
-                    what: "berth csi (no socket after 30s)".into(),
+                    what: format!("{} (no socket after 30s)", self.daemons[idx].name),
                     log: self.daemons[idx].log_tail(30),
                 });
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
-        Ok(socket)
+        Ok(())
+    }
+
+    /// The API server's request counters now (`/metrics`).
+    pub async fn request_counts(&self) -> Result<Counts, BenchError> {
+        let req = http::Request::get("/metrics")
+            .body(Vec::new())
+            .map_err(|e| BenchError::Unavailable(format!("building GET /metrics: {e}")))?;
+        let page = self
+            .client
+            .request_text(req)
+            .await
+            .map_err(kube_err("reading the API server's /metrics"))?;
+        Ok(Counts::parse(&page))
     }
 
     /// Starts a process under test, lets it settle for [`SETTLE`] and checks

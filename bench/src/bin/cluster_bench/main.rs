@@ -20,6 +20,7 @@
 mod ceiling;
 mod cluster;
 mod provisioning;
+mod requests;
 mod static_binding;
 
 use std::path::PathBuf;
@@ -125,7 +126,7 @@ async fn run(args: &Args) -> Result<Vec<(Comparison, PathBuf)>, BenchError> {
             args.timeout(),
             cluster::csi_provisioner_bin()?,
             &berth_flags,
-        );
+        )?;
         if args.wants(Which::Provisioning) {
             let comparisons = provisioning_rounds(args, &setup, &mut berth_tuned_secs).await?;
             for c in comparisons {
@@ -190,6 +191,10 @@ async fn provisioning_rounds(
     let n = args.size;
     let mut time = [Vec::new(), Vec::new()];
     let mut rss = [Vec::new(), Vec::new()];
+    let mut all_rss = [Vec::new(), Vec::new()];
+    let mut requests = [Vec::new(), Vec::new()];
+    // The first round's request breakdown per side and tuning, for the notes.
+    let mut breakdown: [[Option<String>; 2]; 2] = Default::default();
     for round in 0..args.rounds {
         for (t, tuning) in [Tuning::Default, Tuning::Tuned].into_iter().enumerate() {
             let mut r = (None, None);
@@ -202,8 +207,15 @@ async fn provisioning_rounds(
                     &what,
                     side_name(side),
                     run.secs,
-                    Some(run.rss_mib),
+                    Some(run.all_rss_mib),
                 );
+                println!(
+                    "    {:.2} API requests per claim: {}",
+                    run.requests.total() / n.max(1) as f64,
+                    run.requests.per_claim(n)
+                );
+                let s = usize::from(side == Side::Upstream);
+                breakdown[t][s].get_or_insert_with(|| run.requests.per_claim(n));
                 match side {
                     Side::Berth => r.0 = Some(run),
                     Side::Upstream => r.1 = Some(run),
@@ -223,6 +235,14 @@ async fn provisioning_rounds(
                 berth: b.rss_mib,
                 upstream: u.rss_mib,
             });
+            all_rss[t].push(Round {
+                berth: b.all_rss_mib,
+                upstream: u.all_rss_mib,
+            });
+            requests[t].push(Round {
+                berth: b.requests.total() / n.max(1) as f64,
+                upstream: u.requests.total() / n.max(1) as f64,
+            });
         }
     }
 
@@ -232,33 +252,41 @@ async fn provisioning_rounds(
         .map(|(f, v)| format!("{f}={v}"))
         .collect::<Vec<_>>()
         .join(" ");
-    let missing = setup.berth_missing();
-    let berth_tuned_note = if missing.is_empty() {
-        format!("berth tuned: {}", setup.berth_tuned.join(" "))
-    } else {
-        format!(
-            "berth tuned: {} (this berth build lacks {}; those ran at its defaults)",
-            setup.berth_tuned.join(" "),
-            missing.join(", ")
+    let berth_tuned_note = format!(
+        "berth tuned like its upstream counterparts: the node agent (provisioner) {}, the controller (binder) {}",
+        provisioning::flags(&provisioning::TUNED, &[]).join(" "),
+        provisioning::flags(&provisioning::BINDER_TUNED, &[]).join(" ")
+    );
+    let medians = |rounds: &[Round]| {
+        (
+            median_of(&rounds.iter().map(|r| r.berth).collect::<Vec<_>>()),
+            median_of(&rounds.iter().map(|r| r.upstream).collect::<Vec<_>>()),
         )
     };
+    let sides = "berth: berth controller --bind + berth node (deploy/bind), kube-controller-manager without its PV binder; upstream: csi-provisioner over berth csi + kube-controller-manager's PV binder".to_string();
     let common = vec![
-        format!("{n} claims of an Immediate class (1Mi, RWO) created {} at a time; time from the first create to all Bound", args.concurrency),
-        "fresh control plane per run; kube-controller-manager's PV binder binds the pairs for both sides; same berth csi socket for both sides".to_string(),
-        "provisioner started 3 s before the clock".to_string(),
+        format!(
+            "{n} claims of an Immediate class (1Mi, RWO) created {} at a time; time from the first create to all Bound",
+            args.concurrency
+        ),
+        sides.clone(),
+        "fresh control plane per run; each side started 3 s before the clock".to_string(),
     ];
     let rss_note = |t: usize| {
+        let (b, u) = medians(&all_rss[t]);
         format!(
-            "peak RSS median: berth {} MiB, csi-provisioner {} MiB",
-            median_of(&rss[t].iter().map(|r| r.berth).collect::<Vec<_>>()),
-            median_of(&rss[t].iter().map(|r| r.upstream).collect::<Vec<_>>())
+            "peak RSS of all the side's processes, median: berth {b} MiB (controller + node agent), upstream {u} MiB (csi-provisioner + driver)"
         )
+    };
+    let requests_note = |t: usize| {
+        let (b, u) = medians(&requests[t]);
+        format!("API requests per claim, median: berth {b}, upstream {u}")
     };
     let default = Comparison {
         id: format!("provisioning-default-{n}"),
         group: "provisioning".into(),
-        title: format!("provision {n} Immediate claims to Bound, default flags"),
-        upstream: format!("csi-provisioner {version} (defaults: 5 QPS, burst 10, 100 workers)"),
+        title: format!("provision and bind {n} Immediate claims, each side at its own defaults"),
+        upstream: format!("csi-provisioner {version} + kube-controller-manager v1.36.3 PV binder (defaults: 5 QPS, burst 10, 100 workers; binder 20 QPS, burst 30)"),
         unit: "s".into(),
         better: Better::Lower,
         size: n as u64,
@@ -266,7 +294,13 @@ async fn provisioning_rounds(
         notes: [
             common.clone(),
             vec![
-                "stock flags everywhere: berth 50 QPS, burst 100, 16 workers; PV binder 20 QPS, burst 30 (it sets the pace for both sides)".into(),
+                {
+                    use berth::controller::{
+                        DEFAULT_KUBE_API_BURST, DEFAULT_KUBE_API_QPS, DEFAULT_WORKER_THREADS,
+                    };
+                    format!("berth's defaults, per process: {DEFAULT_KUBE_API_QPS} QPS, burst {DEFAULT_KUBE_API_BURST}, {DEFAULT_WORKER_THREADS} workers")
+                },
+                requests_note(0),
                 rss_note(0),
             ],
         ]
@@ -275,8 +309,11 @@ async fn provisioning_rounds(
     let tuned = Comparison {
         id: format!("provisioning-tuned-{n}"),
         group: "provisioning".into(),
-        title: format!("provision {n} Immediate claims to Bound, tuned client limits"),
-        upstream: format!("csi-provisioner {version} ({tuned_flags})"),
+        title: format!("provision and bind {n} Immediate claims, both sides tuned alike"),
+        upstream: format!(
+            "csi-provisioner {version} ({tuned_flags}) + PV binder ({})",
+            provisioning::stock_binder_tuned().join(" ")
+        ),
         unit: "s".into(),
         better: Better::Lower,
         size: n as u64,
@@ -286,9 +323,10 @@ async fn provisioning_rounds(
             vec![
                 berth_tuned_note.clone(),
                 format!(
-                    "PV binder: a binder-only kube-controller-manager with {}",
-                    provisioning::BINDER_TUNED.join(" ")
+                    "upstream's PV binder: a binder-only kube-controller-manager with {}",
+                    provisioning::stock_binder_tuned().join(" ")
                 ),
+                requests_note(1),
                 rss_note(1),
             ],
         ]
@@ -297,18 +335,40 @@ async fn provisioning_rounds(
     let memory = Comparison {
         id: format!("provisioning-rss-{n}"),
         group: "provisioning".into(),
-        title: format!("provisioner peak RSS while provisioning {n} claims, default flags"),
-        upstream: format!("csi-provisioner {version}"),
+        title: format!("peak RSS of provisioner + driver while provisioning {n} claims, default flags"),
+        upstream: format!("csi-provisioner {version} + berth csi"),
         unit: "MiB".into(),
         better: Better::Lower,
         size: n as u64,
         rounds: rss[0].clone(),
         notes: vec![
-            "VmHWM of the provisioner process read once all claims are Bound (the CSI driver is not counted)".into(),
-            format!("tuned runs: {}", rss_note(1)),
+            "VmHWM read once all claims are Bound: berth's node agent (provisioner and CSI driver in one process) against csi-provisioner plus the driver process it calls".into(),
+            rss_note(0),
+            {
+                let (b, u) = medians(&rss[1]);
+                format!("tuned runs, provisioner + driver median: berth {b} MiB, upstream {u} MiB")
+            },
         ],
     };
-    Ok(vec![default, tuned, memory])
+    let show = |t: usize, s: usize| breakdown[t][s].clone().unwrap_or_else(|| "-".into());
+    let calls = Comparison {
+        id: format!("provisioning-requests-{n}"),
+        group: "provisioning".into(),
+        title: format!("API requests per claim, provisioning and binding {n} claims, default flags"),
+        upstream: format!("csi-provisioner {version} + kube-controller-manager v1.36.3 PV binder"),
+        unit: "requests/claim".into(),
+        better: Better::Lower,
+        size: n as u64,
+        rounds: requests[0].clone(),
+        notes: vec![
+            "the API server's apiserver_request_total by verb and resource, read before the first create and after the last claim is Bound; every client counts (the side's processes, kube-controller-manager's other controllers, watches), the bench's own claim creates are taken out".into(),
+            sides,
+            format!("berth, round 1: {}", show(0, 0)),
+            format!("upstream, round 1: {}", show(0, 1)),
+            requests_note(1).replace("median", "tuned runs, median"),
+        ],
+    };
+    Ok(vec![default, tuned, memory, calls])
 }
 
 async fn ceiling_rounds(
@@ -362,19 +422,19 @@ async fn ceiling_rounds(
     Ok(Comparison {
         id: format!("ceiling-{n}"),
         group: "ceiling".into(),
-        title: format!("{n} volumes: berth's provisioning rate vs the API server's ceiling for the same writes"),
+        title: format!("{n} claims: berth's rate, provisioning and binding, vs the API server's ceiling for the same writes"),
         upstream: format!(
-            "bare kube-rs client, {} volumes in flight, {} writes per volume (1 PV + 1 Event)",
+            "bare kube-rs client, {} claims in flight, {} writes per claim",
             args.concurrency,
-            ceiling::WRITES_PER_VOLUME
+            ceiling::WRITES_PER_CLAIM
         ),
-        unit: "PVs/s".into(),
+        unit: "claims/s".into(),
         better: Better::Higher,
         size: n as u64,
         rounds,
         notes: vec![
-            "berth: claims / (first claim created → all Bound), tuned runs of comparison 3 (includes CSI CreateVolume and the PV binder's binding, at raised client limits)".into(),
-            "upstream: the same writes berth makes per claim (PV, ProvisioningSucceeded Event), nothing else; the median per-round ratio is berth's fraction of the ceiling".into(),
+            "berth: claims / (first claim created → all Bound), the tuned runs of comparison 3 (berth controller --bind + berth node, CSI CreateVolume on a real driver, placement and binding rounds)".into(),
+            "upstream: the writes berth's window holds per claim (the claim's create, the placing patch, PV, ProvisioningSucceeded Event, PV phase, claim volumeName, claim phase), nothing else, no client-side limit; the median per-round ratio is berth's fraction of the ceiling".into(),
         ],
     })
 }

@@ -75,7 +75,7 @@ pub async fn run(
     timeout: Duration,
 ) -> Result<Run, BenchError> {
     let mut cluster = Cluster::start(false).await?;
-    let socket = cluster.start_driver().await?;
+    let (socket, _) = cluster.start_driver().await?;
     cluster
         .create_class(CLASS, "kubernetes.io/no-provisioner")
         .await?;

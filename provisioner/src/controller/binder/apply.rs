@@ -9,6 +9,7 @@
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use k8s_openapi::api::core::v1::{ObjectReference, PersistentVolume, PersistentVolumeClaim};
 use kube::api::{Api, Patch, PatchParams, PostParams};
@@ -20,8 +21,11 @@ use super::effects::Effect;
 use super::overlay::Overlay;
 use crate::binding::PendingReason;
 use crate::controller::events::{self, Events};
+use crate::controller::intent;
 use crate::controller::ownership::ANN_SELECTED_NODE;
-use crate::controller::provision::{ANN_BETA_STORAGE_PROVISIONER, ANN_STORAGE_PROVISIONER};
+use crate::controller::provision::{
+    ANN_BETA_STORAGE_PROVISIONER, ANN_STORAGE_PROVISIONER, volume_name,
+};
 use crate::model::{ClaimKey, VolumePhase};
 
 pub use crate::manifest::convert::ANN_BIND_COMPLETED;
@@ -65,10 +69,21 @@ pub struct Applier {
     mode: Mode,
     pub volumes: Overlay<PersistentVolume>,
     pub claims: Overlay<PersistentVolumeClaim>,
+    /// The name berth's own node agents provision for.
+    provisioner: String,
     /// The last event note written per claim, so a waiting claim gets one
     /// event per distinct reason rather than one per round.
     said: Mutex<HashMap<ClaimKey, String>>,
+    /// When this process placed a claim on a node for its own agents.
+    placed: Mutex<HashMap<ClaimKey, Instant>>,
 }
+
+/// How long a claim berth placed for its own agent may wait for its volume
+/// before the binder says `ExternalProvisioning` on it. Upstream's binder
+/// says it at once, for a provisioner it knows nothing of; berth knows its
+/// agent is at work and only speaks when the wait is worth a look (the
+/// agent's `ProvisioningSucceeded` or `ProvisioningFailed` tells the rest).
+const QUIET_AFTER_PLACING: Duration = Duration::from_secs(5);
 
 fn has_annotation(
     meta: &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta,
@@ -82,14 +97,17 @@ fn has_annotation(
 }
 
 impl Applier {
-    pub fn new(client: Client, events: Events, mode: Mode) -> Self {
+    /// `provisioner`: the name berth's own agents provision for.
+    pub fn new(client: Client, events: Events, mode: Mode, provisioner: String) -> Self {
         Applier {
             client,
             events,
             mode,
+            provisioner,
             volumes: Overlay::default(),
             claims: Overlay::default(),
             said: Mutex::new(HashMap::new()),
+            placed: Mutex::new(HashMap::new()),
         }
     }
 
@@ -252,9 +270,16 @@ impl Applier {
         }
 
         let spec = pvc.spec.clone().unwrap_or_default();
+        // The provisioning intent is settled once the claim is bound to the
+        // PV made for it (intent.rs: "PV exists: drop the finalizer"); the
+        // binding write drops it, which spares the agent a write of its own
+        // racing this one.
+        let settles_intent =
+            intent::has_finalizer(&pvc) && volume_name(&pvc).as_deref() == Some(pv_name.as_str());
         let needs_spec = spec.volume_name.as_deref() != Some(pv_name.as_str())
             || !has_annotation(&pvc.metadata, ANN_BIND_COMPLETED, "yes")
-            || (chosen && !has_annotation(&pvc.metadata, ANN_BOUND_BY_CONTROLLER, "yes"));
+            || (chosen && !has_annotation(&pvc.metadata, ANN_BOUND_BY_CONTROLLER, "yes"))
+            || settles_intent;
         let mut pvc = pvc;
         if needs_spec {
             let mut next = (*pvc).clone();
@@ -263,6 +288,9 @@ impl Applier {
             ann.insert(ANN_BIND_COMPLETED.into(), "yes".into());
             if chosen {
                 ann.insert(ANN_BOUND_BY_CONTROLLER.into(), "yes".into());
+            }
+            if settles_intent {
+                next.metadata.finalizers = Some(intent::with_finalizer(&pvc, false));
             }
             let written = claims
                 .replace(&pvc_name, &PostParams::default(), &next)
@@ -339,15 +367,23 @@ impl Applier {
         if let Some(node) = node {
             annotations.insert(ANN_SELECTED_NODE.into(), json!(node));
         }
+        // berth's own agent will provision it: its intent (intent.rs) is
+        // recorded in the placing write, not in a write of the agent's.
+        let ours = node.is_some() && provisioner == self.provisioner;
         if !annotations.is_empty() {
             let claims: Api<PersistentVolumeClaim> =
                 Api::namespaced(self.client.clone(), &key.namespace);
             // The resourceVersion makes a claim that changed since the plan
-            // (re-created, placed by someone else) conflict, not be overwritten.
-            let patch = json!({ "metadata": {
+            // (re-created, placed by someone else) conflict, not be
+            // overwritten, and keeps the finalizers another controller adds
+            // meanwhile (a merge patch replaces the list whole).
+            let mut patch = json!({ "metadata": {
                 "resourceVersion": pvc.resource_version(),
                 "annotations": annotations,
             } });
+            if ours && !intent::has_finalizer(&pvc) {
+                patch["metadata"]["finalizers"] = json!(intent::with_finalizer(&pvc, true));
+            }
             let written = claims
                 .patch(&key.name, &PatchParams::default(), &Patch::Merge(&patch))
                 .await
@@ -355,9 +391,19 @@ impl Applier {
             self.claims.record(&pvc, written);
             if let Some(node) = node {
                 tracing::info!(claim = %key, node, "placed");
+                if ours {
+                    self.lock_placed().insert(key.clone(), Instant::now());
+                }
             }
         }
         if !self.mode.bind {
+            return Ok(());
+        }
+        let quiet = self
+            .lock_placed()
+            .get(&key)
+            .is_some_and(|at| at.elapsed() < QUIET_AFTER_PLACING);
+        if quiet {
             return Ok(());
         }
         self.say_once(
@@ -426,9 +472,29 @@ impl Applier {
         }
     }
 
-    /// Forgets what was said about claims that no longer exist.
+    /// How long until the first claim placed for berth's own agents and
+    /// still waiting ends its quiet time, so a round runs then and says
+    /// `ExternalProvisioning` on it without waiting for the resync.
+    pub fn quiet_left(&self) -> Option<Duration> {
+        self.lock_placed()
+            .values()
+            .filter_map(|at| QUIET_AFTER_PLACING.checked_sub(at.elapsed()))
+            .min()
+    }
+
+    fn lock_placed(&self) -> std::sync::MutexGuard<'_, HashMap<ClaimKey, Instant>> {
+        self.placed.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Forgets what was said about claims that no longer exist, and the
+    /// placing times of claims that are bound or gone.
     pub fn forget_except(&self, live: &HashMap<ClaimKey, Arc<PersistentVolumeClaim>>) {
         let mut said = self.said.lock().unwrap_or_else(|e| e.into_inner());
         said.retain(|k, _| live.contains_key(k));
+        let bound = |c: &PersistentVolumeClaim| {
+            c.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Bound")
+        };
+        self.lock_placed()
+            .retain(|k, _| live.get(k).is_some_and(|c| !bound(c)));
     }
 }

@@ -15,7 +15,7 @@ pub mod apply;
 pub mod effects;
 pub mod overlay;
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -28,7 +28,7 @@ use kube::runtime::reflector::Store;
 use crate::binding::{self, Options, Snapshot};
 use crate::cluster::LiveObjects;
 use crate::cluster::objects::pod_uses_volumes;
-use crate::manifest::to_snapshot;
+use crate::manifest::to_snapshot_typed;
 use crate::model::ClaimKey;
 use apply::{Applier, Objects};
 use effects::effects;
@@ -101,7 +101,12 @@ pub async fn run(ctx: Arc<Context>, workers: usize, mode: Mode) {
         return;
     }
     tracing::info!(?mode, "planner rounds ready");
-    let applier = Applier::new(client.clone(), ctx.events.clone(), mode);
+    let applier = Applier::new(
+        client.clone(),
+        ctx.events.clone(),
+        mode,
+        ctx.provisioner.clone(),
+    );
     let mut wait = Duration::ZERO;
     loop {
         tokio::select! {
@@ -110,7 +115,14 @@ pub async fn run(ctx: Arc<Context>, workers: usize, mode: Mode) {
         }
         tokio::time::sleep(COALESCE).await;
         let retry = round(&stores, &applier, workers).await;
-        wait = if retry { RETRY } else { Duration::ZERO };
+        wait = if retry {
+            RETRY
+        } else {
+            // Zero waits for the next change or the resync.
+            applier
+                .quiet_left()
+                .map_or(Duration::ZERO, |left| left.max(COALESCE))
+        };
     }
 }
 
@@ -244,31 +256,37 @@ async fn round(stores: &Stores, applier: &Applier, workers: usize) -> bool {
     retry
 }
 
-/// The snapshot of the live objects. An object the API server accepted but
-/// berth cannot read (say, a quantity beyond its range) is left out with an
-/// error naming it, rather than stopping all binding.
+/// The snapshot of the live objects, converted from the caches' typed
+/// objects (no JSON is made per round). An object the API server accepted
+/// but berth cannot read (say, a quantity beyond its range) is left out
+/// with an error naming it, rather than stopping all binding.
 fn snapshot(live: &LiveObjects) -> Option<Snapshot> {
     let mut skip: HashSet<String> = HashSet::new();
     for _ in 0..16 {
-        let mut docs = match live.documents(SOURCE) {
-            Ok(d) => d,
+        let mut objects = match live.typed() {
+            Ok(o) => o,
             Err(e) => {
-                tracing::error!(error = %e, "encoding cluster objects");
+                tracing::error!(error = %e, "decoding cluster objects");
                 return None;
             }
         };
-        docs.retain(|d| !skip.contains(&identity(&d.value)));
-        let places: HashMap<String, String> = docs
-            .iter()
-            .map(|d| (d.place(), identity(&d.value)))
-            .collect();
-        match to_snapshot(docs) {
+        if !skip.is_empty() {
+            objects.retain(|o| !skip.contains(&o.identity()));
+        }
+        // Places are numbered in this order: the error's place finds the
+        // object again without keeping a map of every object.
+        match to_snapshot_typed(SOURCE, objects.iter().map(|o| o.to_typed())) {
             Ok(s) => return Some(s),
             Err(e) => {
                 tracing::error!(error = %e, "skipping an object berth cannot read");
-                match places.get(&e.place) {
+                let found = objects
+                    .iter()
+                    .enumerate()
+                    .find(|(i, _)| place(i + 1) == e.place)
+                    .map(|(_, o)| o.identity());
+                match found {
                     Some(id) => {
-                        skip.insert(id.clone());
+                        skip.insert(id);
                     }
                     None => return None,
                 }
@@ -278,12 +296,7 @@ fn snapshot(live: &LiveObjects) -> Option<Snapshot> {
     None
 }
 
-fn identity(v: &serde_json::Value) -> String {
-    let s = |p: &str| v.pointer(p).and_then(|x| x.as_str()).unwrap_or("");
-    format!(
-        "{}/{}/{}",
-        s("/kind"),
-        s("/metadata/namespace"),
-        s("/metadata/name")
-    )
+/// The place the converter gives object number `index` of a round.
+fn place(index: usize) -> String {
+    format!("{SOURCE}: document {index}")
 }
