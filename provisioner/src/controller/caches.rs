@@ -54,7 +54,7 @@ impl<K> Cached for K where
 }
 
 /// Drops what berth never reads before an object is stored.
-fn trim<K: Resource>(o: &mut K) {
+pub(crate) fn trim<K: Resource>(o: &mut K) {
     o.managed_fields_mut().clear();
     o.annotations_mut().remove(LAST_APPLIED);
 }

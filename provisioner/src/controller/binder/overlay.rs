@@ -50,7 +50,10 @@ fn key<K: Resource>(o: &K) -> (String, String) {
 impl<K: Resource> Overlay<K> {
     /// Records that `before` (as planned from) was written and is now
     /// `written`; returns the latter for the next write in the same round.
-    pub fn record(&self, before: &Arc<K>, written: K) -> Arc<K> {
+    pub fn record(&self, before: &Arc<K>, mut written: K) -> Arc<K> {
+        // Kept like the caches keep objects: without what berth never reads
+        // (a burst of writes holds many of these until the watch catches up).
+        crate::controller::caches::trim(&mut written);
         let written = Arc::new(written);
         let mut entries = self.entries.lock().unwrap_or_else(|e| e.into_inner());
         let stale = match entries.get(&key(&**before)) {
