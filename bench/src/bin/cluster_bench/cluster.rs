@@ -115,10 +115,11 @@ impl Cluster {
         self.cp.dir()
     }
 
-    /// `berth csi` serving every CSI service on `csi.sock`; returns the
-    /// socket and the process's handle once the socket exists.
-    pub async fn start_driver(&mut self) -> Result<(PathBuf, usize), BenchError> {
-        let dir = self.dir().join("driver");
+    /// A driver's directory `name` (state and data made) and the driver
+    /// flags both `berth csi` and `berth node` take: its socket, the bench
+    /// node, state, data and capacity.
+    fn driver_dir(&self, name: &str) -> Result<(PathBuf, Vec<String>), BenchError> {
+        let dir = self.dir().join(name);
         let socket = dir.join("csi.sock");
         for sub in ["state", "data"] {
             std::fs::create_dir_all(dir.join(sub)).map_err(|source| BenchError::Start {
@@ -127,7 +128,6 @@ impl Cluster {
             })?;
         }
         let args = vec![
-            "csi".to_string(),
             format!("--endpoint=unix://{}", socket.display()),
             format!("--node-id={NODE}"),
             format!("--state-dir={}", dir.join("state").display()),
@@ -135,6 +135,14 @@ impl Cluster {
             // Claims ask for 1Mi each; room for any --size.
             "--capacity=100Ti".to_string(),
         ];
+        Ok((socket, args))
+    }
+
+    /// `berth csi` serving every CSI service on `csi.sock`; returns the
+    /// socket and the process's handle once the socket exists.
+    pub async fn start_driver(&mut self) -> Result<(PathBuf, usize), BenchError> {
+        let (socket, mut args) = self.driver_dir("driver")?;
+        args.insert(0, "csi".to_string());
         let idx = self.spawn("berth csi", &berth_bin(), &args)?;
         self.wait_socket(idx, &socket).await?;
         Ok((socket, idx))
@@ -144,26 +152,14 @@ impl Cluster {
     /// (its own CSI socket, state and data; capacity published in the bench
     /// namespace), with `extra` flags; returns once its socket exists.
     pub async fn start_agent(&mut self, extra: &[String]) -> Result<usize, BenchError> {
-        let dir = self.dir().join("agent");
-        let socket = dir.join("csi.sock");
-        for sub in ["state", "data"] {
-            std::fs::create_dir_all(dir.join(sub)).map_err(|source| BenchError::Start {
-                what: format!("creating {}", dir.join(sub).display()),
-                source,
-            })?;
-        }
-        let mut args = vec![
-            "node".to_string(),
+        let (socket, mut args) = self.driver_dir("agent")?;
+        args.insert(0, "node".to_string());
+        args.extend([
             format!("--kubeconfig={}", self.kubeconfig().display()),
-            format!("--endpoint=unix://{}", socket.display()),
-            format!("--node-id={NODE}"),
             format!("--namespace={NAMESPACE}"),
-            format!("--state-dir={}", dir.join("state").display()),
-            format!("--data-dir={}", dir.join("data").display()),
             // No kubelet here: the CSINode is the harness's (Cluster::start).
             "--registration-path=".to_string(),
-            "--capacity=100Ti".to_string(),
-        ];
+        ]);
         args.extend(extra.iter().cloned());
         let idx = self.spawn("berth node", &berth_bin(), &args)?;
         self.wait_socket(idx, &socket).await?;
