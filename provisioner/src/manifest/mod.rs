@@ -14,7 +14,9 @@ pub mod names;
 mod scheduling;
 pub mod snapshots;
 
-pub use convert::{InputError, Typed, to_snapshot, to_snapshot_loaded, to_snapshot_typed};
+pub use convert::{
+    InputError, Typed, place_of, to_snapshot, to_snapshot_loaded, to_snapshot_typed,
+};
 pub use load::{Document, LoadError, Loaded, load, load_paths, parse_str};
 
 /// Anything that stops a plan from being computed.

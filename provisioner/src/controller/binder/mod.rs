@@ -28,7 +28,7 @@ use kube::runtime::reflector::Store;
 use crate::binding::{self, Options, Snapshot};
 use crate::cluster::LiveObjects;
 use crate::cluster::objects::pod_uses_volumes;
-use crate::manifest::to_snapshot_typed;
+use crate::manifest::{place_of, to_snapshot_typed};
 use crate::model::ClaimKey;
 use apply::{Applier, Objects};
 use effects::effects;
@@ -282,7 +282,7 @@ fn snapshot(live: &LiveObjects) -> Option<Snapshot> {
                 let found = objects
                     .iter()
                     .enumerate()
-                    .find(|(i, _)| place(i + 1) == e.place)
+                    .find(|(i, _)| place_of(SOURCE, i + 1) == e.place)
                     .map(|(_, o)| o.identity());
                 match found {
                     Some(id) => {
@@ -296,7 +296,35 @@ fn snapshot(live: &LiveObjects) -> Option<Snapshot> {
     None
 }
 
-/// The place the converter gives object number `index` of a round.
-fn place(index: usize) -> String {
-    format!("{SOURCE}: document {index}")
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use super::*;
+
+    fn obj<T: serde::de::DeserializeOwned>(v: serde_json::Value) -> Arc<T> {
+        Arc::new(serde_json::from_value(v).expect("valid test object"))
+    }
+
+    #[test]
+    fn an_object_berth_cannot_read_is_left_out_and_the_rest_planned() {
+        let pv = |name: &str, size: &str| {
+            obj(serde_json::json!({
+                "metadata": {"name": name},
+                "spec": {"capacity": {"storage": size}, "accessModes": ["ReadWriteOnce"],
+                         "storageClassName": "static", "hostPath": {"path": "/tmp/a"}},
+            }))
+        };
+        let live = LiveObjects {
+            volumes: vec![
+                pv("pv-fine", "1Gi"),
+                pv("pv-huge", "100000000000000000000000Ei"),
+                pv("pv-other", "2Gi"),
+            ],
+            ..LiveObjects::default()
+        };
+        let snap = snapshot(&live).expect("a snapshot without the unreadable volume");
+        let names: Vec<&str> = snap.volumes.iter().map(|v| v.name.as_str()).collect();
+        assert_eq!(names, ["pv-fine", "pv-other"]);
+    }
 }
