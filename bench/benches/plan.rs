@@ -43,7 +43,10 @@ fn bench_plan(c: &mut Criterion) {
         });
         // Near-miss hints are extra work done only for pending claims; this
         // line shows what they cost.
-        let no_hints = Options { near_misses: false };
+        let no_hints = Options {
+            near_misses: false,
+            ..Options::default()
+        };
         group.bench_with_input(BenchmarkId::new("no-near-misses", n), &snapshot, |b, s| {
             b.iter(|| plan_with(black_box(s), &no_hints))
         });

@@ -23,19 +23,31 @@ impl Engine<'_> {
             return;
         }
         let volumes = &self.snap.volumes;
-        // Every volume of each class, sorted by capacity (then name).
-        let mut by_class: HashMap<&str, Vec<usize>> = HashMap::default();
-        for (i, v) in volumes.iter().enumerate() {
-            by_class.entry(v.class.as_str()).or_default().push(i);
-        }
-        for list in by_class.values_mut() {
-            list.sort_by(|&a, &b| {
-                (volumes[a].capacity, &volumes[a].name)
-                    .cmp(&(volumes[b].capacity, &volumes[b].name))
-            });
-        }
         let by_key: HashMap<&ClaimKey, &Admitted<'_>> =
             admitted.iter().map(|a| (&a.claim.key, a)).collect();
+        // Every volume of each class a pending claim asks for, sorted by
+        // capacity (then name).
+        let mut by_class: HashMap<&str, Vec<usize>> = HashMap::default();
+        for p in &self.plan.pending {
+            if let Some(a) = by_key.get(&p.claim) {
+                by_class.entry(a.class.as_str()).or_default();
+            }
+        }
+        for (i, v) in volumes.iter().enumerate() {
+            if let Some(list) = by_class.get_mut(v.class.as_str()) {
+                list.push(i);
+            }
+        }
+        for list in by_class.values_mut() {
+            // Names are unique, so an unstable sort is still deterministic.
+            let mut keyed: Vec<_> = list
+                .iter()
+                .map(|&i| (volumes[i].capacity, volumes[i].name.as_str(), i))
+                .collect();
+            keyed.sort_unstable();
+            list.clear();
+            list.extend(keyed.into_iter().map(|k| k.2));
+        }
         let mut filled = Vec::with_capacity(self.plan.pending.len());
         for p in &self.plan.pending {
             let Some(a) = by_key.get(&p.claim) else {

@@ -36,7 +36,7 @@ use super::admission::Admitted;
 use super::engine::Engine;
 use super::matcher::ClaimView;
 use super::plan::{NodeRejection, PendingClaim, PendingReason, Placement};
-use super::snapshot::{Node, StorageClass};
+use super::snapshot::{CsiNode, Node, StorageClass};
 use crate::model::{Labels, NodeSelector};
 use crate::quantity::Quantity;
 
@@ -115,8 +115,18 @@ impl<'s> Engine<'s> {
             return;
         }
         unplaced.sort_by(|&a, &b| admitted[a].claim.key.cmp(&admitted[b].claim.key));
-        let mut nodes: Vec<&'s Node> = self.snap.nodes.iter().collect();
-        nodes.sort_by(|a, b| a.name.cmp(&b.name));
+        // Each node with its CSINode, looked up once rather than per claim.
+        let mut registrations: HashMap<&str, &'s CsiNode> = HashMap::default();
+        for c in &self.snap.csi_nodes {
+            registrations.entry(c.name.as_str()).or_insert(c);
+        }
+        let mut nodes: Vec<(&'s Node, Option<&'s CsiNode>)> = self
+            .snap
+            .nodes
+            .iter()
+            .map(|n| (n, registrations.get(n.name.as_str()).copied()))
+            .collect();
+        nodes.sort_by(|a, b| a.0.name.cmp(&b.0.name));
         let mut load = Load::default();
         for i in unplaced {
             let a = &admitted[i];
@@ -156,7 +166,7 @@ impl<'s> Engine<'s> {
     fn choose_node(
         &self,
         class: &StorageClass,
-        nodes: &[&'s Node],
+        nodes: &[(&'s Node, Option<&'s CsiNode>)],
         request: Quantity,
         source: Option<&NodeSelector>,
         load: &Load,
@@ -169,19 +179,14 @@ impl<'s> Engine<'s> {
         // smallest name.
         let mut best: Option<(i128, &str, Option<i128>)> = None;
         let mut feasible = 0;
-        for node in nodes {
+        for &(node, csi_node) in nodes {
             let name = node.name.as_str();
-            let registered = self
-                .snap
-                .csi_nodes
-                .iter()
-                .find(|c| c.name == name)
-                .and_then(|c| {
-                    c.drivers
-                        .iter()
-                        .find(|(d, _)| d == driver)
-                        .map(|(_, limit)| *limit)
-                });
+            let registered = csi_node.and_then(|c| {
+                c.drivers
+                    .iter()
+                    .find(|(d, _)| d == driver)
+                    .map(|(_, limit)| *limit)
+            });
             let Some(limit) = registered else {
                 *rejected.entry(NodeRejection::NotRegistered).or_default() += 1;
                 continue;

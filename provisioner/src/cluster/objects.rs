@@ -17,7 +17,7 @@ use k8s_openapi::api::storage::v1::{CSIDriver, CSINode, CSIStorageCapacity, Stor
 use serde::Serialize;
 
 use crate::binding::Snapshot;
-use crate::manifest::{Document, InputError, Typed, to_snapshot_typed};
+use crate::manifest::{Document, InputError, Typed, Versioned, to_snapshot_typed};
 
 /// Everything the planner looks at, as the API server returned it.
 #[derive(Debug, Clone, Default)]
@@ -116,10 +116,9 @@ impl LiveObject<'_> {
         }
     }
 
-    /// Kind, namespace and name: what the binder skips an unreadable
-    /// object by.
-    pub fn identity(&self) -> String {
-        let (kind, meta) = match self {
+    /// Kind and metadata.
+    fn meta(&self) -> (&'static str, &kube::api::ObjectMeta) {
+        match self {
             LiveObject::Namespace(o) => ("Namespace", &o.metadata),
             LiveObject::Class(o) => ("StorageClass", &o.metadata),
             LiveObject::Node(o) => ("Node", &o.metadata),
@@ -133,12 +132,29 @@ impl LiveObject<'_> {
             LiveObject::Claim(o) => ("PersistentVolumeClaim", &o.metadata),
             LiveObject::Pod(o) => ("Pod", &o.metadata),
             LiveObject::Decoded(t) => (t.kind(), t.metadata()),
-        };
+        }
+    }
+
+    /// Kind, namespace and name: what the binder skips an unreadable
+    /// object by.
+    pub fn identity(&self) -> String {
+        let (kind, meta) = self.meta();
         format!(
             "{kind}/{}/{}",
             meta.namespace.as_deref().unwrap_or(""),
             meta.name.as_deref().unwrap_or("")
         )
+    }
+}
+
+impl Versioned for LiveObject<'_> {
+    fn version(&self) -> Option<(&str, &str)> {
+        let (_, meta) = self.meta();
+        Some((meta.uid.as_deref()?, meta.resource_version.as_deref()?))
+    }
+
+    fn to_typed(&self) -> Typed {
+        LiveObject::to_typed(self)
     }
 }
 

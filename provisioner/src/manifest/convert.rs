@@ -320,8 +320,8 @@ fn entry_at<'a>(sources: &'a [super::load::Source], entry: &'a Entry) -> At<'a> 
 /// One input object converted: its warnings, and the object unless its
 /// kind is one berth does not use.
 pub(super) struct Converted {
-    warnings: Vec<String>,
-    object: Option<Object>,
+    pub(super) warnings: Vec<String>,
+    pub(super) object: Option<Object>,
 }
 
 /// The kinds the converter reads.
@@ -422,6 +422,48 @@ pub(super) enum Object {
     SnapshotContent(SnapshotContent),
 }
 
+impl Object {
+    /// Gives a converted object the place of object number `seq` at `at`
+    /// in another input. These are the only parts of a conversion that come
+    /// from where the object is rather than from the object (admission
+    /// order and the document an origin names): a field added to the
+    /// snapshot that depends on the place must be set here too, or the
+    /// binder's reused objects (`reconvert`) would keep an old one.
+    pub(super) fn restamp(&mut self, at: At<'_>, seq: usize) {
+        let origin = |o: &mut Origin| {
+            if o.source != at.source {
+                o.source = at.source.to_string();
+            }
+            o.document = at.index;
+        };
+        match self {
+            Object::Class(c) => origin(&mut c.origin),
+            Object::Volume(v) => origin(&mut v.origin),
+            Object::Claim(c) => {
+                origin(&mut c.origin);
+                c.seq = seq;
+            }
+            Object::Pod(p) => {
+                origin(&mut p.origin);
+                p.seq = seq;
+            }
+            Object::StatefulSet(st) => {
+                origin(&mut st.origin);
+                st.seq = seq;
+            }
+            Object::Namespace(n) => n.seq = seq,
+            Object::LimitRange(l) => l.seq = seq,
+            Object::Quota(q) => q.seq = seq,
+            Object::Node(_)
+            | Object::CsiNode(_)
+            | Object::CsiDriver(_)
+            | Object::Capacity(_)
+            | Object::Snapshot(_)
+            | Object::SnapshotContent(_) => {}
+        }
+    }
+}
+
 /// A JSON object from its text: straight into its API type when the fast
 /// path takes it (see `fast`), else as [`convert_document`] does.
 fn convert_json(
@@ -449,7 +491,12 @@ fn convert_json(
 /// An object already in its API type: the checks `convert_document` makes
 /// on the generic tree (decoding found no problem, so the order of the
 /// checks is the same), then the conversion.
-fn convert_typed(seq: usize, at: At<'_>, kind: &str, typed: Typed) -> Result<Object, InputError> {
+pub(super) fn convert_typed(
+    seq: usize,
+    at: At<'_>,
+    kind: &str,
+    typed: Typed,
+) -> Result<Object, InputError> {
     let m = typed.metadata();
     let ctx = Ctx {
         at,
@@ -783,7 +830,7 @@ fn convert(ctx: &Ctx<'_>, seq: usize, typed: Typed) -> Result<Object, InputError
 }
 
 #[derive(Default)]
-struct Builder {
+pub(super) struct Builder {
     snap: Snapshot,
     seen: Seen,
 }
@@ -856,7 +903,7 @@ fn identity_hash(ns: &str, name: &str) -> u64 {
 impl Builder {
     /// Adds one converted object (and its warnings) at its place in the
     /// input.
-    fn insert(&mut self, at: At<'_>, c: Converted) {
+    pub(super) fn insert(&mut self, at: At<'_>, c: Converted) {
         let s = &mut self.snap;
         s.warnings.extend(c.warnings);
         let Some(object) = c.object else {
@@ -986,7 +1033,7 @@ impl Builder {
         }
     }
 
-    fn finish(self) -> Snapshot {
+    pub(super) fn finish(self) -> Snapshot {
         self.snap
     }
 }

@@ -11,6 +11,7 @@ mod json_scan;
 pub mod load;
 pub mod migration;
 pub mod names;
+pub mod reconvert;
 mod scheduling;
 pub mod snapshots;
 
@@ -18,6 +19,7 @@ pub use convert::{
     InputError, Typed, place_of, to_snapshot, to_snapshot_loaded, to_snapshot_typed,
 };
 pub use load::{Document, LoadError, Loaded, load, load_paths, parse_str};
+pub use reconvert::{Reconverter, Reuse, Versioned};
 
 /// Anything that stops a plan from being computed.
 #[derive(Debug, thiserror::Error)]

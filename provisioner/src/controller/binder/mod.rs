@@ -15,7 +15,6 @@ pub mod apply;
 pub mod effects;
 pub mod overlay;
 
-use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -28,7 +27,7 @@ use kube::runtime::reflector::Store;
 use crate::binding::{self, Options, Snapshot};
 use crate::cluster::LiveObjects;
 use crate::cluster::objects::pod_uses_volumes;
-use crate::manifest::{place_of, to_snapshot_typed};
+use crate::manifest::{Reconverter, Reuse, place_of};
 use crate::model::ClaimKey;
 use apply::{Applier, Objects};
 use effects::effects;
@@ -107,6 +106,7 @@ pub async fn run(ctx: Arc<Context>, workers: usize, mode: Mode) {
         mode,
         ctx.provisioner.clone(),
     );
+    let mut reconverter = Reconverter::default();
     let mut wait = Duration::ZERO;
     loop {
         tokio::select! {
@@ -114,7 +114,7 @@ pub async fn run(ctx: Arc<Context>, workers: usize, mode: Mode) {
             _ = tokio::time::sleep(if wait.is_zero() { RESYNC } else { wait }) => {}
         }
         tokio::time::sleep(COALESCE).await;
-        let retry = round(&stores, &applier, workers).await;
+        let retry = round(&stores, &applier, &mut reconverter, workers).await;
         wait = if retry {
             RETRY
         } else {
@@ -171,7 +171,12 @@ async fn restore_sources(
 }
 
 /// One plan and its effects; true when some write must be retried.
-async fn round(stores: &Stores, applier: &Applier, workers: usize) -> bool {
+async fn round(
+    stores: &Stores,
+    applier: &Applier,
+    reconverter: &mut Reconverter,
+    workers: usize,
+) -> bool {
     let started = std::time::Instant::now();
     let volumes = applier.volumes.view(stores.volumes.state());
     let claims = applier.claims.view(stores.claims.state());
@@ -199,7 +204,7 @@ async fn round(stores: &Stores, applier: &Applier, workers: usize) -> bool {
     };
     let mut live = live;
     live.snapshots = restore_sources(applier.client(), &live.claims).await;
-    let Some(snap) = snapshot(&live) else {
+    let Some((snap, reuse)) = snapshot(&live, reconverter) else {
         return true;
     };
     let options = Options {
@@ -209,6 +214,8 @@ async fn round(stores: &Stores, applier: &Applier, workers: usize) -> bool {
     };
     let outcome = binding::run(&snap, &options);
     let mut todo = effects(&snap, &outcome.plan, &outcome.states);
+    drop(outcome);
+    reconverter.recycle(snap);
     let objects = Objects {
         volumes: volumes.into_iter().map(|v| (v.name_any(), v)).collect(),
         claims: claims
@@ -249,6 +256,8 @@ async fn round(stores: &Stores, applier: &Applier, workers: usize) -> bool {
     tracing::info!(
         effects = todo.len(),
         failed,
+        converted = reuse.converted,
+        reused = reuse.reused,
         plan_ms = planned.as_millis() as u64,
         total_ms = started.elapsed().as_millis() as u64,
         "planner round"
@@ -257,43 +266,31 @@ async fn round(stores: &Stores, applier: &Applier, workers: usize) -> bool {
 }
 
 /// The snapshot of the live objects, converted from the caches' typed
-/// objects (no JSON is made per round). An object the API server accepted
+/// objects (no JSON is made per round), reusing the objects of the last
+/// round that have not changed since. An object the API server accepted
 /// but berth cannot read (say, a quantity beyond its range) is left out
 /// with an error naming it, rather than stopping all binding.
-fn snapshot(live: &LiveObjects) -> Option<Snapshot> {
-    let mut skip: HashSet<String> = HashSet::new();
-    for _ in 0..16 {
-        let mut objects = match live.typed() {
-            Ok(o) => o,
-            Err(e) => {
-                tracing::error!(error = %e, "decoding cluster objects");
-                return None;
-            }
-        };
-        if !skip.is_empty() {
-            objects.retain(|o| !skip.contains(&o.identity()));
+fn snapshot(live: &LiveObjects, reconverter: &mut Reconverter) -> Option<(Snapshot, Reuse)> {
+    let mut objects = match live.typed() {
+        Ok(o) => o,
+        Err(e) => {
+            tracing::error!(error = %e, "decoding cluster objects");
+            return None;
         }
-        // Places are numbered in this order: the error's place finds the
-        // object again without keeping a map of every object.
-        match to_snapshot_typed(SOURCE, objects.iter().map(|o| o.to_typed())) {
+    };
+    // Each failure leaves one object out, so this ends.
+    loop {
+        match reconverter.snapshot(SOURCE, &objects) {
             Ok(s) => return Some(s),
             Err(e) => {
                 tracing::error!(error = %e, "skipping an object berth cannot read");
-                let found = objects
-                    .iter()
-                    .enumerate()
-                    .find(|(i, _)| place_of(SOURCE, i + 1) == e.place)
-                    .map(|(_, o)| o.identity());
-                match found {
-                    Some(id) => {
-                        skip.insert(id);
-                    }
-                    None => return None,
-                }
+                // Places are numbered in this order: the error's place
+                // finds the object again without a map of every object.
+                let i = (0..objects.len()).find(|i| place_of(SOURCE, i + 1) == e.place)?;
+                objects.remove(i);
             }
         }
     }
-    None
 }
 
 #[cfg(test)]
@@ -323,7 +320,9 @@ mod tests {
             ],
             ..LiveObjects::default()
         };
-        let snap = snapshot(&live).expect("a snapshot without the unreadable volume");
+        let mut reconverter = Reconverter::default();
+        let (snap, _) =
+            snapshot(&live, &mut reconverter).expect("a snapshot without the unreadable volume");
         let names: Vec<&str> = snap.volumes.iter().map(|v| v.name.as_str()).collect();
         assert_eq!(names, ["pv-fine", "pv-other"]);
     }
