@@ -29,7 +29,7 @@ use crate::cluster::LiveObjects;
 use crate::cluster::objects::pod_uses_volumes;
 use crate::manifest::{Reconverter, Reuse, place_of};
 use crate::model::ClaimKey;
-use apply::{Applier, Objects};
+use apply::{Applier, Objects, Planned};
 use effects::effects;
 
 use super::Context;
@@ -233,9 +233,13 @@ async fn round(
     if todo.is_empty() {
         return false;
     }
+    // From here on only the objects the effects write are held, each until
+    // its last write has taken it.
+    drop(live);
+    let in_flight = Planned::new(objects, &todo);
     let planned = started.elapsed();
     let results: Vec<_> = stream::iter(&todo)
-        .map(|e| applier.apply(e, &objects))
+        .map(|e| applier.apply(e, &in_flight))
         .buffer_unordered(workers.max(1))
         .collect()
         .await;
