@@ -257,14 +257,13 @@ impl VolumeIndex {
     /// Indexes the volumes for which `free(i)` holds (Available, unclaimed, not
     /// being deleted, with a capacity).
     pub fn build(volumes: &[Volume], free: impl Fn(usize) -> bool) -> Self {
-        let mut keyed: FxHashMap<(String, VolumeMode, AccessModes), Vec<u32>> =
-            FxHashMap::default();
+        let mut keyed: FxHashMap<(&str, VolumeMode, AccessModes), Vec<u32>> = FxHashMap::default();
         for (i, v) in volumes.iter().enumerate() {
             if !free(i) || v.capacity.is_none() {
                 continue;
             }
             keyed
-                .entry((v.class.clone(), v.volume_mode, v.access_modes))
+                .entry((v.class.as_str(), v.volume_mode, v.access_modes))
                 .or_default()
                 .push(i as u32);
         }
@@ -277,13 +276,18 @@ impl VolumeIndex {
         keys.sort_by(|a, b| {
             (&a.0.0, a.0.1 as u8, set_order(a.0.2)).cmp(&(&b.0.0, b.0.1 as u8, set_order(b.0.2)))
         });
-        for ((class, mode, modes), mut entries) in keys {
-            entries.sort_by(|&a, &b| {
-                let (va, vb) = (&volumes[a as usize], &volumes[b as usize]);
-                va.capacity
-                    .cmp(&vb.capacity)
-                    .then_with(|| va.name.cmp(&vb.name))
-            });
+        for ((class, mode, modes), entries) in keys {
+            // By capacity, then name, sorted on the keys laid out next to
+            // each other; names are unique, so unstable is deterministic.
+            let mut sorted: Vec<_> = entries
+                .into_iter()
+                .map(|i| {
+                    let v = &volumes[i as usize];
+                    (v.capacity, v.name.as_str(), i)
+                })
+                .collect();
+            sorted.sort_unstable();
+            let entries: Vec<u32> = sorted.into_iter().map(|k| k.2).collect();
             let bucket_id = index.buckets.len() as u32;
             index.buckets.push(Bucket {
                 modes,
@@ -292,7 +296,7 @@ impl VolumeIndex {
                 label_views: FxHashMap::default(),
                 node_views: FxHashMap::default(),
             });
-            index.groups.entry(class).or_default()[mode_slot(mode)].push(bucket_id);
+            index.groups.entry(class.to_string()).or_default()[mode_slot(mode)].push(bucket_id);
         }
         for pair in index.groups.values_mut() {
             let buckets = &index.buckets;
