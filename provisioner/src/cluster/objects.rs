@@ -116,40 +116,28 @@ impl LiveObject<'_> {
         }
     }
 
-    /// Kind and metadata.
-    fn meta(&self) -> (&'static str, &kube::api::ObjectMeta) {
+    fn metadata(&self) -> &kube::api::ObjectMeta {
         match self {
-            LiveObject::Namespace(o) => ("Namespace", &o.metadata),
-            LiveObject::Class(o) => ("StorageClass", &o.metadata),
-            LiveObject::Node(o) => ("Node", &o.metadata),
-            LiveObject::CsiNode(o) => ("CSINode", &o.metadata),
-            LiveObject::CsiDriver(o) => ("CSIDriver", &o.metadata),
-            LiveObject::Capacity(o) => ("CSIStorageCapacity", &o.metadata),
-            LiveObject::LimitRange(o) => ("LimitRange", &o.metadata),
-            LiveObject::Quota(o) => ("ResourceQuota", &o.metadata),
-            LiveObject::Volume(o) => ("PersistentVolume", &o.metadata),
-            LiveObject::StatefulSet(o) => ("StatefulSet", &o.metadata),
-            LiveObject::Claim(o) => ("PersistentVolumeClaim", &o.metadata),
-            LiveObject::Pod(o) => ("Pod", &o.metadata),
-            LiveObject::Decoded(t) => (t.kind(), t.metadata()),
+            LiveObject::Namespace(o) => &o.metadata,
+            LiveObject::Class(o) => &o.metadata,
+            LiveObject::Node(o) => &o.metadata,
+            LiveObject::CsiNode(o) => &o.metadata,
+            LiveObject::CsiDriver(o) => &o.metadata,
+            LiveObject::Capacity(o) => &o.metadata,
+            LiveObject::LimitRange(o) => &o.metadata,
+            LiveObject::Quota(o) => &o.metadata,
+            LiveObject::Volume(o) => &o.metadata,
+            LiveObject::StatefulSet(o) => &o.metadata,
+            LiveObject::Claim(o) => &o.metadata,
+            LiveObject::Pod(o) => &o.metadata,
+            LiveObject::Decoded(t) => t.metadata(),
         }
-    }
-
-    /// Kind, namespace and name: what the binder skips an unreadable
-    /// object by.
-    pub fn identity(&self) -> String {
-        let (kind, meta) = self.meta();
-        format!(
-            "{kind}/{}/{}",
-            meta.namespace.as_deref().unwrap_or(""),
-            meta.name.as_deref().unwrap_or("")
-        )
     }
 }
 
 impl Versioned for LiveObject<'_> {
     fn version(&self) -> Option<(&str, &str)> {
-        let (_, meta) = self.meta();
+        let meta = self.metadata();
         Some((meta.uid.as_deref()?, meta.resource_version.as_deref()?))
     }
 

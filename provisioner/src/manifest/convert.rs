@@ -519,17 +519,6 @@ pub(super) fn convert_typed(
     convert(&ctx, seq, typed)
 }
 
-/// The place [`to_snapshot_typed`] gives object number `index` (from 1) of
-/// `source`, as its errors name it.
-pub fn place_of(source: &str, index: usize) -> String {
-    At {
-        source,
-        index,
-        item: None,
-    }
-    .place()
-}
-
 /// Builds the snapshot of objects already in their API types (a live
 /// cluster's, as its watch caches hold them), in the order given (creation
 /// order), each named `source: document N` counting from 1: the snapshot

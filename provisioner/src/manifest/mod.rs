@@ -15,9 +15,7 @@ pub mod reconvert;
 mod scheduling;
 pub mod snapshots;
 
-pub use convert::{
-    InputError, Typed, place_of, to_snapshot, to_snapshot_loaded, to_snapshot_typed,
-};
+pub use convert::{InputError, Typed, to_snapshot, to_snapshot_loaded, to_snapshot_typed};
 pub use load::{Document, LoadError, Loaded, load, load_paths, parse_str};
 pub use reconvert::{Reconverter, Reuse, Versioned};
 

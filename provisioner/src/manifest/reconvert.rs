@@ -51,17 +51,24 @@ pub struct Reuse {
 impl Reconverter {
     /// The snapshot of `objects` (in creation order, numbered from 1 as
     /// `source: document N`), reusing what the last recycled snapshot held.
+    /// An object the converter refuses (the API server accepted it, but
+    /// berth cannot read it, say a quantity beyond its range) is left out
+    /// and its error returned: the snapshot is the one of the other objects,
+    /// numbered as if the refused ones were not there, so one bad object
+    /// neither stops binding nor costs the others their reuse.
     pub fn snapshot<O: Versioned>(
         &mut self,
         source: &str,
         objects: &[O],
-    ) -> Result<(Snapshot, Reuse), InputError> {
+    ) -> (Snapshot, Reuse, Vec<InputError>) {
         let mut kept = std::mem::take(&mut self.kept);
         self.order.clear();
         self.order.reserve(objects.len());
         let mut b = Builder::default();
         let mut reuse = Reuse::default();
-        for (seq, o) in objects.iter().enumerate() {
+        let mut refused = Vec::new();
+        let mut seq = 0;
+        for o in objects {
             let at = At {
                 source,
                 index: seq + 1,
@@ -82,20 +89,21 @@ impl Reconverter {
                 }
                 None => {
                     let typed = o.to_typed();
-                    let object = match convert_typed(seq, at, typed.kind(), typed) {
-                        Ok(object) => object,
-                        Err(e) => {
-                            // What was not taken yet stays for the retry.
-                            self.kept = kept;
-                            self.order.clear();
-                            return Err(e);
+                    match convert_typed(seq, at, typed.kind(), typed) {
+                        Ok(object) => {
+                            reuse.converted += 1;
+                            let version =
+                                version.map(|(uid, rv)| (uid.to_string(), rv.to_string()));
+                            (object, version)
                         }
-                    };
-                    reuse.converted += 1;
-                    let version = version.map(|(uid, rv)| (uid.to_string(), rv.to_string()));
-                    (object, version)
+                        Err(e) => {
+                            refused.push(e);
+                            continue;
+                        }
+                    }
                 }
             };
+            seq += 1;
             self.order.push((Kind::of(&object), version));
             b.insert(
                 at,
@@ -105,7 +113,7 @@ impl Reconverter {
                 },
             );
         }
-        Ok((b.finish(), reuse))
+        (b.finish(), reuse, refused)
     }
 
     /// Keeps the objects of the snapshot [`Reconverter::snapshot`] last
@@ -443,7 +451,8 @@ mod tests {
                 }
                 let afresh = to_snapshot_typed("cluster", live.iter().map(|o| o.0.clone()))
                     .expect("test objects convert");
-                let (snap, reuse) = r.snapshot("cluster", &live).expect("test objects convert");
+                let (snap, reuse, refused) = r.snapshot("cluster", &live);
+                prop_assert!(refused.is_empty());
                 prop_assert_eq!(debug(&snap), debug(&afresh));
                 let versions: Vec<(String, String)> = live
                     .iter()
@@ -464,10 +473,10 @@ mod tests {
     }
 
     #[test]
-    fn an_unreadable_object_fails_the_round_and_the_retry_reuses_the_rest() {
+    fn an_unreadable_object_is_left_out_and_the_rest_reused() {
         let mut r = Reconverter::default();
         let objects: Vec<Live> = (0..4).map(|i| object(1, i, i, Some(i.into()), 1)).collect();
-        let (snap, reuse) = r.snapshot("cluster", &objects).expect("snapshot");
+        let (snap, reuse, refused) = r.snapshot("cluster", &objects);
         assert_eq!(
             reuse,
             Reuse {
@@ -475,6 +484,7 @@ mod tests {
                 reused: 0
             }
         );
+        assert!(refused.is_empty());
         r.recycle(snap);
         assert_eq!(r.kept(), 4);
 
@@ -492,25 +502,35 @@ mod tests {
                 ),
             );
         }
-        let err = r
-            .snapshot("cluster", &bad)
-            .expect_err("unreadable capacity");
-        assert_eq!(err.place, "cluster: document 3");
-        assert_eq!(err.name, "o2");
-
-        // The binder leaves it out and plans the rest: o0 and o1 were moved
-        // into the failed round, o3 is still kept.
-        bad.remove(2);
-        let (snap, reuse) = r.snapshot("cluster", &bad).expect("snapshot");
+        let (snap, reuse, refused) = r.snapshot("cluster", &bad);
+        assert_eq!(refused.len(), 1);
+        assert_eq!(refused[0].place, "cluster: document 3");
+        assert_eq!(refused[0].name, "o2");
         assert_eq!(
             reuse,
             Reuse {
-                converted: 2,
-                reused: 1
+                converted: 0,
+                reused: 3
             }
         );
         let names: Vec<&str> = snap.volumes.iter().map(|v| v.name.as_str()).collect();
         assert_eq!(names, ["o0", "o1", "o3"]);
         assert_eq!(snap.volumes[2].origin.document, 3, "o3 moved up a place");
+        // The snapshot of the readable objects, as converted afresh.
+        let readable: Vec<Typed> = [0, 1, 3].iter().map(|&i| bad[i].0.clone()).collect();
+        let afresh = to_snapshot_typed("cluster", readable).expect("readable objects");
+        assert_eq!(debug(&snap), debug(&afresh));
+
+        // Next round: the three are reused again, o2 is refused again.
+        r.recycle(snap);
+        let (_, reuse, refused) = r.snapshot("cluster", &bad);
+        assert_eq!(
+            reuse,
+            Reuse {
+                converted: 0,
+                reused: 3
+            }
+        );
+        assert_eq!(refused.len(), 1);
     }
 }

@@ -27,7 +27,7 @@ use kube::runtime::reflector::Store;
 use crate::binding::{self, Options, Snapshot};
 use crate::cluster::LiveObjects;
 use crate::cluster::objects::pod_uses_volumes;
-use crate::manifest::{Reconverter, Reuse, place_of};
+use crate::manifest::{Reconverter, Reuse};
 use crate::model::ClaimKey;
 use apply::{Applier, Objects, Planned};
 use effects::effects;
@@ -275,26 +275,18 @@ async fn round(
 /// but berth cannot read (say, a quantity beyond its range) is left out
 /// with an error naming it, rather than stopping all binding.
 fn snapshot(live: &LiveObjects, reconverter: &mut Reconverter) -> Option<(Snapshot, Reuse)> {
-    let mut objects = match live.typed() {
+    let objects = match live.typed() {
         Ok(o) => o,
         Err(e) => {
             tracing::error!(error = %e, "decoding cluster objects");
             return None;
         }
     };
-    // Each failure leaves one object out, so this ends.
-    loop {
-        match reconverter.snapshot(SOURCE, &objects) {
-            Ok(s) => return Some(s),
-            Err(e) => {
-                tracing::error!(error = %e, "skipping an object berth cannot read");
-                // Places are numbered in this order: the error's place
-                // finds the object again without a map of every object.
-                let i = (0..objects.len()).find(|i| place_of(SOURCE, i + 1) == e.place)?;
-                objects.remove(i);
-            }
-        }
+    let (snap, reuse, refused) = reconverter.snapshot(SOURCE, &objects);
+    for e in refused {
+        tracing::error!(error = %e, "skipping an object berth cannot read");
     }
+    Some((snap, reuse))
 }
 
 #[cfg(test)]
